@@ -1,0 +1,3 @@
+from chrysopolis.cli import main
+
+main()

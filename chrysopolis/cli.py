@@ -1,0 +1,246 @@
+"""The `chrysopolis` command: setup, doctor, sources, build, run, check, baseline, fmt."""
+
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import click
+
+from chrysopolis import config, lock, progress, sources, toolchain
+from chrysopolis.errors import StageFailed, UserError
+
+DEFAULT_TARGET = "hello"
+
+
+def _fail(e: UserError) -> None:
+    click.secho(f"error: {e}", fg="red", err=True)
+    if isinstance(e, StageFailed):
+        from chrysopolis.stages import log_tail
+
+        tail = log_tail(e.log)
+        if tail:
+            click.echo(f"--- last lines of {e.log} ---\n{tail}", err=True)
+    sys.exit(1)
+
+
+class Group(click.Group):
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except UserError as e:
+            _fail(e)
+        except KeyboardInterrupt:
+            click.echo("interrupted", err=True)
+            sys.exit(130)
+
+
+@click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="chrysopolis")
+def main() -> None:
+    """Erlang/OTP on seL4: build and boot Microkit + LionsOS images from pinned sources."""
+
+
+@main.command()
+@click.option("--dry-run", is_flag=True, help="Print the commands instead of running them.")
+def setup(dry_run: bool) -> None:
+    """Install the host tools and Python packages the build needs (idempotent)."""
+    cmds = toolchain.setup_commands(lock.load())
+    if not cmds:
+        click.echo("everything the build needs is installed")
+        return
+    for cmd in cmds:
+        click.echo("$ " + " ".join(cmd))
+        if not dry_run and subprocess.call(cmd) != 0:
+            raise UserError(f"`{' '.join(cmd[:3])} …` failed; run it by hand to see why (are you root?)")
+
+
+@main.command()
+def doctor() -> None:
+    """Report which host tools, Python packages and sources are present, and how to fix gaps."""
+    lk = lock.load()
+    bad = 0
+    click.echo("host tools:")
+    have = toolchain.debian_versions(list(lk.host_debian))
+    for t in toolchain.TOOLS:
+        path = shutil.which(t.command)
+        pinned = lk.host_debian.get(t.package, "")
+        got = have.get(t.package, "")
+        if path is None:
+            bad += 1
+            click.echo(f"  ✗ {t.command:24} missing: run `chrysopolis setup` (apt: {t.package})")
+        else:
+            drift = f" (installed {got}, lock has {pinned})" if pinned and got and got != pinned else ""
+            click.echo(f"  ✓ {t.command:24} {path}{drift}")
+    click.echo("python packages:")
+    for name, want in lk.host_pypi.items():
+        got = toolchain.pypi_versions([name])[name]
+        mark = "✓" if got == want else "✗"
+        bad += got != want
+        fix = "" if got == want else f"  fix: pip install {name}=={want}"
+        click.echo(f"  {mark} {name:24} {got or 'missing'} (lock {want}){fix}")
+    click.echo(f"sources (store: {sources.store_dir()}):")
+    for s in lk.sources.values():
+        if sources.present(s):
+            click.echo(f"  ✓ {s.name:24} {s.pin}")
+        else:
+            click.echo(f"  - {s.name:24} absent: {sources.bring_hint(s)}")
+    if bad:
+        raise UserError(f"{bad} host prerequisite(s) missing; run `chrysopolis setup`")
+
+
+@main.group("sources")
+def sources_group() -> None:
+    """Pinned upstream sources: list, fetch, import."""
+
+
+@sources_group.command("list")
+def sources_list() -> None:
+    """Show each pinned source and whether it is in the store."""
+    lk = lock.load()
+    for s in lk.sources.values():
+        state = "present" if sources.present(s) else "absent"
+        click.echo(f"{s.name:14} {s.kind:7} {s.pin:14} {s.sha256[:12]}  {state:8} {s.url}")
+
+
+@sources_group.command("fetch")
+@click.argument("names", nargs=-1)
+def sources_fetch(names: tuple[str, ...]) -> None:
+    """Download sources by their pinned URL and verify them (all when no NAME is given)."""
+    lk = lock.load()
+    for s in [lk.source(n) for n in names] if names else lk.sources.values():
+        with progress.step(f"fetch {s.name} {s.pin}"):
+            path = sources.fetch(s)
+        click.echo(f"{s.name}: {path}")
+
+
+@sources_group.command("import")
+@click.argument("name")
+@click.argument("path", type=click.Path(path_type=Path))
+def sources_import(name: str, path: Path) -> None:
+    """Take a source from a local directory, git checkout, bare mirror or tarball."""
+    s = lock.load().source(name)
+    with progress.step(f"import {s.name} {s.pin} from {path}"):
+        dest = sources.import_path(s, path)
+    click.echo(f"{s.name}: {dest}")
+
+
+@main.command()
+@click.argument("target", required=False, default=DEFAULT_TARGET)
+@click.option("--list", "list_", is_flag=True, help="List targets and stages with their state.")
+def build(target: str, list_: bool) -> None:
+    """Build TARGET (default: the Erlang image) and put its files in the out directory."""
+    from chrysopolis import stages, targets
+
+    planner = stages.Planner()
+    if list_:
+        for st in sorted(stages.load_all().values(), key=lambda s: (not s.target, s.name)):
+            kind = "target" if st.target else "stage"
+            state = "built" if planner.is_built(st.name) else "-"
+            click.echo(f"{st.name:16} {kind:7} {state:6} {st.doc}")
+        return
+    t0 = time.monotonic()
+    st = stages.get(target)
+    if st.target:
+        dest = targets.publish(targets.image(planner, target), target)
+    else:
+        dest = planner.ensure(target)
+    click.echo(f"{target}: {dest}  ({time.monotonic() - t0:.1f} s)")
+
+
+@main.command()
+@click.argument("target", required=False, default=DEFAULT_TARGET)
+@click.option("--eval", "exprs", multiple=True, metavar="EXPR",
+              help="Evaluate an Erlang expression headless and print its result (repeatable).")
+@click.option("--path", "paths", multiple=True, type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="Put DIR's .beam files on the disk and in the code path (repeatable).")
+@click.option("--ram", default=None, help="RAM for QEMU, e.g. 512M (default: the board's).")
+def run(target: str, exprs: tuple[str, ...], paths: tuple[Path, ...], ram: str | None) -> None:
+    """Boot TARGET in QEMU with its serial console on this terminal (Ctrl-A X quits)."""
+    from chrysopolis import qemu, stages, targets
+
+    if exprs or paths:
+        from chrysopolis import shell
+
+        sys.exit(shell.run_batch(target, list(exprs), list(paths), ram))
+    img = targets.image(stages.Planner(), target)
+    cmd = qemu.command(img.board, img.loader, img.disk, ram=ram, interactive=True)
+    click.echo(f"booting {target} (Ctrl-A X quits QEMU)", err=True)
+    sys.exit(qemu.interactive(cmd))
+
+
+@main.command()
+@click.argument("names", nargs=-1)
+@click.option("--list", "list_", is_flag=True, help="List the checks.")
+def check(names: tuple[str, ...], list_: bool) -> None:
+    """Boot images headless and assert on their serial output (all checks when no NAME)."""
+    from chrysopolis import checks, stages
+
+    known = checks.load_all()
+    if list_:
+        for c in known.values():
+            click.echo(f"{c.name:16} {c.doc}")
+        return
+    for n in names:
+        if n not in known:
+            raise UserError(f"unknown check '{n}'; see `chrysopolis check --list`")
+    planner = stages.Planner()
+    failed = 0
+    for n in names or tuple(known):
+        t0 = time.monotonic()
+        try:
+            summary = known[n].run(planner)
+        except StageFailed:
+            raise
+        except UserError as e:
+            failed += 1
+            click.secho(f"FAIL {n}: {e}", fg="red")
+            from chrysopolis.qemu import tail
+
+            log = getattr(e, "log", None) or _log_in(str(e))
+            if log:
+                click.echo(tail(Path(log)))
+            continue
+        click.secho(f"PASS {n} ({time.monotonic() - t0:.1f} s): {summary}", fg="green")
+    if failed:
+        sys.exit(1)
+
+
+def _log_in(msg: str) -> str | None:
+    import re
+
+    m = re.search(r"\(log: ([^)]+)\)", msg)
+    return m.group(1) if m else None
+
+
+@main.command()
+@click.option("--eval", "exprs", multiple=True, required=True, metavar="EXPR",
+              help="An Erlang expression to evaluate (repeatable).")
+def baseline(exprs: tuple[str, ...]) -> None:
+    """Evaluate EXPR on the same ERTS as a static Linux beam under qemu-aarch64 (the reference)."""
+    from chrysopolis import baseline as bl
+
+    for line in bl.evaluate(list(exprs)):
+        click.echo(line)
+
+
+@main.command()
+@click.option("--check", "check_only", is_flag=True, help="Only report files that need formatting.")
+def fmt(check_only: bool) -> None:
+    """Format our Python (ruff) and C (clang-format) sources."""
+    root = config.ROOT
+    py = [sys.executable, "-m", "ruff", "format", *(["--check"] if check_only else []), str(root)]
+    rc = subprocess.call(py)
+    cfiles = [str(p) for d in ("hello", "runtime", "pd") for p in (root / d).rglob("*.[ch]")]
+    clang_format = shutil.which("clang-format-19") or shutil.which("clang-format")
+    if cfiles and clang_format:
+        args = ["--dry-run", "--Werror"] if check_only else ["-i"]
+        rc |= subprocess.call([clang_format, *args, *cfiles])
+    elif cfiles:
+        click.echo("clang-format is missing (Debian package clang-format-19); C files not formatted", err=True)
+    sys.exit(1 if rc else 0)
+
+
+if __name__ == "__main__":
+    main()

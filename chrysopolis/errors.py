@@ -1,0 +1,14 @@
+"""Errors the CLI prints as one line, naming the fix, with a non-zero exit."""
+
+
+class UserError(Exception):
+    """Bad input or a missing prerequisite; the message says what to do."""
+
+
+class StageFailed(UserError):
+    """A build stage failed; carries its log so the CLI can show the tail."""
+
+    def __init__(self, stage: str, log: "object", detail: str = "") -> None:
+        self.stage = stage
+        self.log = log
+        super().__init__(f"stage '{stage}' failed{': ' + detail if detail else ''} (log: {log})")

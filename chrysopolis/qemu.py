@@ -1,0 +1,106 @@
+"""The QEMU harness: boot an image, keep the serial log, wait for markers, always clean up."""
+
+import re
+import shutil
+import signal
+import subprocess
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import pexpect
+
+from chrysopolis.boards import Board
+from chrysopolis.errors import UserError
+
+
+class MarkerTimeout(UserError):
+    """A marker did not appear on the serial console in time."""
+
+
+def command(board: Board, loader: Path, disk: Path | None = None, ram: str | None = None,
+            interactive: bool = False) -> list[str]:
+    qemu = shutil.which("qemu-system-aarch64")
+    if qemu is None:
+        raise UserError("qemu-system-aarch64 is missing (Debian package qemu-system-arm); "
+                        "run `chrysopolis setup`")
+    cmd = [qemu, "-machine", board.qemu_machine, "-cpu", board.qemu_cpu,
+           "-m", f"size={ram or board.ram}", "-nographic",
+           # Interactive: the QEMU monitor muxed on the console (Ctrl-A X quits).
+           *(["-serial", "mon:stdio"] if interactive else ["-serial", "stdio", "-monitor", "none"]),
+           "-device", f"loader,file={loader},addr={board.loader_addr:#x},cpu-num=0"]
+    if disk is not None:
+        # Modern virtio-mmio, disk pinned to bus 1: the blk node the system description uses.
+        cmd += ["-global", "virtio-mmio.force-legacy=false",
+                "-drive", f"file={disk},if=none,format=raw,id=hd0",
+                "-device", "virtio-blk-device,drive=hd0,bus=virtio-mmio-bus.1"]
+    return cmd
+
+
+@dataclass
+class Session:
+    """A running QEMU with its serial console; `expect` waits on what it prints."""
+
+    child: pexpect.spawn
+    log: Path
+    started: float
+
+    def expect(self, pattern: str, timeout: float) -> re.Match:
+        """Wait for `pattern` (a regex) on the console; MarkerTimeout names the log."""
+        try:
+            self.child.expect(pattern, timeout=timeout)
+        except pexpect.TIMEOUT:
+            raise MarkerTimeout(f"no '{pattern}' on the serial console after {timeout:.0f} s "
+                                f"(log: {self.log})") from None
+        except pexpect.EOF:
+            raise MarkerTimeout(f"QEMU exited before '{pattern}' appeared (log: {self.log})") from None
+        return self.child.match
+
+    def elapsed(self) -> float:
+        return time.monotonic() - self.started
+
+    def send(self, text: str) -> None:
+        self.child.send(text)
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+
+def tail(log: Path, lines: int = 20) -> str:
+    try:
+        return "\n".join(log.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return ""
+
+
+@contextmanager
+def boot(cmd: Sequence[str], log: Path) -> Iterator[Session]:
+    """Start QEMU headless; whatever happens in the body, QEMU is ended on exit."""
+    log.parent.mkdir(parents=True, exist_ok=True)
+    logf = open(log, "wb")
+    child = pexpect.spawn(cmd[0], list(cmd[1:]), timeout=None, logfile=logf, echo=False,
+                          dimensions=(24, 200))
+    try:
+        yield Session(child, log, time.monotonic())
+    finally:
+        _end(child)
+        logf.close()
+
+
+def _end(child: pexpect.spawn) -> None:
+    if child.isalive():
+        child.kill(signal.SIGTERM)
+        for _ in range(50):
+            if not child.isalive():
+                break
+            time.sleep(0.05)
+        else:
+            child.kill(signal.SIGKILL)
+    child.close(force=True)
+
+
+def interactive(cmd: Sequence[str]) -> int:
+    """QEMU on this terminal (Ctrl-A X leaves it)."""
+    return subprocess.call(list(cmd))

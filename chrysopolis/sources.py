@@ -1,0 +1,189 @@
+"""The source store: pinned upstream trees, fetched or imported, verified, then kept.
+
+Layout: <cache>/sources/<name>/<sha256>/ holds the unpacked tree. A tree is moved into
+place only after its hash matched the lock, so a present directory is a verified one.
+"""
+
+import shutil
+import subprocess
+import tarfile
+import tempfile
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+from chrysopolis import config, progress
+from chrysopolis.errors import UserError
+from chrysopolis.lock import Source
+from chrysopolis.treehash import file_hash, tree_hash
+
+
+def store_dir() -> Path:
+    return config.cache_dir() / "sources"
+
+
+def path_of(src: Source) -> Path:
+    return store_dir() / src.name / src.sha256
+
+
+def present(src: Source) -> bool:
+    return path_of(src).is_dir()
+
+
+def require(src: Source) -> Path:
+    """The stored tree of `src`, or an error naming the command that brings it."""
+    p = path_of(src)
+    if not p.is_dir():
+        raise UserError(f"source '{src.name}' ({src.pin}) is not in the store; {bring_hint(src)}")
+    return p
+
+
+def bring_hint(src: Source) -> str:
+    if src.kind == "git" and "github.com" in src.url:
+        return (
+            f"run `chrysopolis sources import {src.name} PATH` with a checkout or mirror holding "
+            f"{src.commit[:12]}, or `chrysopolis sources fetch {src.name}` with internet access"
+        )
+    return f"run `chrysopolis sources fetch {src.name}`"
+
+
+def _staging() -> Path:
+    store_dir().mkdir(parents=True, exist_ok=True)
+    return Path(tempfile.mkdtemp(prefix=".incoming-", dir=store_dir()))
+
+
+def _install(src: Source, tree: Path, origin: str) -> Path:
+    """Verify `tree` against the lock and move it into the store (atomic rename)."""
+    got = tree_hash(tree)
+    if got != src.sha256:
+        raise UserError(
+            f"hash mismatch for '{src.name}' from {origin}: got {got[:16]}…, lock has "
+            f"{src.sha256[:16]}…; check the source or update the pin in the lock file"
+        )
+    dest = path_of(src)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    if dest.exists():  # another run got there first; theirs is verified too
+        return dest
+    tree.rename(dest)
+    return dest
+
+
+def _unpack_tarball(archive: Path, dest: Path) -> None:
+    """Unpack, stripping the single top-level directory release tarballs carry."""
+    with tarfile.open(archive) as tar:
+        tar.extractall(dest, filter="tar")
+    entries = list(dest.iterdir())
+    if len(entries) == 1 and entries[0].is_dir():
+        top = entries[0]
+        for child in top.iterdir():
+            child.rename(dest / child.name)
+        top.rmdir()
+
+
+def _download(url: str, dest: Path) -> None:
+    try:
+        with urllib.request.urlopen(url, timeout=120) as r, open(dest, "wb") as f:
+            total = int(r.headers.get("Content-Length") or 0)
+            with progress.bytes_task(f"download {url.rsplit('/', 1)[-1]}", total) as advance:
+                while chunk := r.read(1 << 20):
+                    f.write(chunk)
+                    advance(len(chunk))
+    except (urllib.error.URLError, OSError) as e:
+        raise UserError(f"cannot download {url}: {e}; check the network or import from a local copy") from None
+
+
+def _unpack_debian(src: Source, files_dir: Path, tree: Path) -> None:
+    """Verify each file of the Debian source package, then let dpkg-source apply its patches."""
+    for f in src.files:
+        p = files_dir / f.name
+        if not p.is_file():
+            raise UserError(f"'{src.name}': {f.name} is missing from {files_dir}")
+        if file_hash(p) != f.sha256:
+            raise UserError(f"hash mismatch for {f.name} of '{src.name}'; the file is corrupt or not the pinned one")
+    dsc = next((f.name for f in src.files if f.name.endswith(".dsc")), None)
+    if dsc is None:
+        raise UserError(f"'{src.name}' lists no .dsc file in the lock")
+    if not shutil.which("dpkg-source"):
+        raise UserError("dpkg-source is missing; run `chrysopolis setup` (Debian package dpkg-dev)")
+    tree.rmdir()
+    r = subprocess.run(
+        ["dpkg-source", "--no-check", "-x", str(files_dir / dsc), str(tree)],
+        capture_output=True, text=True,
+    )
+    if r.returncode != 0:
+        raise UserError(f"dpkg-source could not unpack '{src.name}': {r.stderr.strip().splitlines()[-1:]}")
+
+
+def fetch(src: Source) -> Path:
+    if present(src):
+        return path_of(src)
+    stage = _staging()
+    try:
+        tree = stage / "tree"
+        tree.mkdir()
+        if src.kind == "debian":
+            files = stage / "files"
+            files.mkdir()
+            for f in src.files:
+                _download(f.url, files / f.name)
+            _unpack_debian(src, files, tree)
+        else:
+            url = src.archive_url()
+            archive = stage / "archive"
+            _download(url, archive)
+            try:
+                _unpack_tarball(archive, tree)
+            except tarfile.TarError as e:
+                raise UserError(f"{url} is not a readable tarball ({e}); check the URL in the lock") from None
+        return _install(src, tree, src.archive_url() if src.kind != "debian" else "the Debian archive")
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
+
+
+def _git(path: Path, *args: str, **kw) -> subprocess.CompletedProcess:
+    return subprocess.run(["git", "-C", str(path), *args], capture_output=True, **kw)
+
+
+def _git_root(path: Path) -> Path | None:
+    """`path` if it is a repository itself (bare or checkout), None for a plain directory."""
+    r = _git(path, "rev-parse", "--is-bare-repository", "--absolute-git-dir", text=True)
+    if r.returncode != 0:
+        return None
+    bare, git_dir = r.stdout.split()[:2]
+    if bare == "true":
+        return path if Path(git_dir).resolve() == path.resolve() else None
+    top = _git(path, "rev-parse", "--show-toplevel", text=True).stdout.strip()
+    return path if top and Path(top).resolve() == path.resolve() else None
+
+
+def import_path(src: Source, path: Path) -> Path:
+    path = Path(path).expanduser()
+    if not path.exists():
+        raise UserError(f"{path} does not exist; give a directory, a git checkout or a bare repository")
+    if present(src):
+        return path_of(src)
+    stage = _staging()
+    try:
+        tree = stage / "tree"
+        tree.mkdir()
+        if src.kind == "debian":
+            _unpack_debian(src, path if path.is_dir() else path.parent, tree)
+        elif path.is_file():
+            _unpack_tarball(path, tree)
+        elif src.kind == "git" and _git_root(path) is not None:
+            want = f"{src.commit}^{{commit}}"
+            if _git(path, "cat-file", "-e", want).returncode != 0:
+                raise UserError(
+                    f"{path} does not contain commit {src.commit[:12]} of '{src.name}'; "
+                    f"run `git -C {path} fetch origin {src.commit}` or use another mirror"
+                )
+            archive = subprocess.Popen(["git", "-C", str(path), "archive", src.commit], stdout=subprocess.PIPE)
+            with tarfile.open(fileobj=archive.stdout, mode="r|") as tar:
+                tar.extractall(tree, filter="tar")
+            if archive.wait() != 0:
+                raise UserError(f"git archive of {src.commit[:12]} failed in {path}")
+        else:
+            shutil.copytree(path, tree, symlinks=True, dirs_exist_ok=True, ignore=shutil.ignore_patterns(".git"))
+        return _install(src, tree, str(path))
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)

@@ -1,0 +1,248 @@
+"""The stage cache: each build stage is a pure function of its inputs, kept by their hash.
+
+A stage's key hashes the lock hashes of its sources, the keys of the stages it uses, our
+own files it names (patches, C code), its Python module, its options and the Debian
+versions of the host tools it runs. It builds into a temporary directory beside the
+cache entry and is renamed into place only on success: an interrupted or failed stage
+leaves nothing that a later build would take for done. Every stage keeps its log.
+"""
+
+import fcntl
+import hashlib
+import importlib
+import inspect
+import json
+import os
+import shlex
+import shutil
+import subprocess
+import tempfile
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from chrysopolis import config, lock, progress, sources, toolchain
+from chrysopolis.errors import StageFailed, UserError
+from chrysopolis.treehash import file_hash, tree_hash
+
+# Bump to invalidate every cached stage (a change in how stages are keyed or laid out).
+CACHE_FORMAT = 1
+
+# Modules that define stages; importing one registers its stages.
+STAGE_MODULES = ["chrysopolis.build"]
+
+
+@dataclass
+class Stage:
+    name: str
+    build: Callable[["Context"], None]
+    doc: str = ""
+    sources: tuple[str, ...] = ()
+    deps: tuple[str, ...] = ()
+    files: tuple[str, ...] = ()  # paths relative to the checkout: our files the stage reads
+    host: tuple[str, ...] = ()  # Debian packages whose versions the output depends on
+    pypi: tuple[str, ...] = ()  # PyPI packages likewise
+    options: Mapping[str, object] = field(default_factory=dict)
+    target: bool = False  # a user-facing `build` target (its outputs land in the out dir)
+
+
+REGISTRY: dict[str, Stage] = {}
+
+
+def stage(name: str, *, doc: str = "", sources: Sequence[str] = (), deps: Sequence[str] = (),
+          files: Sequence[str] = (), host: Sequence[str] = (), pypi: Sequence[str] = (),
+          options: Mapping[str, object] | None = None, target: bool = False):
+    """Register the decorated function as the build of stage `name`."""
+
+    def register(fn: Callable[["Context"], None]) -> Callable[["Context"], None]:
+        if name in REGISTRY:
+            raise RuntimeError(f"stage {name} defined twice")
+        REGISTRY[name] = Stage(name, fn, doc or (fn.__doc__ or "").strip().split("\n")[0],
+                               tuple(sources), tuple(deps), tuple(files), tuple(host),
+                               tuple(pypi), dict(options or {}), target)
+        return fn
+
+    return register
+
+
+def load_all() -> dict[str, Stage]:
+    for m in STAGE_MODULES:
+        importlib.import_module(m)
+    return REGISTRY
+
+
+def get(name: str) -> Stage:
+    load_all()
+    if name not in REGISTRY:
+        targets = ", ".join(sorted(n for n, s in REGISTRY.items() if s.target))
+        raise UserError(f"unknown target '{name}'; targets: {targets} (see `chrysopolis build --list`)")
+    return REGISTRY[name]
+
+
+def cache_root() -> Path:
+    return config.cache_dir() / "stages"
+
+
+def _our_files_digest(paths: Sequence[str]) -> dict[str, str]:
+    out = {}
+    for rel in paths:
+        p = config.ROOT / rel
+        if p.is_dir():
+            out[rel] = tree_hash(p)
+        elif p.is_file():
+            out[rel] = file_hash(p)
+        else:
+            raise UserError(f"stage input {rel} is missing from the checkout")
+    return out
+
+
+class Planner:
+    """Computes stage keys (memoised) and brings stages up to date."""
+
+    def __init__(self) -> None:
+        self.lock = lock.load()
+        self._keys: dict[str, str] = {}
+        load_all()
+
+    def inputs(self, st: Stage) -> dict:
+        module_file = inspect.getsourcefile(st.build)
+        return {
+            "format": CACHE_FORMAT,
+            "stage": st.name,
+            "sources": {n: self.lock.source(n).sha256 for n in st.sources},
+            "deps": {d: self.key(d) for d in st.deps},
+            "files": _our_files_digest(st.files),
+            "module": file_hash(Path(module_file)) if module_file else "",
+            "host": toolchain.debian_versions(st.host),
+            "pypi": toolchain.pypi_versions(st.pypi),
+            "options": st.options,
+        }
+
+    def key(self, name: str) -> str:
+        if name not in self._keys:
+            st = get(name)
+            blob = json.dumps(self.inputs(st), sort_keys=True, default=str).encode()
+            self._keys[name] = hashlib.sha256(blob).hexdigest()
+        return self._keys[name]
+
+    def out_path(self, name: str) -> Path:
+        return cache_root() / name / self.key(name)[:20]
+
+    def log_path(self, name: str) -> Path:
+        return config.cache_dir() / "logs" / f"{name}-{self.key(name)[:20]}.log"
+
+    def is_built(self, name: str) -> bool:
+        return self.out_path(name).is_dir()
+
+    def ensure(self, name: str) -> Path:
+        """The output directory of stage `name`, building it and its dependencies if needed."""
+        st = get(name)
+        for d in st.deps:
+            self.ensure(d)
+        out = self.out_path(name)
+        if out.is_dir():
+            return out
+        for s in st.sources:  # fail before any work if a source is missing
+            sources.require(self.lock.source(s))
+        out.parent.mkdir(parents=True, exist_ok=True)
+        with open(out.parent / ".lock", "w") as lk:
+            fcntl.flock(lk, fcntl.LOCK_EX)  # one builder per stage; others wait, then reuse
+            if out.is_dir():
+                return out
+            self._build(st, out)
+        return out
+
+    def _build(self, st: Stage, out: Path) -> None:
+        log = self.log_path(st.name)
+        log.parent.mkdir(parents=True, exist_ok=True)
+        work = config.cache_dir() / "work" / st.name  # kept after a failure, for inspection
+        shutil.rmtree(work, ignore_errors=True)
+        work.mkdir(parents=True)
+        tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=out.parent))
+        ctx = Context(self, st, tmp, work, log)
+        try:
+            with open(log, "w") as ctx._log, progress.step(f"stage {st.name}"):
+                ctx.note(f"stage {st.name} key {self.key(st.name)}")
+                ctx.note(json.dumps(self.inputs(st), sort_keys=True, indent=1, default=str))
+                st.build(ctx)
+            (tmp / ".chrysopolis-inputs.json").write_text(
+                json.dumps(self.inputs(st), sort_keys=True, indent=1, default=str))
+            tmp.rename(out)
+        except StageFailed:
+            raise
+        except UserError:
+            raise
+        except KeyboardInterrupt:
+            raise
+        except Exception as e:
+            raise StageFailed(st.name, log, f"{type(e).__name__}: {e}") from e
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        shutil.rmtree(work, ignore_errors=True)
+
+
+class Context:
+    """What a stage's build function gets: its paths, its inputs and a logged `run`."""
+
+    def __init__(self, planner: Planner, st: Stage, out: Path, work: Path, log: Path) -> None:
+        self.planner = planner
+        self.stage = st
+        self.out = out
+        self.work = work
+        self.log_path = log
+        self.options = st.options
+        self.jobs = os.cpu_count() or 1
+        self._log = None
+
+    def note(self, msg: str) -> None:
+        self._log.write(msg.rstrip("\n") + "\n")
+        self._log.flush()
+
+    def src(self, name: str) -> Path:
+        if name not in self.stage.sources:
+            raise RuntimeError(f"stage {self.stage.name} reads source {name} without declaring it")
+        return sources.require(self.planner.lock.source(name))
+
+    def dep(self, name: str) -> Path:
+        if name not in self.stage.deps:
+            raise RuntimeError(f"stage {self.stage.name} uses stage {name} without declaring it")
+        return self.planner.out_path(name)
+
+    def ours(self, rel: str) -> Path:
+        if not any(rel == f or rel.startswith(f.rstrip("/") + "/") for f in self.stage.files):
+            raise RuntimeError(f"stage {self.stage.name} reads {rel} without declaring it")
+        return config.ROOT / rel
+
+    def copy_source(self, name: str, dest: Path | None = None) -> Path:
+        """A writable copy of a stored source under the work directory."""
+        dest = dest or self.work / name
+        shutil.copytree(self.src(name), dest, symlinks=True)
+        return dest
+
+    def apply_patches(self, patch_dir: str, tree: Path) -> None:
+        """Apply our patch files (sorted by name) with `patch -p1`; each must apply cleanly."""
+        for p in sorted(self.ours(patch_dir).glob("*.patch")):
+            self.run(["patch", "-p1", "--forward", "--batch", "-i", str(p)], cwd=tree)
+
+    def run(self, cmd: Sequence[str] | str, cwd: Path | None = None,
+            env: Mapping[str, str] | None = None, shell: bool = False) -> None:
+        """Run a command with its output appended to the stage log; a failure fails the stage."""
+        text = cmd if isinstance(cmd, str) else shlex.join(str(c) for c in cmd)
+        self.note(f"$ {text}" + (f"   (in {cwd})" if cwd else ""))
+        full_env = {**os.environ, **(env or {})}
+        t0 = time.monotonic()
+        r = subprocess.run(cmd if shell or not isinstance(cmd, str) else shlex.split(cmd),
+                           cwd=cwd, env=full_env, shell=shell, stdout=self._log,
+                           stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        self.note(f"# exit {r.returncode} after {time.monotonic() - t0:.1f} s")
+        if r.returncode != 0:
+            first = text if len(text) < 80 else text[:77] + "…"
+            raise StageFailed(self.stage.name, self.log_path, f"`{first}` exited {r.returncode}")
+
+
+def log_tail(path: Path, lines: int = 25) -> str:
+    try:
+        return "\n".join(Path(path).read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return ""
