@@ -1,3 +1,10 @@
-"""Stage and check definitions, one module per upstream component or image."""
+"""Stage and check definitions, one module per upstream component or image.
 
-from chrysopolis.build import hello, sdk  # noqa: F401
+Every module in this package is imported, so a new component is one new file.
+"""
+
+import importlib
+import pkgutil
+
+for _m in sorted(m.name for m in pkgutil.iter_modules(__path__)):
+    importlib.import_module(f"{__name__}.{_m}")

@@ -1,0 +1,21 @@
+"""Shared fixtures. Tests that need GitHub-hosted sources skip, naming the command."""
+
+import pytest
+
+from chrysopolis import lock, sources
+
+
+def require_sources(*names: str) -> None:
+    """Skip the calling test unless every named source is in the store."""
+    lk = lock.load()
+    for n in names:
+        s = lk.source(n)
+        if not sources.present(s):
+            pytest.skip(f"source '{n}' absent: {sources.bring_hint(s)}")
+
+
+@pytest.fixture
+def isolated_cache(tmp_path, monkeypatch):
+    """A private cache directory, so a test never touches the user's store."""
+    monkeypatch.setenv("CHRYSOPOLIS_CACHE", str(tmp_path / "cache"))
+    return tmp_path / "cache"
