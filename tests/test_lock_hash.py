@@ -1,0 +1,84 @@
+"""The lock file and the canonical tree hash."""
+
+import os
+import subprocess
+import tarfile
+
+import pytest
+
+from chrysopolis import lock
+from chrysopolis.errors import UserError
+from chrysopolis.treehash import tree_hash
+
+
+def make_tree(root, files):
+    for rel, content in files.items():
+        p = root / rel
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_text(content)
+    return root
+
+
+def test_repo_lock_pins_every_github_source():
+    lk = lock.load()
+    for name in ("sel4", "microkit", "lionsos", "sddf", "libmicrokitco"):
+        s = lk.source(name)
+        assert s.kind == "git" and len(s.commit) == 40 and len(s.sha256) == 64
+        assert s.archive_url() == f"{s.url}/archive/{s.commit}.tar.gz"
+
+
+def test_unknown_source_names_the_known_ones():
+    with pytest.raises(UserError, match="unknown source 'nope'; known sources: .*sel4"):
+        lock.load().source("nope")
+
+
+def test_bad_lock_is_one_line_error(tmp_path):
+    bad = tmp_path / "lock.toml"
+    bad.write_text('[source.x]\nkind = "svn"\nurl = "u"\nsha256 = "0"\n')
+    with pytest.raises(UserError, match="kind 'svn'; use one of"):
+        lock.load(bad)
+    bad.write_text("[source.x\n")
+    with pytest.raises(UserError, match="not valid TOML"):
+        lock.load(bad)
+    bad.write_text('[source.x]\nkind = "git"\nurl = "u"\nsha256 = "0"\n')
+    with pytest.raises(UserError, match="has no 'commit'"):
+        lock.load(bad)
+
+
+def test_hash_ignores_mtime_owner_and_umask_but_not_content_or_exec_bit(tmp_path):
+    a = make_tree(tmp_path / "a", {"x.c": "int x;\n", "d/y.h": "#pragma once\n"})
+    b = make_tree(tmp_path / "b", {"d/y.h": "#pragma once\n", "x.c": "int x;\n"})
+    os.utime(b / "x.c", (1, 1))
+    os.chmod(b / "d" / "y.h", 0o600)
+    assert tree_hash(a) == tree_hash(b)
+    (b / "x.c").write_text("int y;\n")
+    assert tree_hash(a) != tree_hash(b)
+    (b / "x.c").write_text("int x;\n")
+    os.chmod(b / "x.c", 0o755)
+    assert tree_hash(a) != tree_hash(b)
+
+
+def test_hash_covers_symlinks_and_skips_dot_git(tmp_path):
+    a = make_tree(tmp_path / "a", {"f": "1"})
+    h = tree_hash(a)
+    (a / ".git").mkdir()
+    (a / ".git" / "HEAD").write_text("ref")
+    assert tree_hash(a) == h
+    (a / "link").symlink_to("f")
+    assert tree_hash(a) != h
+
+
+def test_hash_of_git_archive_equals_hash_of_checkout(tmp_path):
+    repo = make_tree(tmp_path / "repo", {"src/a.c": "a", "README": "r"})
+    os.chmod(repo / "src" / "a.c", 0o755)
+    git = ["git", "-C", str(repo), "-c", "user.name=t", "-c", "user.email=t@t"]
+    subprocess.run([*git, "init", "-q"], check=True)
+    subprocess.run([*git, "add", "-A"], check=True)
+    subprocess.run([*git, "commit", "-qm", "x"], check=True)
+    out = tmp_path / "out"
+    out.mkdir()
+    arch = subprocess.run([*git, "archive", "HEAD"], capture_output=True, check=True).stdout
+    (tmp_path / "a.tar").write_bytes(arch)
+    with tarfile.open(tmp_path / "a.tar") as t:
+        t.extractall(out, filter="tar")
+    assert tree_hash(out) == tree_hash(repo)

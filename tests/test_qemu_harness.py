@@ -1,0 +1,105 @@
+"""The QEMU harness, driven by a stand-in guest so it runs without any image."""
+
+import os
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from chrysopolis import boards, qemu
+from chrysopolis.errors import UserError
+
+GUEST = textwrap.dedent("""
+    import sys, time
+    print("Bootstrapping kernel", flush=True)
+    time.sleep(0.2)
+    print("MARKER ready 42", flush=True)
+    line = sys.stdin.readline()
+    print("echo: " + line.strip(), flush=True)
+    time.sleep(600)
+""")
+
+
+def guest_cmd(tmp_path: Path, script: str = GUEST) -> list[str]:
+    f = tmp_path / "guest.py"
+    f.write_text(script)
+    return [sys.executable, str(f)]
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # A zombie still answers kill(0); its state says it is gone.
+    with open(f"/proc/{pid}/stat") as f:
+        return f.read().split(")")[-1].split()[0] != "Z"
+
+
+def test_markers_input_and_log(tmp_path):
+    log = tmp_path / "serial.log"
+    with qemu.boot(guest_cmd(tmp_path), log) as s:
+        m = s.expect(r"MARKER ready (\d+)", timeout=10)
+        assert m.group(1) == b"42"
+        s.send("hi there\r")
+        s.expect(r"echo: hi there", timeout=10)
+        pid = s.child.pid
+    assert not alive(pid), "the guest must be ended when the session closes"
+    assert "MARKER ready 42" in log.read_text()
+
+
+def test_timeout_names_log_and_guest_is_ended(tmp_path):
+    log = tmp_path / "serial.log"
+    with pytest.raises(qemu.MarkerTimeout, match=f"no 'never' .* after 1 s \\(log: {log}\\)"):
+        with qemu.boot(guest_cmd(tmp_path), log) as s:
+            pid = s.child.pid
+            s.expect("never", timeout=1)
+    assert not alive(pid)
+    assert "Bootstrapping kernel" in qemu.tail(log)
+
+
+def test_guest_exit_before_marker(tmp_path):
+    with pytest.raises(qemu.MarkerTimeout, match="QEMU exited before 'MARKER'"):
+        with qemu.boot(guest_cmd(tmp_path, "print('bye')"), tmp_path / "l.log") as s:
+            s.expect("MARKER", timeout=10)
+
+
+def test_guest_ended_on_error_in_body(tmp_path):
+    with pytest.raises(RuntimeError):
+        with qemu.boot(guest_cmd(tmp_path), tmp_path / "l.log") as s:
+            pid = s.child.pid
+            raise RuntimeError("test failed midway")
+    assert not alive(pid)
+
+
+def test_guest_ignoring_sigterm_is_killed(tmp_path):
+    stubborn = "import signal, time\nsignal.signal(signal.SIGTERM, signal.SIG_IGN)\nprint('up', flush=True)\ntime.sleep(600)"
+    with qemu.boot(guest_cmd(tmp_path, stubborn), tmp_path / "l.log") as s:
+        s.expect("up", timeout=10)
+        pid = s.child.pid
+    assert not alive(pid)
+
+
+def test_command_has_board_flags_and_pinned_disk(tmp_path):
+    b = boards.board("qemu_virt_aarch64")
+    cmd = qemu.command(b, tmp_path / "loader.img", tmp_path / "disk.img")
+    joined = " ".join(cmd)
+    assert "-machine virt,virtualization=on -cpu cortex-a53" in joined
+    assert f"loader,file={tmp_path}/loader.img,addr=0x70000000,cpu-num=0" in joined
+    assert "bus=virtio-mmio-bus.1" in joined and "force-legacy=false" in joined
+    assert "-serial stdio -monitor none" in joined
+    assert "mon:stdio" in " ".join(qemu.command(b, tmp_path / "l.img", interactive=True))
+
+
+def test_missing_qemu_names_the_fix(tmp_path, monkeypatch):
+    monkeypatch.setattr(qemu.shutil, "which", lambda _: None)
+    with pytest.raises(UserError, match="qemu-system-aarch64 is missing .*chrysopolis setup"):
+        qemu.command(boards.board("qemu_virt_aarch64"), tmp_path / "l.img")
+
+
+def test_unknown_board_and_config():
+    with pytest.raises(UserError, match="unknown board 'rpi9'; supported boards: qemu_virt_aarch64"):
+        boards.board("rpi9")
+    with pytest.raises(UserError, match="unknown config 'fast'"):
+        boards.check_config("fast")
