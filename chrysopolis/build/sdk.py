@@ -1,0 +1,92 @@
+"""The Microkit 2.0.1 SDK from source: seL4, loader, monitor, libmicrokit and the `microkit` tool.
+
+The C parts are built by Microkit's own `build_sdk.py` (with the Debian cross compiler);
+the Rust tool by cargo, offline, against Debian's crates (a source replacement to
+/usr/share/cargo/registry), after our patches bridge the API gaps to those crate versions.
+The output is the SDK directory exactly as Microkit lays it out: bin/microkit,
+board/<board>/<config>/{elf,include,lib}, ...
+"""
+
+import shutil
+import subprocess
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from chrysopolis import boards, toolchain
+from chrysopolis.stages import Context, stage
+
+# What the SDK is built for; `hello` and later images pick one board/config out of these.
+BOARDS = (boards.DEFAULT_BOARD,)
+CONFIGS = boards.CONFIGS
+
+# Debian's crate registry: each crate is unpacked there with a .cargo-checksum.json.
+DEBIAN_CRATES = Path("/usr/share/cargo/registry")
+CARGO_CONFIG = f"""\
+[source.crates-io]
+replace-with = "debian"
+
+[source.debian]
+directory = "{DEBIAN_CRATES}"
+
+[net]
+offline = true
+"""
+
+
+def build_sdk_args(board_names: Sequence[str], configs: Sequence[str]) -> list[str]:
+    """build_sdk.py's arguments for the C parts; unknown boards or configs are refused."""
+    for b in board_names:
+        boards.board(b)
+    for c in configs:
+        boards.check_config(c)
+    return ["--boards", ",".join(board_names), "--configs", ",".join(configs),
+            "--skip-tool", "--skip-docs", "--skip-tar",
+            # Debian's cross compiler instead of the aarch64-none-elf build_sdk.py expects.
+            "--toolchain-prefix-aarch64", "aarch64-linux-gnu"]
+
+
+def _version_line(cmd: str) -> str:
+    return subprocess.run([cmd, "--version"], capture_output=True, text=True).stdout.strip()
+
+
+@stage("sdk", sources=("sel4", "microkit"), files=("patches/microkit",),
+       host=("gcc-aarch64-linux-gnu", "binutils-aarch64-linux-gnu", "cmake", "ninja-build",
+             "device-tree-compiler", "librust-serde-dev", "librust-serde-derive-dev",
+             "librust-serde-json-dev", "librust-roxmltree-dev"),
+       pypi=("ply", "Jinja2", "PyYAML", "pyfdt", "lxml"),
+       options={"boards": list(BOARDS), "configs": list(CONFIGS)})
+def build(ctx: Context) -> None:
+    """Microkit 2.0.1 SDK (seL4 kernel, loader, monitor, libmicrokit, microkit tool)."""
+    toolchain.need("aarch64-linux-gnu-gcc", "cmake", "ninja", "dtc", "cargo", "patch")
+    args = build_sdk_args(ctx.options["boards"], ctx.options["configs"])
+    tree = ctx.copy_source("microkit")  # build_sdk.py writes build/ and release/ into its cwd
+    ctx.apply_patches("patches/microkit", tree)
+
+    # C parts: the seL4 tree is only read (CMake builds out of tree).
+    ctx.run([sys.executable, "build_sdk.py", "--sel4", ctx.src("sel4"), *args], cwd=tree)
+    sdk = tree / "release" / f"microkit-sdk-{(tree / 'VERSION').read_text().strip()}"
+    shutil.copytree(sdk, ctx.out, dirs_exist_ok=True)
+
+    # The tool. rustc comes from PATH (no Debian package is new enough: rust-version 1.73).
+    ctx.note(f"# {_version_line('rustc')}; {_version_line('cargo')}")
+    cargo_home = ctx.work / "cargo-home"
+    cargo_home.mkdir()
+    (cargo_home / "config.toml").write_text(CARGO_CONFIG)
+    env = {"CARGO_HOME": str(cargo_home), "CARGO_TARGET_DIR": str(ctx.work / "cargo-target")}
+    crate = tree / "tool" / "microkit"
+    # The upstream Cargo.lock pins crates.io versions Debian lacks; cargo re-resolves it offline.
+    ctx.run(["cargo", "build", "--release", "--offline"], cwd=crate, env=env)
+    ctx.run(["cargo", "test", "--release", "--offline"], cwd=crate, env=env)
+    (ctx.out / "bin").mkdir(exist_ok=True)
+    tool = ctx.out / "bin" / "microkit"
+    shutil.copy2(ctx.work / "cargo-target" / "release" / "microkit", tool)
+    tool.chmod(0o755)
+
+
+def board_dir(sdk: Path, board: str, config: str) -> Path:
+    """An SDK's directory for one board and config (elf/, include/, lib/)."""
+    d = sdk / "board" / boards.board(board).name / boards.check_config(config)
+    if not d.is_dir():
+        raise FileNotFoundError(f"{d} is missing: the SDK was built without {board}/{config}")
+    return d
