@@ -39,7 +39,7 @@ def require(src: Source) -> Path:
 
 
 def bring_hint(src: Source) -> str:
-    if src.kind == "git" and "github.com" in src.url:
+    if src.kind == "git":
         return (
             f"run `chrysopolis sources import {src.name} PATH` with a checkout or mirror holding "
             f"{src.commit[:12]}, or `chrysopolis sources fetch {src.name}` with internet access"
@@ -89,7 +89,7 @@ def _download(url: str, dest: Path) -> None:
                     f.write(chunk)
                     advance(len(chunk))
     except (urllib.error.URLError, OSError) as e:
-        raise UserError(f"cannot download {url}: {e}; check the network or import from a local copy") from None
+        raise UserError(f"cannot download {url}: {e}") from None
 
 
 def _unpack_debian(src: Source, files_dir: Path, tree: Path) -> None:
@@ -114,6 +114,22 @@ def _unpack_debian(src: Source, files_dir: Path, tree: Path) -> None:
         raise UserError(f"dpkg-source could not unpack '{src.name}': {r.stderr.strip().splitlines()[-1:]}")
 
 
+def _unpack_debs(src: Source, files_dir: Path, tree: Path) -> None:
+    """Verify each .deb of a `deb` source, then unpack them in lock order into one tree."""
+    for f in src.files:
+        p = files_dir / f.name
+        if not p.is_file():
+            raise UserError(f"'{src.name}': {f.name} is missing from {files_dir}")
+        if file_hash(p) != f.sha256:
+            raise UserError(f"hash mismatch for {f.name} of '{src.name}'; the file is corrupt or not the pinned one")
+    if not shutil.which("dpkg-deb"):
+        raise UserError("dpkg-deb is missing; install the Debian package dpkg")
+    for f in src.files:
+        r = subprocess.run(["dpkg-deb", "-x", str(files_dir / f.name), str(tree)], capture_output=True, text=True)
+        if r.returncode != 0:
+            raise UserError(f"dpkg-deb could not unpack {f.name} of '{src.name}': {r.stderr.strip()}")
+
+
 def fetch(src: Source) -> Path:
     if present(src):
         return path_of(src)
@@ -127,15 +143,24 @@ def fetch(src: Source) -> Path:
             for f in src.files:
                 _download(f.url, files / f.name)
             _unpack_debian(src, files, tree)
+        elif src.kind == "deb":
+            files = stage / "files"
+            files.mkdir()
+            for f in src.files:
+                _download(f.url, files / f.name)
+            _unpack_debs(src, files, tree)
         else:
             url = src.archive_url()
             archive = stage / "archive"
-            _download(url, archive)
+            try:
+                _download(url, archive)
+            except UserError as e:
+                raise UserError(f"{e}; offline, {bring_hint(src)}") from None
             try:
                 _unpack_tarball(archive, tree)
             except tarfile.TarError as e:
                 raise UserError(f"{url} is not a readable tarball ({e}); check the URL in the lock") from None
-        return _install(src, tree, src.archive_url() if src.kind != "debian" else "the Debian archive")
+        return _install(src, tree, src.archive_url() if src.kind not in ("debian", "deb") else "the Debian archive")
     finally:
         shutil.rmtree(stage, ignore_errors=True)
 
@@ -168,6 +193,8 @@ def import_path(src: Source, path: Path) -> Path:
         tree.mkdir()
         if src.kind == "debian":
             _unpack_debian(src, path if path.is_dir() else path.parent, tree)
+        elif src.kind == "deb":
+            _unpack_debs(src, path if path.is_dir() else path.parent, tree)
         elif path.is_file():
             _unpack_tarball(path, tree)
         elif src.kind == "git" and _git_root(path) is not None:

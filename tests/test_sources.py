@@ -94,7 +94,7 @@ def test_fetch_hash_mismatch_is_refused_and_store_untouched(isolated_cache, upst
 
 def test_fetch_unreachable_url_is_one_line_error(isolated_cache, upstream, http_server):
     _, base = http_server
-    with pytest.raises(UserError, match="cannot download .*missing.tar.gz"):
+    with pytest.raises(UserError, match="cannot download .*missing.tar.gz.*; offline, run `chrysopolis sources import demo PATH`"):
         sources.fetch(source(upstream, archive=f"{base}/missing.tar.gz"))
     assert not sources.present(source(upstream))
 
