@@ -8,12 +8,12 @@ from pathlib import Path
 from chrysopolis import config
 from chrysopolis.errors import UserError
 
-KINDS = ("git", "debian", "archive")
+KINDS = ("git", "debian", "archive", "deb")
 
 
 @dataclass(frozen=True)
 class SourceFile:
-    """One file of a multi-file source (a Debian source package: .dsc, orig, debian tar)."""
+    """One file of a multi-file source (a Debian source package: .dsc, orig, debian tar; or a .deb)."""
 
     name: str
     url: str
@@ -23,7 +23,8 @@ class SourceFile:
 @dataclass(frozen=True)
 class Source:
     name: str
-    kind: str  # git: a commit of a repository; debian: a source package; archive: one tarball
+    kind: str  # git: a commit of a repository; debian: a source package; archive: one tarball;
+    # deb: binary packages (.deb files) unpacked into one tree
     url: str
     sha256: str  # canonical tree hash of the unpacked source (see treehash.py)
     commit: str = ""
@@ -79,6 +80,10 @@ def _source(name: str, raw: dict, path: Path) -> Source:
         need("version")
         if not raw.get("files"):
             raise UserError(f"{path}: Debian source '{name}' lists no files; add its .dsc files")
+    if kind == "deb":
+        need("version")
+        if not raw.get("files"):
+            raise UserError(f"{path}: source '{name}' lists no .deb files; add them as `files`")
     files = tuple(SourceFile(f["name"], f["url"], f["sha256"]) for f in raw.get("files", []))
     return Source(
         name=name,
