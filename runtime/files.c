@@ -1,0 +1,69 @@
+/*
+ * The FAT volume through the LionsOS fs protocol. File calls block their
+ * cothread on the fs channel; the mount is issued by hand so that a missing
+ * or foreign disk gives an error after a deadline instead of a hang.
+ */
+#include <time.h>
+
+#include <libmicrokitco.h>
+#include <lions/fs/helpers.h>
+#include <lions/fs/protocol.h>
+
+#include "chrysopolis.h"
+
+fs_queue_t *fs_command_queue;
+fs_queue_t *fs_completion_queue;
+char *fs_share;
+
+static bool fs_enabled;
+static uint64_t mount_id = UINT64_MAX;
+static bool mount_done;
+
+static void on_completion(uint64_t id)
+{
+    if (id == mount_id) {
+        mount_done = true;
+    }
+}
+
+void files_init(void)
+{
+    fs_enabled = fs_config_check_magic(&fs_config);
+    if (!fs_enabled) {
+        return;
+    }
+    fs_command_queue = fs_config.server.command_queue.vaddr;
+    fs_completion_queue = fs_config.server.completion_queue.vaddr;
+    fs_share = fs_config.server.share.vaddr;
+    fs_set_blocking_wait(microkit_cothread_wait_on_channel);
+}
+
+void files_notified(void)
+{
+    fs_process_completions(on_completion);
+}
+
+int files_mount(uint64_t timeout_ns)
+{
+    if (!fs_enabled) {
+        return -1;
+    }
+    if (fs_request_allocate(&mount_id)) {
+        return -1;
+    }
+    mount_done = false;
+    fs_command_issue((fs_cmd_t){ .id = mount_id, .type = FS_CMD_INITIALISE });
+
+    uint64_t deadline = time_now_ns() + timeout_ns;
+    const struct timespec poll = { .tv_sec = 0, .tv_nsec = 20 * 1000 * 1000 };
+    while (!mount_done && time_now_ns() < deadline) {
+        nanosleep(&poll, NULL);
+    }
+    if (!mount_done) {
+        return -1; /* the request stays allocated: the server may still answer it */
+    }
+    fs_cmpl_t cmpl;
+    fs_command_complete(mount_id, NULL, &cmpl);
+    fs_request_free(mount_id);
+    return (int)cmpl.status;
+}
