@@ -21,9 +21,20 @@ PADDR_TOP = {"qemu_virt_aarch64": 0x6000_0000}
 
 CROSS = "aarch64-linux-gnu-"
 # As Microkit's example Makefiles, plus no PIE/stack protector (Debian's defaults for Linux).
-CFLAGS = ["-mcpu={cpu}", "-mstrict-align", "-ffreestanding", "-nostdlib", "-fno-pie",
-          "-fno-stack-protector", "-O2", "-g", "-Wall", "-Wextra", "-Werror",
-          "-Wno-unused-function"]  # microkit.h has static helpers a PD may not call
+CFLAGS = [
+    "-mcpu={cpu}",
+    "-mstrict-align",
+    "-ffreestanding",
+    "-nostdlib",
+    "-fno-pie",
+    "-fno-stack-protector",
+    "-O2",
+    "-g",
+    "-Wall",
+    "-Wextra",
+    "-Werror",
+    "-Wno-unused-function",
+]  # microkit.h has static helpers a PD may not call
 
 
 def system_description(board: boards.Board, elf: str) -> str:
@@ -35,9 +46,15 @@ def system_description(board: boards.Board, elf: str) -> str:
     return sdf.render()
 
 
-@stage("hello", deps=("sdk",), files=("hello",),
-       host=("gcc-aarch64-linux-gnu", "binutils-aarch64-linux-gnu"), pypi=("sdfgen",),
-       options={"board": BOARD, "config": CONFIG, "marker": MARKER}, target=True)
+@stage(
+    "hello",
+    deps=("sdk",),
+    files=("hello",),
+    host=("gcc-aarch64-linux-gnu", "binutils-aarch64-linux-gnu"),
+    pypi=("sdfgen",),
+    options={"board": BOARD, "config": CONFIG, "marker": MARKER},
+    target=True,
+)
 def build(ctx: Context) -> None:
     """Our hello PD on seL4 + Microkit (the smallest bootable image)."""
     toolchain.need(CROSS + "gcc", CROSS + "ld")
@@ -46,15 +63,31 @@ def build(ctx: Context) -> None:
     bdir = board_dir(sdk, board.name, ctx.options["config"])
     cflags = [f.format(cpu=board.cpu) for f in CFLAGS]
     obj, elf = ctx.work / "hello.o", ctx.out / "hello.elf"
-    ctx.run([CROSS + "gcc", *cflags, "-I", bdir / "include", "-c", ctx.ours("hello/hello.c"),
-             "-o", obj])
+    ctx.run(
+        [CROSS + "gcc", *cflags, "-I", bdir / "include", "-c", ctx.ours("hello/hello.c"), "-o", obj]
+    )
     ctx.run([CROSS + "ld", "-L", bdir / "lib", obj, "-lmicrokit", "-Tmicrokit.ld", "-o", elf])
     (ctx.out / "hello.system").write_text(system_description(board, elf.name))
-    ctx.run([sdk / "bin" / "microkit", "hello.system", "--search-path", ctx.out,
-             "--board", board.name, "--config", ctx.options["config"],
-             "-o", "loader.img", "-r", "report.txt"], cwd=ctx.out)
-    targets.write_manifest(ctx.out, "loader.img", board.name,
-                           markers={"hello": ctx.options["marker"]})
+    ctx.run(
+        [
+            sdk / "bin" / "microkit",
+            "hello.system",
+            "--search-path",
+            ctx.out,
+            "--board",
+            board.name,
+            "--config",
+            ctx.options["config"],
+            "-o",
+            "loader.img",
+            "-r",
+            "report.txt",
+        ],
+        cwd=ctx.out,
+    )
+    targets.write_manifest(
+        ctx.out, "loader.img", board.name, markers={"hello": ctx.options["marker"]}
+    )
 
 
 def boot_time(planner: Planner, timeout: float = 30.0) -> float:
@@ -70,4 +103,3 @@ def boot_time(planner: Planner, timeout: float = 30.0) -> float:
 def check_hello(planner: Planner) -> str:
     """Boot the hello image headless; its PD prints the marker line."""
     return f"marker after {boot_time(planner):.2f} s"
-

@@ -40,22 +40,42 @@ def build_sdk_args(board_names: Sequence[str], configs: Sequence[str]) -> list[s
         boards.board(b)
     for c in configs:
         boards.check_config(c)
-    return ["--boards", ",".join(board_names), "--configs", ",".join(configs),
-            "--skip-tool", "--skip-docs", "--skip-tar",
-            # Debian's cross compiler instead of the aarch64-none-elf build_sdk.py expects.
-            "--toolchain-prefix-aarch64", "aarch64-linux-gnu"]
+    return [
+        "--boards",
+        ",".join(board_names),
+        "--configs",
+        ",".join(configs),
+        "--skip-tool",
+        "--skip-docs",
+        "--skip-tar",
+        # Debian's cross compiler instead of the aarch64-none-elf build_sdk.py expects.
+        "--toolchain-prefix-aarch64",
+        "aarch64-linux-gnu",
+    ]
 
 
 def _version_line(cmd: str) -> str:
     return subprocess.run([cmd, "--version"], capture_output=True, text=True).stdout.strip()
 
 
-@stage("sdk", sources=("sel4", "microkit"), files=("patches/microkit",),
-       host=("gcc-aarch64-linux-gnu", "binutils-aarch64-linux-gnu", "cmake", "ninja-build",
-             "device-tree-compiler", "librust-serde-dev", "librust-serde-derive-dev",
-             "librust-serde-json-dev", "librust-roxmltree-dev"),
-       pypi=("ply", "Jinja2", "PyYAML", "pyfdt", "lxml"),
-       options={"boards": list(BOARDS), "configs": list(CONFIGS)})
+@stage(
+    "sdk",
+    sources=("sel4", "microkit"),
+    files=("patches/microkit",),
+    host=(
+        "gcc-aarch64-linux-gnu",
+        "binutils-aarch64-linux-gnu",
+        "cmake",
+        "ninja-build",
+        "device-tree-compiler",
+        "librust-serde-dev",
+        "librust-serde-derive-dev",
+        "librust-serde-json-dev",
+        "librust-roxmltree-dev",
+    ),
+    pypi=("ply", "Jinja2", "PyYAML", "pyfdt", "lxml"),
+    options={"boards": list(BOARDS), "configs": list(CONFIGS)},
+)
 def build(ctx: Context) -> None:
     """Microkit 2.0.1 SDK (seL4 kernel, loader, monitor, libmicrokit, microkit tool)."""
     toolchain.need("aarch64-linux-gnu-gcc", "cmake", "ninja", "dtc", "cargo", "patch")
