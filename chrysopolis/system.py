@@ -1,0 +1,373 @@
+"""The system description: which protection domains run, what they share, and their configs.
+
+`generate` renders the Microkit `.system` file and every PD's config blob with sdfgen
+0.28.1 (the version whose blob layouts match our sDDF pin), then `write_sections` puts
+each blob into its ELF. The picture, top to bottom:
+
+    timer_driver (254, passive)  <- protected calls from beam_server
+    serial_driver (100) -- serial_virt_tx (99) / serial_virt_rx (98) -- beam_server
+    blk_driver (200) -- blk_virt (199) -- fatfs (96) -- beam_server
+    beam_server (1): ERTS over LionsOS libc, with its own heap region
+"""
+
+import re
+import shutil
+import subprocess
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass
+from pathlib import Path
+
+from chrysopolis import boards
+from chrysopolis.errors import UserError
+
+KIB = 1024
+MIB = 1024 * KIB
+
+# Microkit 2.0.1 on AArch64: the page sizes it maps with, and its PD stack bounds.
+SMALL_PAGE = 4 * KIB
+LARGE_PAGE = 2 * MIB
+PD_STACK_MIN = 4 * KIB
+PD_STACK_MAX = 16 * MIB
+
+# Where beam_server sees its heap: 2 MiB aligned for its large pages, clear of the ELF (linked
+# at 0x200000); sdfgen places beam_server's other mappings after it.
+HEAP_VADDR = 0x2_0000_0000
+HEAP_MR = "beam_heap"
+# The C globals the Microkit tool patches with the heap's address and size.
+HEAP_BASE_SYMBOL = "beam_heap_base"
+HEAP_SIZE_SYMBOL = "beam_heap_size"
+CLIENT = "beam_server"
+
+
+@dataclass(frozen=True)
+class SystemBoard:
+    """What sdfgen needs about a board beyond `boards.Board` (from sDDF's tools/meta/board.py)."""
+
+    paddr_top: int  # sdfgen allocates physical DMA regions below this
+    serial: str  # device tree node paths
+    timer: str
+    blk: str  # virtio_mmio@a000200 is QEMU's virtio-mmio-bus.1
+    partition: int  # the MBR partition the FAT server mounts
+    # The largest single allocation the Microkit tool can make from the board's untyped
+    # memory: it allocates all pages of one size (every MR in 2 MiB pages, say) as one block.
+    max_single_alloc: int
+
+
+SYSTEM_BOARDS = {
+    "qemu_virt_aarch64": SystemBoard(
+        paddr_top=0x6000_0000,
+        serial="pl011@9000000",
+        timer="timer",
+        blk="virtio_mmio@a000200",
+        partition=0,
+        max_single_alloc=512 * MIB,
+    ),
+}
+
+
+@dataclass(frozen=True)
+class Blob:
+    """One config blob and the ELF section it must land in."""
+
+    elf: str
+    section: str
+    data: Path
+
+
+@dataclass(frozen=True)
+class SystemOutputs:
+    system_file: Path
+    dtb: Path
+    blobs: tuple[Blob, ...]
+    heap_size: int
+    heap_vaddr: int
+    blk_node: str
+    large_page_total: int  # bytes the Microkit tool will allocate in 2 MiB pages
+    small_page_total: int
+
+
+def _client_blobs(client: str, client_elf: str) -> list[tuple[str, str, str]]:
+    return [
+        (client_elf, ".serial_client_config", f"serial_client_{client}.data"),
+        (client_elf, ".timer_client_config", f"timer_client_{client}.data"),
+        (client_elf, ".fs_client_config", f"fs_client_{client}.data"),
+    ]
+
+
+# (ELF, section, blob file sdfgen writes): the sections the upstream C declares, as in
+# LionsOS examples/fileio/fileio.mk. sdfgen's fat_config.data has no section in this FAT
+# server and is left out.
+SERVICE_BLOBS = [
+    ("serial_driver.elf", ".device_resources", "serial_driver_device_resources.data"),
+    ("serial_driver.elf", ".serial_driver_config", "serial_driver_config.data"),
+    ("serial_virt_tx.elf", ".serial_virt_tx_config", "serial_virt_tx.data"),
+    ("serial_virt_rx.elf", ".serial_virt_rx_config", "serial_virt_rx.data"),
+    ("timer_driver.elf", ".device_resources", "timer_driver_device_resources.data"),
+    ("blk_driver.elf", ".device_resources", "blk_driver_device_resources.data"),
+    ("blk_driver.elf", ".blk_driver_config", "blk_driver.data"),
+    ("blk_virt.elf", ".blk_virt_config", "blk_virt.data"),
+    ("fat.elf", ".blk_client_config", "blk_client_fatfs.data"),
+    ("fat.elf", ".fs_server_config", "fs_server_fatfs.data"),
+]
+
+
+def system_board(name: str) -> SystemBoard:
+    boards.board(name)  # an unknown name fails there, listing the boards
+    if name not in SYSTEM_BOARDS:
+        raise UserError(
+            f"board '{name}' has no system description; "
+            "add it to SYSTEM_BOARDS in chrysopolis/system.py"
+        )
+    return SYSTEM_BOARDS[name]
+
+
+def check_heap(heap_mib: int) -> int:
+    """The heap size in bytes, or a one-line refusal naming the fix."""
+    if not isinstance(heap_mib, int) or isinstance(heap_mib, bool) or heap_mib <= 0:
+        raise UserError(
+            f"heap size {heap_mib!r} MiB is not a positive whole number of MiB; use e.g. 256"
+        )
+    size = heap_mib * MIB
+    if size % LARGE_PAGE:
+        lower = size // LARGE_PAGE * LARGE_PAGE // MIB
+        nearest = f"{lower} or {lower + LARGE_PAGE // MIB}" if lower else f"{LARGE_PAGE // MIB}"
+        raise UserError(
+            f"heap size {heap_mib} MiB is not a multiple of the {LARGE_PAGE // MIB} MiB page size; "
+            f"use {nearest} MiB"
+        )
+    return size
+
+
+def check_stack(stack_kib: int) -> int:
+    """The beam_server PD stack size in bytes, or a one-line refusal naming the fix."""
+    if not isinstance(stack_kib, int) or isinstance(stack_kib, bool) or stack_kib <= 0:
+        raise UserError(
+            f"stack size {stack_kib!r} KiB is not a positive whole number of KiB; use e.g. 1024"
+        )
+    size = stack_kib * KIB
+    if size % SMALL_PAGE:
+        raise UserError(
+            f"stack size {stack_kib} KiB is not a multiple of the 4 KiB page size; "
+            "use a multiple of 4"
+        )
+    if not PD_STACK_MIN <= size <= PD_STACK_MAX:
+        raise UserError(
+            f"stack size {stack_kib} KiB is outside Microkit's PD stack range "
+            f"({PD_STACK_MIN // KIB} KiB to {PD_STACK_MAX // MIB} MiB)"
+        )
+    return size
+
+
+def compile_dts(dts: Path, dtb: Path) -> Path:
+    """Compile sDDF's board device tree with dtc, as sDDF's common.mk does."""
+    if shutil.which("dtc") is None:
+        raise UserError(
+            "dtc is missing (Debian package device-tree-compiler); run `chrysopolis setup`"
+        )
+    r = subprocess.run(
+        ["dtc", "-q", "-I", "dts", "-O", "dtb", "-o", str(dtb), str(dts)],
+        capture_output=True,
+        text=True,
+    )
+    if r.returncode != 0:
+        last = (r.stderr.strip().splitlines() or ["?"])[-1]
+        raise UserError(f"dtc could not compile {dts}: {last}")
+    return dtb
+
+
+def _node(dtb, path: str, role: str):
+    try:
+        return dtb.node(path)
+    except Exception:
+        raise UserError(
+            f"device tree node '{path}' ({role}) is not in the board's device tree; "
+            "pass a node path that exists (e.g. virtio_mmio@a000200)"
+        ) from None
+
+
+def generate(
+    out_dir: Path,
+    board: str = boards.DEFAULT_BOARD,
+    *,
+    sddf: Path | None = None,
+    heap_mib: int = 256,
+    stack_kib: int = 1024,
+    client_elf: str = "beam_server.elf",
+    blk_node: str | None = None,
+    serial_node: str | None = None,
+    timer_node: str | None = None,
+    system_name: str = "chrysopolis.system",
+) -> SystemOutputs:
+    """Render the system into `out_dir`: the .system file, the DTB and every config blob.
+
+    `sddf` is the sDDF tree whose device tree is used (default: the stored pinned source).
+    Bad options are refused with a UserError before the Microkit tool would see them.
+    """
+    from sdfgen import DeviceTree, LionsOs, Sddf, SystemDescription
+
+    sb = system_board(board)
+    heap_size = check_heap(heap_mib)
+    stack_size = check_stack(stack_kib)
+    if sddf is None:
+        from chrysopolis import lock, sources
+
+        sddf = sources.require(lock.load().source("sddf"))
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    dtb_path = compile_dts(Path(sddf) / boards.board(board).sddf_dts, out_dir / f"{board}.dtb")
+    dtb = DeviceTree(dtb_path.read_bytes())
+    blk_path = blk_node or sb.blk
+    serial_dev = _node(dtb, serial_node or sb.serial, "serial")
+    timer_dev = _node(dtb, timer_node or sb.timer, "timer")
+    blk_dev = _node(dtb, blk_path, "block")
+
+    PD = SystemDescription.ProtectionDomain
+    sdf = SystemDescription(SystemDescription.Arch.AARCH64, sb.paddr_top)
+    sddf_meta = Sddf(str(sddf))  # noqa: F841 -- sdfgen reads sDDF's driver metadata while it lives
+
+    # Timer: passive, so it runs only on its clients' protected calls.
+    timer_driver = PD("timer_driver", "timer_driver.elf", priority=254, passive=True)
+    timer = Sddf.Timer(sdf, timer_dev, timer_driver)
+
+    # Serial: one PL011 driver, a virtualiser each way, plain (uncoloured) output.
+    serial_driver = PD("serial_driver", "serial_driver.elf", priority=100)
+    serial_virt_tx = PD("serial_virt_tx", "serial_virt_tx.elf", priority=99)
+    serial_virt_rx = PD("serial_virt_rx", "serial_virt_rx.elf", priority=98)
+    serial = Sddf.Serial(
+        sdf, serial_dev, serial_driver, serial_virt_tx, virt_rx=serial_virt_rx, enable_color=False
+    )
+
+    # Block: virtio-blk driver, then the virtualiser that reads the MBR.
+    blk_driver = PD("blk_driver", "blk_driver.elf", priority=200)
+    blk_virt = PD("blk_virt", "blk_virt.elf", priority=199, stack_size=0x2000)
+    blk = Sddf.Blk(sdf, blk_dev, blk_driver, blk_virt)
+
+    # The client: ERTS over LionsOS libc, its heap in a region of its own.
+    beam_server = PD(CLIENT, client_elf, priority=1, stack_size=stack_size)
+    heap = SystemDescription.MemoryRegion(sdf, HEAP_MR, heap_size)
+    sdf.add_mr(heap)
+    beam_server.add_map(SystemDescription.Map(heap, HEAP_VADDR, "rw"))
+    serial.add_client(beam_server)
+    timer.add_client(beam_server)
+
+    # Files: the LionsOS FAT server, a block client serving beam_server.
+    fatfs = PD("fatfs", "fat.elf", priority=96)
+    fs = LionsOs.FileSystem.Fat(sdf, fatfs, beam_server, blk=blk, partition=sb.partition)
+
+    for pd in (
+        timer_driver,
+        serial_driver,
+        serial_virt_tx,
+        serial_virt_rx,
+        blk_driver,
+        blk_virt,
+        fatfs,
+        beam_server,
+    ):
+        sdf.add_pd(pd)
+
+    # The FAT server registers itself as a block client, so it connects before the block system.
+    for subsystem in (fs, serial, timer, blk):
+        if not subsystem.connect():
+            raise UserError(f"sdfgen could not connect the {type(subsystem).__name__} subsystem")
+        if not subsystem.serialise_config(str(out_dir)):
+            raise UserError(
+                f"sdfgen could not write the {type(subsystem).__name__} configs into {out_dir}"
+            )
+
+    xml = _add_heap_setvars(sdf.render())
+    large, small = page_totals(xml)
+    if large > sb.max_single_alloc:
+        fits = (heap_size - (large - sb.max_single_alloc)) // LARGE_PAGE * LARGE_PAGE // MIB
+        raise UserError(
+            f"heap of {heap_mib} MiB does not fit: with the other 2 MiB-page regions it needs "
+            f"{large // MIB} MiB in one allocation, Microkit's maximum on {board} is "
+            f"{sb.max_single_alloc // MIB} MiB; use at most {fits} MiB"
+        )
+    if small > sb.max_single_alloc:
+        raise UserError(
+            f"the system needs {small // MIB} MiB in 4 KiB pages, more than Microkit's "
+            f"{sb.max_single_alloc // MIB} MiB on {board}; lower the beam_server stack size"
+        )
+    system_file = out_dir / system_name
+    system_file.write_text(xml)
+
+    blobs = tuple(
+        Blob(elf, section, out_dir / data)
+        for elf, section, data in SERVICE_BLOBS + _client_blobs(CLIENT, client_elf)
+    )
+    for b in blobs:
+        if not b.data.is_file():
+            raise UserError(
+                f"sdfgen wrote no {b.data.name}; is sdfgen 0.28.1 installed (`chrysopolis setup`)?"
+            )
+    return SystemOutputs(
+        system_file, dtb_path, blobs, heap_size, HEAP_VADDR, blk_path, large, small
+    )
+
+
+def _add_heap_setvars(xml: str) -> str:
+    """Give the heap 2 MiB pages and patch its address and size into beam_server's globals.
+
+    sdfgen 0.28.1 has neither `page_size` on regions nor `setvar_vaddr` on maps (0.30 added
+    the latter); Microkit 2.0.1 accepts both.
+    """
+    mr_re = re.compile(rf'(<memory_region name="{HEAP_MR}" size="0x[0-9a-f]+")( />)')
+    map_re = re.compile(
+        rf'(<map mr="{HEAP_MR}" vaddr="0x[0-9a-f]+" perms="rw"(?: cached="true")?)( />)'
+    )
+    xml, n_mr = mr_re.subn(rf'\1 page_size="{LARGE_PAGE:#x}"\2', xml)
+    xml, n_map = map_re.subn(
+        rf'\1 setvar_vaddr="{HEAP_BASE_SYMBOL}" setvar_size="{HEAP_SIZE_SYMBOL}"\2', xml
+    )
+    if (n_mr, n_map) != (1, 1):  # sdfgen changed how it renders: fail here, not at boot
+        raise RuntimeError(
+            f"heap region/map not found once in the rendered system ({n_mr}, {n_map})"
+        )
+    return xml
+
+
+def page_totals(xml: str) -> tuple[int, int]:
+    """Bytes of 2 MiB and of 4 KiB pages the Microkit 2.0.1 tool allocates for this system.
+
+    Mirrors the tool: a region without a physical address gets 2 MiB pages when its size
+    and every address it is mapped at are 2 MiB aligned; the tool adds each PD's stack and
+    IPC buffer in 4 KiB pages. Each of the two totals is one allocation.
+    """
+    root = ET.fromstring(xml)
+    vaddrs: dict[str, list[int]] = {}
+    for m in root.iter("map"):
+        vaddrs.setdefault(m.get("mr"), []).append(int(m.get("vaddr"), 0))
+    large = small = 0
+    for mr in root.findall("memory_region"):
+        if mr.get("phys_addr") is not None:
+            continue
+        size = int(mr.get("size"), 0)
+        if size % LARGE_PAGE == 0 and all(
+            a % LARGE_PAGE == 0 for a in vaddrs.get(mr.get("name"), [])
+        ):
+            large += size
+        else:
+            small += size
+    for pd in root.iter("protection_domain"):
+        small += int(pd.get("stack_size", "0x1000"), 0) + SMALL_PAGE
+    return large, small
+
+
+def write_sections(outputs: SystemOutputs, elf_dir: Path, objcopy: str = "llvm-objcopy-19") -> None:
+    """Write every config blob into its section of the PD ELFs in `elf_dir`, in place."""
+    for b in outputs.blobs:
+        elf = Path(elf_dir) / b.elf
+        if not elf.is_file():
+            raise UserError(f"{elf} is missing; build the PD images before writing their configs")
+        r = subprocess.run(
+            [objcopy, "--update-section", f"{b.section}={b.data}", str(elf)],
+            capture_output=True,
+            text=True,
+        )
+        if r.returncode != 0:
+            last = (r.stderr.strip().splitlines() or ["?"])[-1]
+            raise UserError(
+                f"cannot write {b.data.name} into {b.elf} section {b.section}: {last} "
+                "(the ELF and sdfgen must come from the pinned sDDF/LionsOS)"
+            )

@@ -1,0 +1,202 @@
+"""The system description: topology, the heap's setvars, blobs into sections, bad input."""
+
+import shutil
+import subprocess
+import xml.etree.ElementTree as ET
+
+import pytest
+
+from chrysopolis import system
+from chrysopolis.errors import UserError
+from tests.conftest import require_sources
+
+MIB = 1024 * 1024
+
+
+@pytest.fixture(scope="module")
+def rendered(tmp_path_factory):
+    require_sources("sddf")
+    out = tmp_path_factory.mktemp("system")
+    outputs = system.generate(out, heap_mib=256, stack_kib=1024)
+    return outputs, ET.parse(outputs.system_file).getroot()
+
+
+def pds(root):
+    return {pd.get("name"): pd for pd in root.iter("protection_domain")}
+
+
+def test_protection_domains_and_priorities(rendered):
+    _, root = rendered
+    got = {name: int(pd.get("priority")) for name, pd in pds(root).items()}
+    assert got == {
+        "timer_driver": 254,
+        "serial_driver": 100,
+        "serial_virt_tx": 99,
+        "serial_virt_rx": 98,
+        "blk_driver": 200,
+        "blk_virt": 199,
+        "fatfs": 96,
+        "beam_server": 1,
+    }
+    assert pds(root)["timer_driver"].get("passive") == "true"
+    assert int(pds(root)["beam_server"].get("stack_size"), 0) == 1024 * 1024
+    assert pds(root)["fatfs"].find("program_image").get("path") == "fat.elf"
+
+
+def test_heap_region_reaches_beam_server_through_setvars(rendered):
+    outputs, root = rendered
+    (mr,) = (m for m in root.iter("memory_region") if m.get("name") == "beam_heap")
+    assert int(mr.get("size"), 0) == 256 * MIB == outputs.heap_size
+    assert int(mr.get("page_size"), 0) == 2 * MIB
+    (heap_map,) = (m for m in pds(root)["beam_server"].iter("map") if m.get("mr") == "beam_heap")
+    assert heap_map.get("setvar_vaddr") == "beam_heap_base"
+    assert heap_map.get("setvar_size") == "beam_heap_size"
+    assert int(heap_map.get("vaddr"), 0) == outputs.heap_vaddr
+    assert outputs.heap_vaddr % (2 * MIB) == 0
+    # sdfgen places its own mappings around ours: none may overlap, in any PD.
+    sizes = {m.get("name"): int(m.get("size"), 0) for m in root.iter("memory_region")}
+    for name, pd in pds(root).items():
+        spans = sorted((int(m.get("vaddr"), 0), sizes[m.get("mr")]) for m in pd.iter("map"))
+        for (a, size), (b, _) in zip(spans, spans[1:], strict=False):
+            assert a + size <= b, (name, hex(a), hex(b))
+
+
+def test_fat_worker_stacks_are_patched_in(rendered):
+    _, root = rendered
+    setvars = {m.get("setvar_vaddr") for m in pds(root)["fatfs"].iter("map")}
+    for n in ("one", "two", "three", "four"):
+        assert f"worker_thread_stack_{n}" in setvars
+
+
+def test_devices_and_channels(rendered):
+    outputs, root = rendered
+    assert outputs.blk_node == "virtio_mmio@a000200"
+    phys = {m.get("name"): m.get("phys_addr") for m in root.iter("memory_region")}
+    assert phys["virtio_mmio@a000200/drivers/blk/virtio/regs"] == "0xa000000"
+    assert phys["pl011@9000000/drivers/serial/arm/regs"] == "0x9000000"
+    ends = {frozenset(e.get("pd") for e in ch.iter("end")) for ch in root.iter("channel")}
+    assert frozenset({"fatfs", "beam_server"}) in ends
+    assert frozenset({"blk_virt", "fatfs"}) in ends
+    assert frozenset({"timer_driver", "beam_server"}) in ends
+    assert frozenset({"blk_virt", "beam_server"}) not in ends  # files only through the FAT server
+
+
+def test_every_blob_written_and_serial_uncoloured(rendered):
+    outputs, _ = rendered
+    sections = {(b.elf, b.section) for b in outputs.blobs}
+    assert ("fat.elf", ".fs_server_config") in sections
+    assert ("beam_server.elf", ".fs_client_config") in sections
+    assert len(sections) == len(outputs.blobs)  # one blob per section
+    for b in outputs.blobs:
+        assert b.data.stat().st_size > 0, b.data
+    # serial_virt_tx_config_t ends with bool enable_colour, bool enable_rx and 5 bytes of
+    # padding (the struct is 8-byte aligned): the colour flag is 7 bytes from the end.
+    tx = next(b.data for b in outputs.blobs if b.section == ".serial_virt_tx_config").read_bytes()
+    assert tx[:4] == b"sDDF"
+    assert (tx[-7], tx[-6]) == (0, 1)  # no colour, RX on
+
+
+def test_page_totals_match_the_microkit_failure_figure(tmp_path):
+    require_sources("sddf")
+    # STACK.md: a 512 MiB heap makes Microkit 2.0.1 ask for 576 MiB in one allocation.
+    with pytest.raises(UserError, match=r"needs 576 MiB .* use at most 448 MiB"):
+        system.generate(tmp_path, heap_mib=512)
+    assert not (tmp_path / "chrysopolis.system").exists()
+    fits = system.generate(tmp_path, heap_mib=448)
+    assert fits.large_page_total == 512 * MIB
+
+
+def test_page_totals_rules():
+    xml = """<system>
+      <memory_region name="a" size="0x400000" />
+      <memory_region name="b" size="0x400000" />
+      <memory_region name="c" size="0x3000" />
+      <memory_region name="dev" size="0x1000" phys_addr="0x9000000" />
+      <protection_domain name="p" stack_size="0x2000">
+        <map mr="a" vaddr="0x20200000" perms="rw" />
+        <map mr="b" vaddr="0x20001000" perms="rw" />
+        <map mr="c" vaddr="0x30000000" perms="rw" />
+      </protection_domain>
+    </system>"""
+    large, small = system.page_totals(xml)
+    assert large == 0x400000  # a: size and address 2 MiB aligned
+    assert small == 0x400000 + 0x3000 + 0x2000 + 0x1000  # b misaligned, c, stack, IPC buffer
+
+
+@pytest.mark.parametrize(
+    "heap_mib, message",
+    [
+        (0, "not a positive whole number"),
+        (-2, "not a positive whole number"),
+        ("256", "not a positive whole number"),
+        (3, "not a multiple of the 2 MiB page size; use 2 or 4 MiB"),
+        (1, "not a multiple of the 2 MiB page size; use 2 MiB"),
+        (1024, "does not fit"),
+    ],
+)
+def test_bad_heap_is_refused_in_one_line(tmp_path, heap_mib, message):
+    if heap_mib == 1024:
+        require_sources("sddf")
+    with pytest.raises(UserError, match=message) as e:
+        system.generate(tmp_path, heap_mib=heap_mib)
+    assert "\n" not in str(e.value)
+
+
+@pytest.mark.parametrize("stack_kib", [0, 2, 6, 32 * 1024])
+def test_bad_stack_is_refused(tmp_path, stack_kib):
+    with pytest.raises(UserError, match="stack size"):
+        system.generate(tmp_path, stack_kib=stack_kib)
+
+
+def test_unknown_device_node_is_refused(tmp_path):
+    require_sources("sddf")
+    with pytest.raises(UserError, match="'virtio_mmio@a000999' \\(block\\) is not in the") as e:
+        system.generate(tmp_path, blk_node="virtio_mmio@a000999")
+    assert "\n" not in str(e.value)
+    assert not (tmp_path / "chrysopolis.system").exists()
+
+
+def test_unknown_board_is_refused(tmp_path):
+    with pytest.raises(UserError, match="unknown board 'pc99'"):
+        system.generate(tmp_path, board="pc99")
+
+
+def test_write_sections_puts_each_blob_in_its_section(rendered, tmp_path):
+    clang, objcopy = shutil.which("clang-19"), shutil.which("llvm-objcopy-19")
+    if not (clang and objcopy):
+        pytest.skip("clang-19/llvm-objcopy-19 absent: run `chrysopolis setup`")
+    outputs, _ = rendered
+    # Stand-in PD objects that declare the sections the upstream C declares.
+    for elf in {b.elf for b in outputs.blobs}:
+        decls = "".join(
+            f'__attribute__((section("{b.section}"))) char v{i}[1];\n'
+            for i, b in enumerate(outputs.blobs)
+            if b.elf == elf
+        )
+        (tmp_path / "pd.c").write_text(decls)
+        subprocess.run(
+            [clang, "-target", "aarch64-none-elf", "-c", "-o", tmp_path / elf, tmp_path / "pd.c"],
+            check=True,
+        )
+    system.write_sections(outputs, tmp_path)
+    for b in outputs.blobs:
+        dump = tmp_path / "dump"
+        subprocess.run(
+            [objcopy, "--dump-section", f"{b.section}={dump}", tmp_path / b.elf], check=True
+        )
+        assert dump.read_bytes() == b.data.read_bytes(), (b.elf, b.section)
+
+
+def test_write_sections_names_a_missing_section(rendered, tmp_path):
+    clang = shutil.which("clang-19")
+    if not clang:
+        pytest.skip("clang-19 absent: run `chrysopolis setup`")
+    outputs, _ = rendered
+    (tmp_path / "pd.c").write_text("int x;\n")
+    for elf in {b.elf for b in outputs.blobs}:
+        subprocess.run(
+            [clang, "-target", "aarch64-none-elf", "-c", "-o", tmp_path / elf, tmp_path / "pd.c"],
+            check=True,
+        )
+    with pytest.raises(UserError, match="cannot write .* into serial_driver.elf section"):
+        system.write_sections(outputs, tmp_path)
