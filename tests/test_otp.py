@@ -1,0 +1,129 @@
+"""The `otp` stage: Debian's OTP 27.3.4.1 .beam files laid out for the disk, versions checked."""
+
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from chrysopolis import disk, lock, sources
+from chrysopolis.build import otp
+from chrysopolis.errors import UserError
+
+BOOTED = ("kernel", "stdlib", "compiler", "sasl")
+
+
+@pytest.fixture(scope="module")
+def inputs():
+    """The pinned .debs and OTP source (fetched from Debian's archive if the store lacks them)."""
+    lk = lock.load()
+    return sources.fetch(lk.source("otp-debs")), sources.fetch(lk.source("otp"))
+
+
+@pytest.fixture(scope="module")
+def tree(inputs, tmp_path_factory):
+    out = tmp_path_factory.mktemp("otp") / "root"
+    manifest = otp.make_tree(*inputs, out)
+    return out, manifest
+
+
+def test_tree_has_the_booted_apps_and_boot_scripts(tree):
+    root, manifest = tree
+    assert manifest["otp_version"] == "27.3.4.1"
+    assert manifest["apps"]["kernel"] == "10.2.7.1" and manifest["apps"]["erts"] == "15.2.7"
+    for app in BOOTED:
+        ebin = root / "lib" / f"{app}-{manifest['apps'][app]}" / "ebin"
+        assert (ebin / f"{app}.app").is_file()
+        assert len(list(ebin.glob("*.beam"))) > 10
+        assert all(b.read_bytes()[:4] == b"FOR1" for b in ebin.glob("*.beam"))  # BEAM containers
+    for rel in ("releases/27/start.boot", "releases/27/start_clean.boot", "bin/start.boot"):
+        assert (root / rel).read_bytes()[:1] == b"\x83"
+    # What an Eshell, re, zlib, compile:forms, rand, ets and file need is on the disk.
+    have = {p.stem for p in root.glob("lib/*/ebin/*.beam")}
+    assert {"shell", "edlin", "user_drv", "prim_tty", "re", "zlib", "compile", "rand", "ets", "file"} <= have
+
+
+def test_no_native_executables_on_the_disk(tree):
+    root, _ = tree
+    for p in root.rglob("*"):
+        if p.is_file():
+            head = p.read_bytes()[:4]
+            assert head != b"\x7fELF" and head[:2] != b"#!", p  # no Linux binaries, no scripts
+
+
+def test_start_boot_loads_compiler_and_every_module_exists(tree):
+    root, manifest = tree
+    boot = root / "releases/27/start.boot"
+    _, _, instrs = otp.etf_decode(boot.read_bytes())
+    loaded = [i[1][2][0][1] for i in instrs if i[0] == "apply" and i[1][:2] == ("application", "load")]
+    started = [i[1][2][0] for i in instrs if i[0] == "apply" and i[1][:2] == ("application", "start_boot")]
+    assert loaded == ["stdlib", "compiler"] and started == ["kernel", "stdlib"]
+    assert all(p.startswith("$ROOT/lib/") for i in instrs if i[0] == "path" for p in i[1])
+    assert otp.check_boot(root, boot) == manifest["boot_module_loads"]["start.boot"]
+    assert manifest["boot_module_loads"]["start.boot"] > manifest["boot_module_loads"]["start_clean.boot"]
+    text = (root / "releases/27/start.script").read_text()
+    assert '{path,["$ROOT/lib/compiler-8.6.1/ebin"]}' in text
+
+
+def test_boot_codec_and_app_loading_match_systools(inputs):
+    """Debian's boot files re-encode byte for byte, and adding sasl as we add compiler gives
+    exactly Debian's start_sasl script (less sasl's start): our layout is systools' layout."""
+    rel = inputs[0] / otp.DEB_ROOT / "releases/27"
+    for name in ("start_clean.boot", "start_sasl.boot", "no_dot_erlang.boot"):
+        data = (rel / name).read_bytes()
+        assert otp.etf_encode(otp.etf_decode(data)) == data
+    clean = otp.etf_decode((rel / "start_clean.boot").read_bytes())
+    spec = otp.app_spec(inputs[0] / otp.DEB_ROOT / "lib/sasl-4.2.2/ebin/sasl.app")[2]
+    ours = otp.add_loaded_app(clean, "sasl-4.2.2", spec)
+    sasl = otp.etf_decode((rel / "start_sasl.boot").read_bytes())
+    start = (otp.Atom("apply"), (otp.Atom("application"), otp.Atom("start_boot"),
+                                 [otp.Atom("sasl"), otp.Atom("permanent")]))
+    assert otp.etf_encode((sasl[0], sasl[1], [i for i in sasl[2] if i != start])) == otp.etf_encode(ours)
+
+
+def fake_otp(tmp: Path, src_vsn: dict[str, str], beam_vsn: dict[str, str]) -> tuple[Path, Path]:
+    src, root = tmp / "src", tmp / "install"
+    for app, vsn in src_vsn.items():
+        mk = src / "erts" / "vsn.mk" if app == "erts" else src / "lib" / app / "vsn.mk"
+        mk.parent.mkdir(parents=True, exist_ok=True)
+        key = "VSN" if app == "erts" else f"{app.upper()}_VSN"
+        mk.write_text(f"# generated\n{key} = {vsn}\n")
+    for app, vsn in beam_vsn.items():
+        ebin = root / "lib" / f"{app}-{vsn}" / "ebin"
+        ebin.mkdir(parents=True)
+        (ebin / f"{app}.app").write_text(f'{{application, {app},\n [{{vsn, "{vsn}"}}, {{modules, []}}]}}.\n')
+    return src, root
+
+
+VERSIONS = {"kernel": "10.2.7.1", "stdlib": "6.2.2.1", "compiler": "8.6.1", "sasl": "4.2.2", "erts": "15.2.7"}
+
+
+def test_version_check_accepts_a_matching_tree(tmp_path):
+    src, root = fake_otp(tmp_path, VERSIONS, VERSIONS)
+    assert otp.check_versions(src, root) == VERSIONS
+
+
+def test_version_check_refuses_a_mismatch_naming_it(tmp_path):
+    src, root = fake_otp(tmp_path, {**VERSIONS, "stdlib": "6.2.2", "erts": "15.2.6"}, VERSIONS)
+    with pytest.raises(UserError) as e:
+        otp.check_versions(src, root)
+    msg = str(e.value)
+    assert "stdlib: .beam files are 6.2.2.1" in msg and "source says 6.2.2" in msg
+    assert "erts: .beam files are 15.2.7" in msg and "kernel" not in msg.split(":", 1)[1]
+
+
+def test_version_check_refuses_a_missing_app(tmp_path):
+    beams = {k: v for k, v in VERSIONS.items() if k != "compiler"}
+    src, root = fake_otp(tmp_path, VERSIONS, beams)
+    with pytest.raises(UserError, match="compiler: not in"):
+        otp.check_versions(src, root)
+
+
+def test_otp_tree_fits_on_a_disk_and_reads_back(tree, tmp_path):
+    root, _ = tree
+    info = disk.build_disk(root, tmp_path / "otp.img")
+    assert info.files == sum(1 for p in root.rglob("*") if p.is_file())
+    off = disk.partition_offset(info.image)
+    r = subprocess.run(["mtype", "-i", f"{info.image}@@{off}", "::/releases/27/start.boot"],
+                       capture_output=True, check=True, env={**os.environ, "MTOOLS_SKIP_CHECK": "1"})
+    assert r.stdout == (root / "releases/27/start.boot").read_bytes()
