@@ -27,7 +27,9 @@ TOOLS = [
     Tool("cmake", "cmake", "seL4 kernel build"),
     Tool("ninja", "ninja-build", "seL4 kernel build"),
     Tool("dtc", "device-tree-compiler", "seL4 and sdfgen device trees"),
-    Tool("cargo", "cargo", "the microkit tool (offline, Debian crates)"),
+    # bookworm-security's cargo-web/rustc-web (1.96): bookworm's cargo 0.66/rustc 1.63 is too old.
+    Tool("cargo", "cargo-web", "the microkit tool (offline, Debian crates)"),
+    Tool("rustc", "rustc-web", "the microkit tool"),
     Tool("qemu-system-aarch64", "qemu-system-arm", "booting images"),
     Tool("qemu-aarch64-static", "qemu-user-static", "the Linux ERTS baseline"),
     Tool("mcopy", "mtools", "FAT disk images"),

@@ -14,11 +14,18 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from chrysopolis import boards, toolchain
+from chrysopolis.errors import UserError
 from chrysopolis.stages import Context, stage
 
 # What the SDK is built for; `hello` and later images pick one board/config out of these.
 BOARDS = (boards.DEFAULT_BOARD,)
 CONFIGS = boards.CONFIGS
+
+# Debian's Rust (cargo-web/rustc-web, bookworm-security), called by path: a rustup toolchain
+# earlier on PATH would otherwise build the tool with a compiler the stage key does not follow.
+RUST_PACKAGES = ("cargo-web", "rustc-web")
+CARGO = Path("/usr/bin/cargo")
+RUST_ENV = {"RUSTC": "/usr/bin/rustc", "RUSTDOC": "/usr/bin/rustdoc"}
 
 # Debian's crate registry: each crate is unpacked there with a .cargo-checksum.json.
 DEBIAN_CRATES = Path("/usr/share/cargo/registry")
@@ -54,6 +61,15 @@ def build_sdk_args(board_names: Sequence[str], configs: Sequence[str]) -> list[s
     ]
 
 
+def _debian_rust() -> None:
+    missing = [p for p, v in toolchain.debian_versions(RUST_PACKAGES).items() if not v]
+    if missing:
+        raise UserError(
+            f"Debian packages {', '.join(missing)} are missing (bookworm's cargo and "
+            "rustc are too old for the microkit tool); run `chrysopolis setup`"
+        )
+
+
 def _version_line(cmd: str) -> str:
     return subprocess.run([cmd, "--version"], capture_output=True, text=True).stdout.strip()
 
@@ -72,13 +88,15 @@ def _version_line(cmd: str) -> str:
         "librust-serde-derive-dev",
         "librust-serde-json-dev",
         "librust-roxmltree-dev",
+        *RUST_PACKAGES,
     ),
     pypi=("ply", "Jinja2", "PyYAML", "pyfdt", "lxml"),
     options={"boards": list(BOARDS), "configs": list(CONFIGS)},
 )
 def build(ctx: Context) -> None:
     """Microkit 2.0.1 SDK (seL4 kernel, loader, monitor, libmicrokit, microkit tool)."""
-    toolchain.need("aarch64-linux-gnu-gcc", "cmake", "ninja", "dtc", "cargo", "patch")
+    toolchain.need("aarch64-linux-gnu-gcc", "cmake", "ninja", "dtc", "patch")
+    _debian_rust()
     args = build_sdk_args(ctx.options["boards"], ctx.options["configs"])
     tree = ctx.copy_source("microkit")  # build_sdk.py writes build/ and release/ into its cwd
     ctx.apply_patches("patches/microkit", tree)
@@ -88,16 +106,20 @@ def build(ctx: Context) -> None:
     sdk = tree / "release" / f"microkit-sdk-{(tree / 'VERSION').read_text().strip()}"
     shutil.copytree(sdk, ctx.out, dirs_exist_ok=True)
 
-    # The tool. rustc comes from PATH (no Debian package is new enough: rust-version 1.73).
-    ctx.note(f"# {_version_line('rustc')}; {_version_line('cargo')}")
+    # The tool.
+    ctx.note(f"# {_version_line(RUST_ENV['RUSTC'])}; {_version_line(str(CARGO))}")
     cargo_home = ctx.work / "cargo-home"
     cargo_home.mkdir()
     (cargo_home / "config.toml").write_text(CARGO_CONFIG)
-    env = {"CARGO_HOME": str(cargo_home), "CARGO_TARGET_DIR": str(ctx.work / "cargo-target")}
+    env = {
+        **RUST_ENV,
+        "CARGO_HOME": str(cargo_home),
+        "CARGO_TARGET_DIR": str(ctx.work / "cargo-target"),
+    }
     crate = tree / "tool" / "microkit"
     # The upstream Cargo.lock pins crates.io versions Debian lacks; cargo re-resolves it offline.
-    ctx.run(["cargo", "build", "--release", "--offline"], cwd=crate, env=env)
-    ctx.run(["cargo", "test", "--release", "--offline"], cwd=crate, env=env)
+    ctx.run([CARGO, "build", "--release", "--offline"], cwd=crate, env=env)
+    ctx.run([CARGO, "test", "--release", "--offline"], cwd=crate, env=env)  # its 64 tests
     (ctx.out / "bin").mkdir(exist_ok=True)
     tool = ctx.out / "bin" / "microkit"
     shutil.copy2(ctx.work / "cargo-target" / "release" / "microkit", tool)
