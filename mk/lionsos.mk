@@ -1,0 +1,47 @@
+# LionsOS and sDDF components built with their own Makefile snippets, wired as LionsOS's
+# examples/posix_test/posix_test.mk wires them. Chrysopolis's stages (chrysopolis/build/
+# lionsos.py) run it in an empty build directory, passing LIONSOS, SDDF, LIBMICROKITCO_PATH,
+# MICROKIT_SDK, MICROKIT_BOARD and MICROKIT_CONFIG, and name the targets they want. What an
+# earlier stage built (musl, LionsOS libc, libmicrokitco, the sDDF util library) is copied
+# into the build directory and marked old with `make -o`, so these rules never redo it.
+
+TOOLCHAIN := clang
+SUPPORTED_BOARDS := qemu_virt_aarch64
+BUILD_DIR := $(abspath .)
+
+include $(SDDF)/tools/make/board/common.mk
+
+# As posix_test.mk: quiet the warnings upstream headers raise under clang.
+CFLAGS += \
+	-Wno-bitwise-op-parentheses \
+	-Wno-shift-op-parentheses \
+	-Wno-unused-function \
+	-Wno-tautological-constant-out-of-range-compare \
+	-I$(LIONSOS)/include \
+	-I$(SDDF)/include \
+	-I$(SDDF)/include/microkit \
+	-I$(LIBMICROKITCO_PATH)
+
+# LionsOS libc: musl (given) plus the POSIX layer, compiler-rt pieces and fs helpers.
+include $(LIONSOS)/lib/libc/libc.mk
+
+LDFLAGS := -L$(BOARD_DIR)/lib -L$(LIONS_LIBC)/lib
+LIBS := -lmicrokit -Tmicrokit.ld libsddf_util_debug.a -lc
+
+SDDF_LIBC_INCLUDE := $(LIONS_LIBC)/include
+include $(SDDF)/util/util.mk
+include $(SDDF)/drivers/timer/$(TIMER_DRIV_DIR)/timer_driver.mk
+include $(SDDF)/drivers/serial/$(UART_DRIV_DIR)/serial_driver.mk
+include $(SDDF)/serial/components/serial_components.mk
+include $(SDDF)/drivers/blk/$(BLK_DRIV_DIR)/blk_driver.mk
+include $(SDDF)/blk/components/blk_components.mk
+
+# The FAT server links libmicrokitco_fat.a, built with its own options header.
+FAT_LIBC_LIB := $(LIONS_LIBC)/lib/libc.a
+FAT_LIBC_INCLUDE := $(LIONS_LIBC)/include
+include $(LIONSOS)/components/fs/fat/fat.mk
+
+SDDF_IMAGES := timer_driver.elf serial_driver.elf serial_virt_tx.elf serial_virt_rx.elf \
+	blk_driver.elf blk_virt.elf
+
+$(SDDF_IMAGES) fat.elf: $(LIONS_LIBC)/lib/libc.a libsddf_util_debug.a
