@@ -84,6 +84,9 @@ def _version_line(cmd: str) -> str:
         "cmake",
         "ninja-build",
         "device-tree-compiler",
+        # seL4's qemu-arm-virt build dumps the device tree of the system's QEMU (with its ROMs).
+        "qemu-system-arm",
+        "ipxe-qemu",
         "librust-serde-dev",
         "librust-serde-derive-dev",
         "librust-serde-json-dev",
