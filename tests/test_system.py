@@ -5,10 +5,10 @@ import subprocess
 import xml.etree.ElementTree as ET
 
 import pytest
+from conftest import require_sources
 
 from chrysopolis import system
 from chrysopolis.errors import UserError
-from tests.conftest import require_sources
 
 MIB = 1024 * 1024
 
