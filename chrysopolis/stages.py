@@ -138,13 +138,13 @@ class Planner:
     def ensure(self, name: str) -> Path:
         """The output directory of stage `name`, building it and its dependencies if needed."""
         st = get(name)
-        for d in st.deps:
-            self.ensure(d)
         out = self.out_path(name)
         if out.is_dir():
             return out
-        for s in st.sources:  # fail before any work if a source is missing
+        for s in st.sources:  # fail before any work, even on dependencies, if a source is missing
             sources.require(self.lock.source(s))
+        for d in st.deps:
+            self.ensure(d)
         out.parent.mkdir(parents=True, exist_ok=True)
         with open(out.parent / ".lock", "w") as lk:
             fcntl.flock(lk, fcntl.LOCK_EX)  # one builder per stage; others wait, then reuse
