@@ -4,12 +4,14 @@ Layout: <cache>/sources/<name>/<sha256>/ holds the unpacked tree. A tree is move
 place only after its hash matched the lock, so a present directory is a verified one.
 """
 
+import lzma
 import shutil
 import subprocess
 import tarfile
 import tempfile
 import urllib.error
 import urllib.request
+import zlib
 from pathlib import Path
 
 from chrysopolis import config, progress
@@ -158,7 +160,7 @@ def fetch(src: Source) -> Path:
                 raise UserError(f"{e}; offline, {bring_hint(src)}") from None
             try:
                 _unpack_tarball(archive, tree)
-            except tarfile.TarError as e:
+            except (tarfile.TarError, EOFError, lzma.LZMAError, zlib.error) as e:  # truncated or corrupt
                 raise UserError(f"{url} is not a readable tarball ({e}); check the URL in the lock") from None
         return _install(src, tree, src.archive_url() if src.kind not in ("debian", "deb") else "the Debian archive")
     finally:
