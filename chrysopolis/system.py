@@ -46,11 +46,13 @@ class SystemBoard:
     paddr_top: int  # sdfgen allocates physical DMA regions below this
     serial: str  # device tree node paths
     timer: str
-    blk: str  # virtio_mmio@a000200 is QEMU's virtio-mmio-bus.1
+    blk: str  # a virtio_mmio@ node: QEMU must put the disk on the matching bus
     partition: int  # the MBR partition the FAT server mounts
     # The largest single allocation the Microkit tool can make from the board's untyped
     # memory: it allocates all pages of one size (every MR in 2 MiB pages, say) as one block.
     max_single_alloc: int
+    virtio_mmio_base: int  # QEMU virt: virtio-mmio-bus.N sits at base + N * stride
+    virtio_mmio_stride: int
 
 
 SYSTEM_BOARDS = {
@@ -61,6 +63,8 @@ SYSTEM_BOARDS = {
         blk="virtio_mmio@a000200",
         partition=0,
         max_single_alloc=512 * MIB,
+        virtio_mmio_base=0xA00_0000,
+        virtio_mmio_stride=0x200,
     ),
 }
 
@@ -82,6 +86,7 @@ class SystemOutputs:
     heap_size: int
     heap_vaddr: int
     blk_node: str
+    blk_bus: int  # QEMU's `-device virtio-blk-device,bus=virtio-mmio-bus.N`
     large_page_total: int  # bytes the Microkit tool will allocate in 2 MiB pages
     small_page_total: int
 
@@ -158,6 +163,18 @@ def check_stack(stack_kib: int) -> int:
     return size
 
 
+def virtio_mmio_bus(sb: SystemBoard, node: str) -> int:
+    """QEMU's virtio-mmio bus number for a device tree node such as virtio_mmio@a000200."""
+    m = re.fullmatch(r"virtio_mmio@([0-9a-f]+)", node)
+    offset = int(m.group(1), 16) - sb.virtio_mmio_base if m else -1
+    if offset < 0 or offset % sb.virtio_mmio_stride:
+        raise UserError(
+            f"block node '{node}' is not a virtio-mmio slot of this board; "
+            f"use virtio_mmio@<address>, e.g. {sb.blk}"
+        )
+    return offset // sb.virtio_mmio_stride
+
+
 def compile_dts(dts: Path, dtb: Path) -> Path:
     """Compile sDDF's board device tree with dtc, as sDDF's common.mk does."""
     if shutil.which("dtc") is None:
@@ -217,6 +234,7 @@ def generate(
     dtb_path = compile_dts(Path(sddf) / boards.board(board).sddf_dts, out_dir / f"{board}.dtb")
     dtb = DeviceTree(dtb_path.read_bytes())
     blk_path = blk_node or sb.blk
+    blk_bus = virtio_mmio_bus(sb, blk_path)
     serial_dev = _node(dtb, serial_node or sb.serial, "serial")
     timer_dev = _node(dtb, timer_node or sb.timer, "timer")
     blk_dev = _node(dtb, blk_path, "block")
@@ -302,7 +320,7 @@ def generate(
                 f"sdfgen wrote no {b.data.name}; is sdfgen 0.28.1 installed (`chrysopolis setup`)?"
             )
     return SystemOutputs(
-        system_file, dtb_path, blobs, heap_size, HEAP_VADDR, blk_path, large, small
+        system_file, dtb_path, blobs, heap_size, HEAP_VADDR, blk_path, blk_bus, large, small
     )
 
 

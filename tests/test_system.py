@@ -1,13 +1,15 @@
 """The system description: topology, the heap's setvars, blobs into sections, bad input."""
 
+import re
 import shutil
 import subprocess
 import xml.etree.ElementTree as ET
+from pathlib import Path
 
 import pytest
 from conftest import require_sources
 
-from chrysopolis import system
+from chrysopolis import boards, qemu, system
 from chrysopolis.errors import UserError
 
 MIB = 1024 * 1024
@@ -148,12 +150,36 @@ def test_bad_stack_is_refused(tmp_path, stack_kib):
         system.generate(tmp_path, stack_kib=stack_kib)
 
 
-def test_unknown_device_node_is_refused(tmp_path):
+@pytest.mark.parametrize(
+    "kw, message",
+    [
+        ({"blk_node": "virtio_mmio@a004000"}, "'virtio_mmio@a004000' (block) is not in the"),
+        ({"serial_node": "pl011@9999000"}, "'pl011@9999000' (serial) is not in the"),
+        ({"timer_node": "soc/timer"}, "'soc/timer' (timer) is not in the"),
+        ({"blk_node": "pl011@9000000"}, "'pl011@9000000' is not a virtio-mmio slot"),
+        ({"blk_node": "virtio_mmio@a000210"}, "'virtio_mmio@a000210' is not a virtio-mmio slot"),
+    ],
+)
+def test_bad_device_node_is_refused(tmp_path, kw, message):
     require_sources("sddf")
-    with pytest.raises(UserError, match="'virtio_mmio@a000999' \\(block\\) is not in the") as e:
-        system.generate(tmp_path, blk_node="virtio_mmio@a000999")
+    with pytest.raises(UserError, match=re.escape(message)) as e:
+        system.generate(tmp_path, **kw)
     assert "\n" not in str(e.value)
     assert not (tmp_path / "chrysopolis.system").exists()
+
+
+def test_block_node_picks_the_qemu_bus(rendered, tmp_path):
+    outputs, _ = rendered
+    assert outputs.blk_bus == 1
+    # The QEMU harness pins the disk to the bus of the default block node.
+    if shutil.which("qemu-system-aarch64") is None:
+        pytest.skip("qemu-system-aarch64 absent: run `chrysopolis setup`")
+    board = boards.board(boards.DEFAULT_BOARD)
+    cmd = " ".join(map(str, qemu.command(board, Path("loader.img"), disk=Path("disk.img"))))
+    assert f"bus=virtio-mmio-bus.{outputs.blk_bus}" in cmd
+    other = system.generate(tmp_path, blk_node="virtio_mmio@a000400")
+    assert other.blk_bus == 2
+    assert "virtio_mmio@a000400/" in other.system_file.read_text()
 
 
 def test_unknown_board_is_refused(tmp_path):
