@@ -57,17 +57,24 @@ def _build(ctx: Context, srcdir: Path, variant: str) -> Path:
     """Configure out of tree and build the static libc; returns the build directory."""
     bld = ctx.work / f"build-{variant}"
     bld.mkdir()
-    ctx.run([str(srcdir / "configure"), f"--target={TARGET}", "--prefix=/", "--disable-shared"],
-            cwd=bld, env=_configure_env())
+    ctx.run(
+        [str(srcdir / "configure"), f"--target={TARGET}", "--prefix=/", "--disable-shared"],
+        cwd=bld,
+        env=_configure_env(),
+    )
     ctx.run(["make", f"-j{ctx.jobs}"], cwd=bld)
     lib = ctx.out / variant / "lib"
     shutil.copytree(bld / "lib", lib)
     return bld
 
 
-@stage("musl", sources=("musl",), files=(OVERRIDES,),
-       host=("clang-19", "lld-19", "llvm-19", "make"),
-       doc="musl 1.2.5 for aarch64: shared headers, a Linux libc.a and a __sysinfo (seL4) libc.a")
+@stage(
+    "musl",
+    sources=("musl",),
+    files=(OVERRIDES,),
+    host=("clang-19", "lld-19", "llvm-19", "make"),
+    doc="musl 1.2.5 for aarch64: shared headers, a Linux libc.a and a __sysinfo (seL4) libc.a",
+)
 def build(ctx: Context) -> None:
     src = ctx.src("musl")
     linux = _build(ctx, src, "linux")

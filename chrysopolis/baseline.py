@@ -1,0 +1,156 @@
+"""The Linux baseline: the image's ERTS as a static aarch64 beam.smp under qemu-aarch64.
+
+The same emulator objects as the seL4 image (stage `baseline`) boot the same OTP tree
+(stage `otp`) in QEMU user mode on the same emulated CPU: the reference for every speed
+figure of the image, and a host Erlang 27 for checking expressions.
+
+Two Linux traits need care. The kernel application resolves a hostname without a
+domain through the `inet_gethost` port program, and no port program can run here:
+QEMU user mode cannot exec an aarch64 binary without binfmt_misc, so the VM halts. The
+emulator therefore runs in its own UTS namespace with a dotted hostname (root, or an
+unprivileged user namespace). And OTP's shell is not used: each expression is scanned,
+parsed and evaluated by erl_eval, bindings carried from one to the next, and its result
+printed on one line behind a marker.
+"""
+
+import ctypes
+import os
+import socket
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+from chrysopolis import toolchain
+from chrysopolis.errors import UserError
+
+HOSTNAME = "baseline.chrysopolis"
+MARK = "chrysopolis-result: "
+RELEASE = "27"
+# No break handler, no busy-waiting schedulers: the flags the seL4 image boots with.
+EMU_FLAGS = ("-Bd", "-sbwt", "none", "-sbwtdcpu", "none", "-sbwtdio", "none")
+CLONE_NEWUTS = 0x04000000
+CLONE_NEWUSER = 0x10000000
+
+# Evaluates a list of expressions (each a charlist), printing `MARK Result` per expression
+# (or `MARK ** exception Class: Reason`) on one line, then halts.
+EVAL = """
+io:setopts([{encoding, unicode}]),
+Say = fun(S) -> io:put_chars([<<"%(mark)s">>, S, $\\n]) end,
+Line = fun(T) -> io_lib:format("~*tp", [1 bsl 24, T]) end,
+Eval = fun(E, B0) ->
+    try
+        {ok, Ts, _} = erl_scan:string(E),
+        {ok, Es} = erl_parse:parse_exprs(Ts),
+        {value, V, B1} = erl_eval:exprs(Es, B0),
+        Say(Line(V)),
+        B1
+    catch C:R ->
+        Say(["** exception ", atom_to_list(C), ": ", Line(R)]),
+        B0
+    end
+end,
+lists:foldl(Eval, erl_eval:new_bindings(), %(exprs)s),
+halt(0).
+"""
+
+
+def _charlist(s: str) -> str:
+    return "[" + ",".join(str(ord(c)) for c in s) + "]"
+
+
+def eval_code(exprs: list[str]) -> str:
+    """The -eval argument; expressions travel as code points, so no quoting can break."""
+    terminated = [e if e.rstrip().endswith(".") else e + "." for e in exprs]
+    return EVAL % {"mark": MARK, "exprs": "[" + ",".join(map(_charlist, terminated)) + "]"}
+
+
+def command(beam: Path, root: Path, home: Path, exprs: list[str]) -> list[str]:
+    return [
+        "qemu-aarch64-static",
+        str(beam),
+        *EMU_FLAGS,
+        "--",
+        "-root",
+        str(root),
+        "-bindir",
+        str(root / "bin"),
+        "-progname",
+        "erl",
+        "--",
+        "-home",
+        str(home),
+        "-boot",
+        str(root / "releases" / RELEASE / "start"),
+        "-noshell",
+        "-eval",
+        eval_code(exprs),
+    ]
+
+
+def _dotted_hostname() -> None:
+    """In the child before exec: a private UTS namespace named HOSTNAME."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.unshare(CLONE_NEWUTS) != 0 and libc.unshare(CLONE_NEWUSER | CLONE_NEWUTS) != 0:
+        raise OSError(ctypes.get_errno(), "unshare")
+    name = HOSTNAME.encode()
+    if libc.sethostname(name, len(name)) != 0:
+        raise OSError(ctypes.get_errno(), "sethostname")
+
+
+def run(
+    beam: Path, root: Path, exprs: list[str], timeout: float = 300
+) -> tuple[list[str], str, float]:
+    """Boot, evaluate, halt: (result lines, full output, seconds from start to exit)."""
+    toolchain.need("qemu-aarch64-static")
+    with tempfile.TemporaryDirectory(prefix="chrysopolis-baseline-") as home:
+        env = {
+            **os.environ,
+            "BINDIR": str(root / "bin"),
+            "ROOTDIR": str(root),
+            "EMU": "beam",
+            "PROGNAME": "erl",
+            "HOME": home,
+            "ERL_CRASH_DUMP_SECONDS": "0",
+        }
+        needs_ns = "." not in socket.gethostname()
+        t0 = time.monotonic()
+        try:
+            r = subprocess.run(
+                command(beam, root, Path(home), exprs),
+                cwd=home,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                capture_output=True,
+                text=True,
+                errors="replace",
+                timeout=timeout,
+                preexec_fn=_dotted_hostname if needs_ns else None,
+            )
+        except subprocess.SubprocessError as e:
+            if isinstance(e, subprocess.TimeoutExpired):
+                raise UserError(f"the baseline gave no result within {timeout:.0f} s") from None
+            raise UserError(
+                f"cannot give the baseline a dotted hostname ({e}): OTP would spawn inet_gethost; "
+                f"run as root, allow user namespaces, or set a hostname with a domain"
+            ) from None
+        elapsed = time.monotonic() - t0
+    out = r.stdout + r.stderr
+    results = [line[len(MARK) :] for line in r.stdout.splitlines() if line.startswith(MARK)]
+    if r.returncode != 0 or len(results) != len(exprs):
+        tail = "\n".join(out.strip().splitlines()[-15:])
+        raise UserError(
+            f"the baseline beam.smp exited {r.returncode} with {len(results)} of "
+            f"{len(exprs)} results:\n{tail}"
+        )
+    return results, out, elapsed
+
+
+def evaluate(exprs: list[str]) -> list[str]:
+    """Each expression's result (shell syntax, one line each), evaluated on the baseline."""
+    from chrysopolis import stages
+
+    planner = stages.Planner()
+    beam = planner.ensure("baseline") / "bin" / "beam.smp"
+    root = planner.ensure("otp") / "root"
+    return run(beam, root, exprs)[0]

@@ -1,0 +1,190 @@
+"""musl, ERTS and the Linux baseline: all inputs come from Debian's archive, so these run
+anywhere the registries are reachable (the sources are fetched when absent)."""
+
+import io
+import shutil
+import subprocess
+import tarfile
+from pathlib import Path
+
+import pytest
+from elftools.elf.elffile import ELFFile
+
+from chrysopolis import baseline, config, lock, sources, stages
+from chrysopolis.errors import UserError
+
+
+def _fetch_for(*names: str) -> None:
+    """Fetch the Debian/archive sources of these stages and their dependencies."""
+    lk = lock.load()
+    seen: set[str] = set()
+    todo = list(names)
+    while todo:
+        st = stages.get(todo.pop())
+        if st.name in seen:
+            continue
+        seen.add(st.name)
+        todo.extend(st.deps)
+        for s in st.sources:
+            src = lk.source(s)
+            if src.kind != "git":
+                sources.fetch(src)
+            elif not sources.present(src):
+                pytest.skip(f"stage {st.name} needs GitHub source '{s}': {sources.bring_hint(src)}")
+
+
+@pytest.fixture(scope="module")
+def planner() -> stages.Planner:
+    _fetch_for("baseline", "otp")
+    return stages.Planner()
+
+
+def _ar_members(path: Path) -> dict[str, bytes]:
+    """The members of a System V / GNU archive (what llvm-ar writes), by name."""
+    data = path.read_bytes()
+    assert data.startswith(b"!<arch>\n"), f"{path} is not an ar archive"
+    pos, names, out = 8, b"", {}
+    while pos + 60 <= len(data):
+        hdr = data[pos : pos + 60]
+        name, size = hdr[:16].decode().rstrip(), int(hdr[48:58])
+        body = data[pos + 60 : pos + 60 + size]
+        pos += 60 + size + (size & 1)
+        if name == "//":
+            names = body
+        elif name in ("/", "/SYM64/"):
+            continue
+        elif name.startswith("/") and name[1:].isdigit():
+            off = int(name[1:])
+            out[names[off : names.index(b"/\n", off)].decode()] = body
+        else:
+            out[name.rstrip("/")] = body
+    return out
+
+
+def _defined(elf: ELFFile) -> set[str]:
+    symtab = elf.get_section_by_name(".symtab")
+    return {
+        s.name
+        for s in symtab.iter_symbols()
+        if s["st_shndx"] != "SHN_UNDEF" and s["st_info"]["bind"] in ("STB_GLOBAL", "STB_WEAK")
+    }
+
+
+def test_libbeam_is_aarch64_with_erl_start_and_no_main(planner):
+    erts = planner.ensure("erts")
+    members = _ar_members(erts / "lib" / "libbeam.a")
+    assert len(members) > 100
+    defined: dict[str, set[str]] = {}
+    for name, body in members.items():
+        elf = ELFFile(io.BytesIO(body))
+        assert elf["e_machine"] == "EM_AARCH64", name
+        assert elf["e_type"] == "ET_REL", name
+        for sym in _defined(elf):
+            defined.setdefault(sym, set()).add(name)
+    assert defined.get("erl_start") == {"erl_init.o"}
+    assert "main" not in defined
+    assert not any(s.startswith("__aarch64_") for s in defined)  # built without outline atomics
+    for helper in (
+        "libz.a",
+        "libepcre.a",
+        "libryu.a",
+        "micro-openssl.a",
+        "libethread.a",
+        "liberts_internal_r.a",
+    ):
+        assert _ar_members(erts / "lib" / helper), helper
+
+
+def _svc_count(archive: Path) -> int:
+    dis = subprocess.run(
+        ["llvm-objdump-19", "-d", str(archive)], capture_output=True, text=True, check=True
+    ).stdout
+    return dis.count("\tsvc\t")
+
+
+def test_sel4_musl_has_no_svc_and_calls_through_sysinfo(planner):
+    musl = planner.ensure("musl")
+    assert _svc_count(musl / "linux" / "lib" / "libc.a") > 100  # the disassembly does find svc
+    sel4 = musl / "sel4" / "lib" / "libc.a"
+    assert _svc_count(sel4) == 0
+    syms = subprocess.run(
+        ["llvm-nm-19", str(sel4)], capture_output=True, text=True, check=True
+    ).stdout
+    defined = {
+        line.split()[-1]
+        for line in syms.splitlines()
+        if len(line.split()) == 3 and line.split()[1] in "TDBRW"
+    }
+    assert "__sysinfo" in defined
+    assert "__assert_fail" not in defined  # libmicrokit 2.0.1 has the strong one
+    assert (musl / "include" / "stdio.h").is_file() and (
+        musl / "include" / "bits" / "alltypes.h"
+    ).is_file()
+
+
+def test_baseline_evaluates_expressions(planner):
+    planner.ensure("baseline")
+    assert baseline.evaluate(["1 + 1.", "lists:seq(1, 5)."]) == ["2", "[1,2,3,4,5]"]
+
+
+def test_baseline_carries_bindings_and_reports_exceptions(planner):
+    got = baseline.evaluate(["X = 6 * 7.", "{X, X div 2}", "1 / 0."])
+    assert got[:2] == ["42", "{42,21}"]
+    assert got[2].startswith("** exception error: badarith")
+
+
+def _temp_lock(tmp_path: Path, archive: str) -> Path:
+    """The real lock with the `otp` entry's download URL replaced."""
+    pinned = f'archive = "{lock.load(config.LOCK_FILE).source("otp").archive}"'
+    data = config.LOCK_FILE.read_text()
+    assert data.count(pinned) == 1
+    path = tmp_path / "lock.toml"
+    path.write_text(data.replace(pinned, f'archive = "{archive}"'))
+    return path
+
+
+def test_corrupted_otp_archive_is_refused_before_configure(tmp_path, monkeypatch):
+    # A tarball that is not the pinned one (a tampered or wrong download): same shape, other bytes.
+    fake = tmp_path / "fake"
+    (fake / "otp-27.3.4.1" / "erts").mkdir(parents=True)
+    (fake / "otp-27.3.4.1" / "OTP_VERSION").write_text("27.3.4.1\n")
+    (fake / "otp-27.3.4.1" / "configure").write_text("#!/bin/sh\ntouch CONFIGURE_RAN\n")
+    archive = tmp_path / "erlang_27.3.4.1+dfsg.orig.tar.xz"
+    with tarfile.open(archive, "w:xz") as tar:
+        tar.add(fake / "otp-27.3.4.1", "otp-27.3.4.1")
+    truncated = tmp_path / "truncated.tar.xz"
+    truncated.write_bytes(archive.read_bytes()[:200])
+
+    monkeypatch.setenv("CHRYSOPOLIS_CACHE", str(tmp_path / "cache"))
+    for bad, message in (
+        (archive, "hash mismatch for 'otp'"),
+        (truncated, "not a readable tarball"),
+    ):
+        monkeypatch.setenv("CHRYSOPOLIS_LOCK", str(_temp_lock(tmp_path, f"file://{bad}")))
+        src = lock.load().source("otp")
+        with pytest.raises(UserError, match=message):
+            sources.fetch(src)
+        assert not sources.present(src)
+        assert not list((tmp_path / "cache" / "sources").glob("otp/*"))
+
+    planner = stages.Planner()
+    with pytest.raises(
+        UserError, match=r"source 'otp' .* is not in the store; run `chrysopolis sources fetch otp`"
+    ):
+        planner.ensure("erts")
+    assert not planner.log_path("erts").exists()  # no stage ran: configure never started
+    assert not planner.is_built("musl")  # nor did its dependencies
+    assert not list(tmp_path.rglob("CONFIGURE_RAN"))
+
+
+def test_corrupted_musl_file_is_refused(tmp_path, monkeypatch):
+    monkeypatch.setenv("CHRYSOPOLIS_CACHE", str(tmp_path / "cache"))
+    src = lock.load().source("musl")
+    files = tmp_path / "files"
+    files.mkdir()
+    for f in src.files:
+        (files / f.name).write_bytes(b"not the pinned file\n")
+    with pytest.raises(UserError, match=r"hash mismatch for musl_.* of 'musl'"):
+        sources.import_path(src, files)
+    assert not sources.present(src)
+    shutil.rmtree(files)
