@@ -15,6 +15,7 @@ import shutil
 import subprocess
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
+from importlib import metadata
 from pathlib import Path
 
 from chrysopolis import boards
@@ -37,6 +38,7 @@ HEAP_MR = "beam_heap"
 HEAP_BASE_SYMBOL = "beam_heap_base"
 HEAP_SIZE_SYMBOL = "beam_heap_size"
 CLIENT = "beam_server"
+SDFGEN_VERSION = "0.28.1"  # pairs with sDDF d1f5252 (LionsOS main's meta.py asserts 0.28)
 
 
 @dataclass(frozen=True)
@@ -114,6 +116,19 @@ SERVICE_BLOBS = [
     ("fat.elf", ".blk_client_config", "blk_client_fatfs.data"),
     ("fat.elf", ".fs_server_config", "fs_server_fatfs.data"),
 ]
+
+
+def check_sdfgen() -> None:
+    """The config blob layouts must match our sDDF pin: only sdfgen SDFGEN_VERSION writes them."""
+    try:
+        have = metadata.version("sdfgen")
+    except metadata.PackageNotFoundError:
+        have = None
+    if have != SDFGEN_VERSION:
+        raise UserError(
+            f"sdfgen {have or 'is not installed'}{' is installed' if have else ''}, "
+            f"the system needs {SDFGEN_VERSION}; run `chrysopolis setup`"
+        )
 
 
 def system_board(name: str) -> SystemBoard:
@@ -220,6 +235,7 @@ def generate(
     `sddf` is the sDDF tree whose device tree is used (default: the stored pinned source).
     Bad options are refused with a UserError before the Microkit tool would see them.
     """
+    check_sdfgen()
     from sdfgen import DeviceTree, LionsOs, Sddf, SystemDescription
 
     sb = system_board(board)

@@ -226,3 +226,11 @@ def test_write_sections_names_a_missing_section(rendered, tmp_path):
         )
     with pytest.raises(UserError, match="cannot write .* into serial_driver.elf section"):
         system.write_sections(outputs, tmp_path)
+
+
+def test_other_sdfgen_versions_are_refused(tmp_path, monkeypatch):
+    # Another sdfgen writes blobs in other layouts: refuse before rendering anything.
+    monkeypatch.setattr(system.metadata, "version", lambda name: "0.30.0")
+    with pytest.raises(UserError, match="sdfgen 0.30.0 is installed, the system needs 0.28.1"):
+        system.generate(tmp_path)
+    assert not any(tmp_path.iterdir())
