@@ -175,7 +175,10 @@ WORKLOAD = """io:format("~p~n", [[
  is_float(rand:uniform()),
  begin T = ets:new(t, []), ets:insert(T, {a, 1}), ets:lookup(T, a) end,
  file:read_file("/releases/27/OTP_VERSION"),
- code:which(lists)]]), halt()."""
+ code:which(lists),
+ begin {ok, [S]} = file:consult("/releases/27/start.script"),
+       {ok, Boot} = file:read_file("/releases/27/start.boot"), S =:= binary_to_term(Boot) end]]),
+ halt()."""
 
 
 def test_tree_boots_an_eshell_with_root_slash(host_root):
@@ -186,6 +189,6 @@ def test_tree_boots_an_eshell_with_root_slash(host_root):
 def test_tree_runs_re_zlib_compile_rand_ets_file(host_root):
     out = boot(host_root, "-noshell", "-eval", WORKLOAD)
     assert ('[{match,["o"]},<<"abc">>,42,true,[{a,1}],{ok,<<"27.3.4.1\\n">>},'
-            '"/lib/stdlib-6.2.2.1/ebin/lists.beam"]') in "".join(out.split()), out
+            '"/lib/stdlib-6.2.2.1/ebin/lists.beam",true]') in "".join(out.split()), out
     # Debian's own boot script lacks the compiler, which embedded mode then cannot load.
     assert "Failed to eval" in boot(host_root, "-noshell", "-eval", WORKLOAD, boot="/releases/27/start_clean")

@@ -15,7 +15,9 @@ Tree (stage output `root/`), booted with `-root / -boot /releases/27/start -mode
 No executables: the emulator is linked into the seL4 image. Embedded mode loads only what the
 boot script names, and loads nothing later, hence our start.boot with the compiler in it (for
 `compile:forms`). Paths in boot scripts are `$ROOT/lib/...`; with `-root /` init makes them
-`//lib/...`, which POSIX (and our fs layer) must treat as `/lib/...`.
+`//lib/...` for erl_prim_loader (POSIX, and so our fs layer, must read that as `/lib/...`);
+the code server normalises them (`code:which(lists)` is "/lib/stdlib-6.2.2.1/ebin/lists.beam").
+tests/test_otp.py boots this tree at / in a chroot with Debian's amd64 emulator to prove it.
 """
 
 import json
@@ -149,8 +151,16 @@ def erl_format(t: object, indent: int = 0) -> str:
         flat = "[" + ",".join(erl_format(x, indent) for x in t) + "]"
         if len(flat) + indent < 100:
             return flat
-        inner = (",\n" + pad + " ").join(erl_format(x, indent + 1) for x in t)
-        return "[" + inner + "]"
+        parts = [erl_format(x, indent + 1) for x in t]
+        if any("\n" in x for x in parts):
+            return "[" + (",\n" + pad + " ").join(parts) + "]"
+        lines, line = [], ""  # fill lines like io_lib_pretty does for atom lists
+        for x in parts:
+            if line and len(line) + len(x) + indent + 2 > 90:
+                lines.append(line)
+                line = ""
+            line += ("," if line else "") + x
+        return "[" + (",\n" + pad + " ").join(lines + [line]) + "]"
     raise TypeError(f"cannot format {t!r}")
 
 
