@@ -37,6 +37,8 @@ TOOLS = [
     Tool("dpkg-source", "dpkg-dev", "unpacking Debian source packages"),
     Tool("patch", "patch", "our patches to upstream trees"),
     Tool("make", "make", "upstream makefiles"),
+    Tool("cc", "gcc", "build-host tools of upstream builds (ERTS's YCF)"),
+    Tool("perl", "perl", "ERTS's code generators"),
     Tool("git", "git", "importing from mirrors"),
 ]
 
