@@ -5,6 +5,7 @@
 # earlier stage built (musl, LionsOS libc, libmicrokitco, the sDDF util library) is copied
 # into the build directory and marked old with `make -o`, so these rules never redo it.
 
+CHRYSOPOLIS_MK := $(abspath $(dir $(lastword $(MAKEFILE_LIST))))
 TOOLCHAIN := clang
 SUPPORTED_BOARDS := qemu_virt_aarch64
 BUILD_DIR := $(abspath .)
@@ -26,7 +27,7 @@ CFLAGS += \
 include $(LIONSOS)/lib/libc/libc.mk
 
 LDFLAGS := -L$(BOARD_DIR)/lib -L$(LIONS_LIBC)/lib
-LIBS := -lmicrokit -Tmicrokit.ld libsddf_util_debug.a -lc
+LIBS := -lmicrokit -Tmicrokit.ld -T$(CHRYSOPOLIS_MK)/got.ld libsddf_util_debug.a -lc
 
 SDDF_LIBC_INCLUDE := $(LIONS_LIBC)/include
 include $(SDDF)/util/util.mk

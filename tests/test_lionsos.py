@@ -88,6 +88,18 @@ def test_pd_config_sections_match_sdfgen_blobs(planner, outputs):
 
 @pytest.mark.slow
 @pytest.mark.sources
+def test_got_stays_out_of_the_ipc_buffer_page(planner):
+    # Microkit maps the IPC buffer page over whatever the ELF put there (mk/got.ld).
+    for d in (planner.ensure("sddf") / "elf", planner.ensure("fatfs") / "elf"):
+        for path in d.iterdir():
+            with open(path, "rb") as f:
+                addr = {s.name: s["sh_addr"] for s in ELFFile(f).iter_sections()}
+            if ".got" in addr:
+                assert addr[".got"] < addr[".ipc_buffer"], path.name
+
+
+@pytest.mark.slow
+@pytest.mark.sources
 def test_fat_server_links_its_worker_stacks(planner):
     fat = planner.ensure("fatfs") / "elf" / "fat.elf"
     syms = subprocess.run([LLVM / "llvm-nm", fat], capture_output=True, text=True).stdout

@@ -31,6 +31,7 @@ from chrysopolis.errors import UserError
 from chrysopolis.stages import Context, stage
 
 MK = "mk/lionsos.mk"
+GOT_LD = "mk/got.ld"  # keeps musl's GOT out of the IPC buffer page (every PD link uses it)
 SYSTEM = "chrysopolis/system.py"  # the config sections each ELF is checked for
 CONFIG = "debug"  # sDDF and LionsOS print through the debug kernel; release prints nothing
 HOST = ("clang-19", "lld-19", "llvm-19", "make")
@@ -94,14 +95,22 @@ def _given_libc(ctx: Context, bld: Path) -> list[str]:
 
 
 def _check_sections(elf: Path) -> None:
-    """Each PD ELF must declare the config sections `system.write_sections` fills."""
-    wanted = {s for e, s, _ in system.SERVICE_BLOBS if e == elf.name}
+    """Each PD ELF declares the config sections `system.write_sections` fills, and keeps
+    any GOT out of the IPC buffer page (see mk/got.ld)."""
     r = subprocess.run(
         [LLVM_BIN / "llvm-readelf", "-S", "--wide", elf], capture_output=True, text=True, check=True
     )
-    have = {w for line in r.stdout.splitlines() for w in line.split() if w.startswith(".")}
-    if wanted - have:
-        raise RuntimeError(f"{elf.name} lacks sections {sorted(wanted - have)}")
+    addr = {}
+    for line in r.stdout.splitlines():
+        if line.lstrip().startswith("[") and "]" in line:
+            fields = line.split("]", 1)[1].split()
+            if len(fields) >= 3 and fields[0].startswith("."):
+                addr[fields[0]] = int(fields[2], 16)
+    missing = {s for e, s, _ in system.SERVICE_BLOBS if e == elf.name} - set(addr)
+    if missing:
+        raise RuntimeError(f"{elf.name} lacks sections {sorted(missing)}")
+    if ".got" in addr and addr[".got"] >= addr.get(".ipc_buffer", 1 << 64):
+        raise RuntimeError(f"{elf.name}: .got lies in the IPC buffer page; link with {GOT_LD}")
 
 
 def _install_elfs(ctx: Context, bld: Path, names: Sequence[str]) -> None:
@@ -115,7 +124,7 @@ def _install_elfs(ctx: Context, bld: Path, names: Sequence[str]) -> None:
     "lionsos-libc",
     sources=("lionsos", "sddf", "libmicrokitco"),
     deps=("sdk", "musl"),
-    files=(MK, SYSTEM),
+    files=(MK, GOT_LD, SYSTEM),
     host=HOST,
     options=OPTIONS,
     doc="LionsOS libc: musl (sel4 variant) + LionsOS posix, compiler_rt and fs helpers",
@@ -139,7 +148,7 @@ def build_libc(ctx: Context) -> None:
     "sddf",
     sources=("lionsos", "sddf", "libmicrokitco"),
     deps=("sdk", "lionsos-libc"),
-    files=(MK, SYSTEM),
+    files=(MK, GOT_LD, SYSTEM),
     host=HOST,
     options=OPTIONS,
     doc="sDDF: util library, PL011 serial + virtualisers, ARM timer, virtio-blk + blk virtualiser",
@@ -157,7 +166,7 @@ def build_sddf(ctx: Context) -> None:
     "fatfs",
     sources=("lionsos", "sddf", "libmicrokitco"),
     deps=("sdk", "lionsos-libc", "libmicrokitco-fat", "sddf"),
-    files=(MK, SYSTEM),
+    files=(MK, GOT_LD, SYSTEM),
     host=HOST,
     options=OPTIONS,
     doc="The LionsOS FAT file server PD (FatFs R0.15 over the sDDF block protocol)",
