@@ -31,6 +31,12 @@ static long dispatch(long n, long a, long b, long c, long d, long e, long f)
     return lions_dispatch(n, a, b, c, d, e, f);
 }
 
+/* Run LionsOS's handler for `n` (for interposers that add to it rather than replace it). */
+long runtime_lions_syscall(long n, long a, long b, long c, long d, long e, long f)
+{
+    return lions_dispatch(n, a, b, c, d, e, f);
+}
+
 void runtime_define_syscall(long nr, runtime_syscall_t fn)
 {
     if (nr >= 0 && nr < MAX_SYSCALL) {
