@@ -70,6 +70,7 @@ def _defined(elf: ELFFile) -> set[str]:
     }
 
 
+@pytest.mark.slow
 def test_libbeam_is_aarch64_with_erl_start_and_no_main(planner):
     erts = planner.ensure("erts")
     members = _ar_members(erts / "lib" / "libbeam.a")
@@ -102,6 +103,7 @@ def _svc_count(archive: Path) -> int:
     return dis.count("\tsvc\t")
 
 
+@pytest.mark.slow
 def test_sel4_musl_has_no_svc_and_calls_through_sysinfo(planner):
     musl = planner.ensure("musl")
     assert _svc_count(musl / "linux" / "lib" / "libc.a") > 100  # the disassembly does find svc
@@ -122,11 +124,13 @@ def test_sel4_musl_has_no_svc_and_calls_through_sysinfo(planner):
     ).is_file()
 
 
+@pytest.mark.slow
 def test_baseline_evaluates_expressions(planner):
     planner.ensure("baseline")
     assert baseline.evaluate(["1 + 1.", "lists:seq(1, 5)."]) == ["2", "[1,2,3,4,5]"]
 
 
+@pytest.mark.slow
 def test_baseline_carries_bindings_and_reports_exceptions(planner):
     got = baseline.evaluate(["X = 6 * 7.", "{X, X div 2}", "1 / 0."])
     assert got[:2] == ["42", "{42,21}"]

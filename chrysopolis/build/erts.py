@@ -27,6 +27,8 @@ import json
 import shutil
 from pathlib import Path
 
+from chrysopolis import toolchain
+from chrysopolis.errors import UserError
 from chrysopolis.stages import Context, stage
 
 TARGET = "aarch64-unknown-linux-musl"  # what OTP's config.sub makes of --host
@@ -91,6 +93,11 @@ def sysroot(dest: Path, musl: Path, variant: str = "linux") -> Path:
     clang's musl driver links crt1.o crti.o crtbeginT.o ... -lgcc -lgcc_eh -lc crtend.o
     crtn.o from <sysroot>/usr/lib when it finds no GCC installation there.
     """
+    toolchain.need("clang-19", "ld.lld-19", "llvm-ar-19")
+    if not (LIBGCC_DIR / "libgcc.a").is_file():
+        raise UserError(
+            f"{LIBGCC_DIR}/libgcc.a is missing; run `chrysopolis setup` (gcc-aarch64-linux-gnu)"
+        )
     lib = dest / "usr" / "lib"
     lib.mkdir(parents=True)
     (dest / "usr" / "include").symlink_to(musl / "include")
@@ -107,6 +114,7 @@ def cc(root: Path) -> str:
 
 def build_ycf(ctx: Context, otp: Path) -> Path:
     """YCF (yielding C fun) runs at build time: compile it for the build host."""
+    toolchain.need("cc", "perl", "make")
     src = otp / "erts" / "lib_src" / "yielding_c_fun"
     exe = ctx.work / "yielding_c_fun"
     ctx.run(
