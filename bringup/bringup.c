@@ -34,10 +34,15 @@ void chrysopolis_main(void)
     print_clock();
 
     int status = files_mount(MOUNT_TIMEOUT_NS);
-    if (status != 0) {
-        printf("beam_server: ERROR: cannot mount the FAT volume (%s); attach a FAT32 disk on "
-               "virtio-mmio-bus.1 (chrysopolis builds one)\n",
-               status < 0 ? "no answer from the file server" : "the file server refused it");
+    if (status < 0) {
+        printf("beam_server: ERROR: cannot mount the FAT volume: no answer from the file server "
+               "in %llu s; is a disk attached on virtio-mmio-bus.1?\n",
+               MOUNT_TIMEOUT_NS / 1000000000ULL);
+        idle_forever();
+    } else if (status > 0) {
+        printf("beam_server: ERROR: cannot mount the FAT volume: the file server refused it "
+               "(status %d); the disk needs an MBR with a FAT32 partition (chrysopolis builds one)\n",
+               status);
         idle_forever();
     }
     printf("FAT volume mounted\n");

@@ -5,6 +5,7 @@ import shutil
 import signal
 import subprocess
 import time
+import tty
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -32,6 +33,8 @@ def command(board: Board, loader: Path, disk: Path | None = None, ram: str | Non
            *(["-serial", "mon:stdio"] if interactive else ["-serial", "stdio", "-monitor", "none"]),
            "-device", f"loader,file={loader},addr={board.loader_addr:#x},cpu-num=0"]
     if disk is not None:
+        if not Path(disk).is_file():
+            raise UserError(f"disk image {disk} does not exist; rebuild the target (`chrysopolis build`)")
         # Modern virtio-mmio, disk pinned to bus 1: the blk node the system description uses.
         cmd += ["-global", "virtio-mmio.force-legacy=false",
                 "-drive", f"file={disk},if=none,format=raw,id=hd0",
@@ -80,8 +83,12 @@ def boot(cmd: Sequence[str], log: Path) -> Iterator[Session]:
     """Start QEMU headless; whatever happens in the body, QEMU is ended on exit."""
     log.parent.mkdir(parents=True, exist_ok=True)
     logf = open(log, "wb")
-    child = pexpect.spawn(cmd[0], list(cmd[1:]), timeout=None, logfile=logf, echo=False,
+    child = pexpect.spawn(cmd[0], list(cmd[1:]), timeout=None, echo=False,
                           dimensions=(24, 200))
+    # Raw pty: the log holds the guest's bytes as sent (no CR doubling) and input reaches
+    # the guest as typed (Enter is CR, as from a terminal).
+    tty.setraw(child.child_fd)
+    child.logfile_read = logf  # what the guest printed, not what we typed
     try:
         yield Session(child, log, time.monotonic())
     finally:

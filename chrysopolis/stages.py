@@ -18,6 +18,7 @@ import shutil
 import subprocess
 import tempfile
 import time
+import traceback
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -176,6 +177,8 @@ class Planner:
         except KeyboardInterrupt:
             raise
         except Exception as e:
+            with open(log, "a") as f:
+                traceback.print_exc(file=f)
             raise StageFailed(st.name, log, f"{type(e).__name__}: {e}") from e
         finally:
             shutil.rmtree(tmp, ignore_errors=True)

@@ -43,18 +43,14 @@ void files_notified(void)
     fs_process_completions(on_completion);
 }
 
-int files_mount(uint64_t timeout_ns)
+/* One FS_CMD_INITIALISE: its status, or -1 if the server has not answered by `deadline`. */
+static int mount_once(uint64_t deadline)
 {
-    if (!fs_enabled) {
-        return -1;
-    }
     if (fs_request_allocate(&mount_id)) {
         return -1;
     }
     mount_done = false;
     fs_command_issue((fs_cmd_t){ .id = mount_id, .type = FS_CMD_INITIALISE });
-
-    uint64_t deadline = time_now_ns() + timeout_ns;
     const struct timespec poll = { .tv_sec = 0, .tv_nsec = 20 * 1000 * 1000 };
     while (!mount_done && time_now_ns() < deadline) {
         nanosleep(&poll, NULL);
@@ -66,4 +62,25 @@ int files_mount(uint64_t timeout_ns)
     fs_command_complete(mount_id, NULL, &cmpl);
     fs_request_free(mount_id);
     return (int)cmpl.status;
+}
+
+int files_mount(uint64_t timeout_ns)
+{
+    if (!fs_enabled) {
+        return -1;
+    }
+    /* The block device may still be probing when we first ask: retry until the deadline. */
+    uint64_t deadline = time_now_ns() + timeout_ns;
+    const struct timespec pause = { .tv_sec = 0, .tv_nsec = 100 * 1000 * 1000 };
+    int status, answered = -1;
+    while ((status = mount_once(deadline)) != 0) {
+        if (status > 0) {
+            answered = status;
+        }
+        if (time_now_ns() >= deadline) {
+            return answered; /* a refusal says more than a late answer */
+        }
+        nanosleep(&pause, NULL);
+    }
+    return 0;
 }

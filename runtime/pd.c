@@ -8,6 +8,7 @@
 
 #include <libmicrokitco.h>
 #include <lions/fs/helpers.h>
+#include <lions/posix/posix.h>
 
 #include "chrysopolis.h"
 
@@ -15,14 +16,24 @@ __attribute__((__section__(".serial_client_config"))) serial_client_config_t ser
 __attribute__((__section__(".timer_client_config"))) timer_client_config_t timer_config;
 __attribute__((__section__(".fs_client_config"))) fs_client_config_t fs_config;
 
+/* Patched by the Microkit tool (setvar_vaddr/setvar_size on the heap map). */
+uint64_t beam_heap_base;
+uint64_t beam_heap_size;
+
 serial_queue_handle_t serial_rx_queue_handle;
 serial_queue_handle_t serial_tx_queue_handle;
 
-#ifndef MAIN_STACK_SIZE
-#define MAIN_STACK_SIZE 0x100000
+/*
+ * libmicrokitco wants a stack for every cothread it may run, all the same size, at
+ * init. They are carved from the top of the heap region, so the static image stays
+ * small; the rest of the region below them is what mmap/brk hand out.
+ */
+#ifndef COTHREAD_STACK_SIZE
+#define COTHREAD_STACK_SIZE 0x100000
 #endif
+#define NUM_STACKS (LIBMICROKITCO_MAX_COTHREADS - 1)
 
-static char main_stack[MAIN_STACK_SIZE] __attribute__((aligned(16)));
+uint64_t runtime_heap_limit;
 static co_control_t co_controller;
 
 static void main_cothread(void)
@@ -42,8 +53,18 @@ void init(void)
     console_init();
     files_init();
 
-    stack_ptrs_arg_array_t stacks = { (uintptr_t)main_stack };
-    microkit_cothread_init(&co_controller, MAIN_STACK_SIZE, stacks);
+    uint64_t stacks_bytes = (uint64_t)NUM_STACKS * COTHREAD_STACK_SIZE;
+    if (beam_heap_size < stacks_bytes) {
+        microkit_dbg_puts("beam_server: ERROR: the heap region is smaller than the cothread stacks; "
+                          "give the system a larger heap\n");
+        return;
+    }
+    runtime_heap_limit = beam_heap_base + beam_heap_size - stacks_bytes;
+    stack_ptrs_arg_array_t stacks;
+    for (int i = 0; i < NUM_STACKS; i++) {
+        stacks[i] = runtime_heap_limit + (uint64_t)i * COTHREAD_STACK_SIZE;
+    }
+    microkit_cothread_init(&co_controller, COTHREAD_STACK_SIZE, stacks);
     if (microkit_cothread_spawn(main_cothread, NULL) == LIBMICROKITCO_NULL_HANDLE) {
         microkit_dbg_puts("beam_server: cannot start the main cothread\n");
         return;

@@ -42,7 +42,7 @@ def test_markers_input_and_log(tmp_path):
     with qemu.boot(guest_cmd(tmp_path), log) as s:
         m = s.expect(r"MARKER ready (\d+)", timeout=10)
         assert m.group(1) == b"42"
-        s.send("hi there\r")
+        s.send("hi there\n")
         s.expect(r"echo: hi there", timeout=10)
         pid = s.child.pid
     assert not alive(pid), "the guest must be ended when the session closes"

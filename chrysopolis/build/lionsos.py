@@ -31,6 +31,7 @@ from chrysopolis.errors import UserError
 from chrysopolis.stages import Context, stage
 
 MK = "mk/lionsos.mk"
+PATCHES = "patches/lionsos"
 GOT_LD = "mk/got.ld"  # keeps musl's GOT out of the IPC buffer page (every PD link uses it)
 SYSTEM = "chrysopolis/system.py"  # the config sections each ELF is checked for
 CONFIG = "debug"  # sDDF and LionsOS print through the debug kernel; release prints nothing
@@ -59,7 +60,7 @@ def llvm_env() -> dict[str, str]:
     return {"PATH": f"{LLVM_BIN}:{os.environ.get('PATH', '')}"}
 
 
-def make_vars(ctx: Context, *, sdk_only: bool = False) -> list[str]:
+def make_vars(ctx: Context, *, sdk_only: bool = False, lionsos: Path | None = None) -> list[str]:
     """The variables every upstream snippet wants: SDK, board, config (and the trees)."""
     board = boards.board(ctx.options["board"]).name
     out = [
@@ -69,19 +70,21 @@ def make_vars(ctx: Context, *, sdk_only: bool = False) -> list[str]:
     ]
     if not sdk_only:
         out += [
-            f"LIONSOS={ctx.src('lionsos')}",
+            f"LIONSOS={lionsos or ctx.src('lionsos')}",
             f"SDDF={ctx.src('sddf')}",
             f"LIBMICROKITCO_PATH={ctx.src('libmicrokitco')}",
         ]
     return out
 
 
-def _make(ctx: Context, bld: Path, targets: Sequence[str], given: Sequence[str] = ()) -> None:
+def _make(ctx: Context, bld: Path, targets: Sequence[str], given: Sequence[str] = (),
+          lionsos: Path | None = None) -> None:
     """Run mk/lionsos.mk in `bld` for `targets`, taking the files in `given` as built."""
     board_dir(ctx.dep("sdk"), ctx.options["board"], ctx.options["config"])  # fails early
     assume_old = [a for g in given for a in ("-o", g)]
     ctx.run(
-        ["make", "-f", ctx.ours(MK), f"-j{ctx.jobs}", *make_vars(ctx), *assume_old, *targets],
+        ["make", "-f", ctx.ours(MK), f"-j{ctx.jobs}", *make_vars(ctx, lionsos=lionsos), *assume_old,
+         *targets],
         cwd=bld,
         env=llvm_env(),
     )
@@ -166,19 +169,22 @@ def build_sddf(ctx: Context) -> None:
     "fatfs",
     sources=("lionsos", "sddf", "libmicrokitco"),
     deps=("sdk", "lionsos-libc", "libmicrokitco-fat", "sddf"),
-    files=(MK, GOT_LD, SYSTEM),
-    host=HOST,
+    files=(MK, GOT_LD, SYSTEM, PATCHES),
+    host=(*HOST, "patch"),
     options=OPTIONS,
     doc="The LionsOS FAT file server PD (FatFs R0.15 over the sDDF block protocol)",
 )
 def build_fatfs(ctx: Context) -> None:
     bld = ctx.work / "build"
     bld.mkdir()
+    # Our patches: a disk that never becomes ready must not starve the PDs below it.
+    lionsos = ctx.copy_source("lionsos")
+    ctx.apply_patches(PATCHES, lionsos)
     given = _given_libc(ctx, bld)
     # fat.mk links libmicrokitco_fat.a; every PD links the sDDF util library.
     shutil.copyfile(
         ctx.dep("libmicrokitco-fat") / "lib" / "libmicrokitco.a", bld / "libmicrokitco_fat.a"
     )
     shutil.copyfile(ctx.dep("sddf") / "lib" / UTIL_LIB, bld / UTIL_LIB)
-    _make(ctx, bld, ["fat.elf"], given=[*given, "libmicrokitco_fat.a", UTIL_LIB])
+    _make(ctx, bld, ["fat.elf"], given=[*given, "libmicrokitco_fat.a", UTIL_LIB], lionsos=lionsos)
     _install_elfs(ctx, bld, ["fat.elf"])

@@ -18,6 +18,11 @@
 extern serial_client_config_t serial_config;
 extern timer_client_config_t timer_config;
 extern fs_client_config_t fs_config;
+/* The heap memory region: base and size patched in by the Microkit tool (pd.c). */
+extern uint64_t beam_heap_base;
+extern uint64_t beam_heap_size;
+/* The cothread stacks sit at the top of the heap region: memory for mmap/brk ends here. */
+extern uint64_t runtime_heap_limit;
 extern serial_queue_handle_t serial_rx_queue_handle;
 extern serial_queue_handle_t serial_tx_queue_handle;
 
@@ -40,5 +45,5 @@ uint64_t time_now_ns(void);
 /* files.c: the FAT volume through the LionsOS fs protocol. */
 void files_init(void);
 void files_notified(void);
-/* Mount the volume; 0 on success, else the fs status (or -1 on timeout). */
+/* Mount the volume, retrying until the timeout: 0, the server's last refusal, or -1. */
 int files_mount(uint64_t timeout_ns);

@@ -1,0 +1,85 @@
+"""Assembling a bootable system around a beam_server PD of ours.
+
+`compile_client` builds beam_server.elf from our C against the LionsOS stack; `assemble`
+renders the system (system.py), writes every config blob into its ELF, packs the loader
+image with the SDK's Microkit tool and writes the FAT disk. The `bringup` image and the
+Erlang image differ only in the C they compile, the libraries they add and the disk tree.
+"""
+
+import shutil
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from chrysopolis import boards, config, disk, system, targets
+from chrysopolis.build.lionsos import CONFIG, LLVM_BIN, UTIL_LIB
+from chrysopolis.build.sdk import board_dir
+from chrysopolis.stages import Context
+
+# The stages a beam_server image stands on, and the sources whose headers it includes.
+DEPS = ("sdk", "lionsos-libc", "sddf", "fatfs", "libmicrokitco-beam")
+SOURCES = ("sddf", "lionsos", "libmicrokitco")
+RUNTIME = "runtime"
+HOST = ("clang-19", "lld-19", "llvm-19", "mtools", "dosfstools", "device-tree-compiler")
+
+# sDDF's flags for PDs (tools/make/toolchain/clang.mk); no outline atomics: nothing in a PD
+# may call getauxval before musl is up (PORTING.md trap 1).
+CFLAGS = ["-target", "aarch64-none-elf", "-ffreestanding", "-mstrict-align", "-mno-outline-atomics",
+          "-O2", "-g", "-Wall", "-Wno-unused-function"]
+
+
+def include_dirs(ctx: Context, board: str) -> list[Path]:
+    return [
+        config.ROOT / RUNTIME / "include",
+        board_dir(ctx.dep("sdk"), board, CONFIG) / "include",
+        ctx.dep("lionsos-libc") / "include",
+        ctx.src("lionsos") / "include",
+        ctx.src("sddf") / "include",
+        ctx.src("sddf") / "include" / "microkit",
+        ctx.src("libmicrokitco"),
+        ctx.dep("libmicrokitco-beam") / "include",
+    ]
+
+
+def compile_client(ctx: Context, sources: Sequence[Path], board: str,
+                   extra_libs: Sequence[Path] = (), defines: Mapping[str, str] | None = None,
+                   extra_includes: Sequence[Path] = ()) -> Path:
+    """Compile `sources` and link beam_server.elf (no PIE, no gc-sections, not stripped)."""
+    b = boards.board(board)
+    objdir = ctx.work / "obj"
+    objdir.mkdir(parents=True, exist_ok=True)
+    incs = [f"-I{d}" for d in [*include_dirs(ctx, board), *extra_includes]]
+    defs = [f"-D{k}={v}" for k, v in (defines or {}).items()]
+    objs = []
+    for src in sources:
+        obj = objdir / (Path(src).stem + ".o")
+        ctx.run([LLVM_BIN / "clang", *CFLAGS, f"-mcpu={b.cpu}", *defs, *incs, "-c", src, "-o", obj])
+        objs.append(obj)
+    elf = ctx.work / "elf" / "beam_server.elf"
+    elf.parent.mkdir(parents=True, exist_ok=True)
+    bdir = board_dir(ctx.dep("sdk"), board, CONFIG)
+    ctx.run([LLVM_BIN / "ld.lld", "-L", bdir / "lib", "-L", ctx.dep("lionsos-libc") / "lib", *objs,
+             "--start-group", *extra_libs, ctx.dep("libmicrokitco-beam") / "lib" / "libmicrokitco.a",
+             ctx.dep("sddf") / "lib" / UTIL_LIB, "-lmicrokit", "-lc", "--end-group",
+             "-Tmicrokit.ld", "-T", config.ROOT / "mk" / "got.ld", "-o", elf])
+    return elf
+
+
+def assemble(ctx: Context, name: str, board: str, *, heap_mib: int, stack_kib: int,
+             disk_tree: Path | None, disk_extra: Mapping[str, Path] | None = None,
+             markers: Mapping[str, str] | None = None) -> None:
+    """Render the system, configure the ELFs, pack `<name>.img`, write disk.img and run.json."""
+    elfdir = ctx.work / "elf"
+    for stage_name in ("sddf", "fatfs"):
+        for elf in (ctx.dep(stage_name) / "elf").glob("*.elf"):
+            shutil.copyfile(elf, elfdir / elf.name)
+    outputs = system.generate(ctx.work / "system", board, sddf=ctx.src("sddf"), heap_mib=heap_mib,
+                              stack_kib=stack_kib)
+    system.write_sections(outputs, elfdir, objcopy=str(LLVM_BIN / "llvm-objcopy"))
+    image = f"{name}.img"
+    ctx.run([ctx.dep("sdk") / "bin" / "microkit", outputs.system_file, "--search-path", elfdir,
+             "--board", board, "--config", CONFIG, "-o", ctx.out / image, "-r", ctx.out / "report.txt"])
+    shutil.copyfile(outputs.system_file, ctx.out / outputs.system_file.name)
+    shutil.copyfile(elfdir / "beam_server.elf", ctx.out / "beam_server.elf")
+    info = disk.build_disk(disk_tree, ctx.out / "disk.img", extra=disk_extra)
+    ctx.note(f"disk: {info}")
+    targets.write_manifest(ctx.out, image, board, disk="disk.img", markers=dict(markers or {}))

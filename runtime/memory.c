@@ -1,0 +1,258 @@
+/*
+ * Memory: brk, mmap, munmap and mremap over the heap memory region (base and size patched
+ * in by the Microkit tool; pd.c keeps its top for the cothread stacks, so the region ends
+ * at runtime_heap_limit). LionsOS's versions hand out a 1 MiB static arena.
+ *
+ * A page bitmap says what is in use. brk grows up from the base, mmap takes the highest
+ * free run that fits (so the two meet last). What ERTS does with it: reserve address
+ * space with PROT_NONE and commit parts of it with MAP_FIXED, over-allocate and trim to
+ * align, grow with mremap. There is no protection to change: PROT_NONE pages are plain
+ * memory. Anonymous memory must read as zero: the region starts zeroed, so only pages
+ * handed out before (the `dirty` bitmap) are cleared when handed out again.
+ */
+#include <errno.h>
+#include <stdint.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
+
+#include "adapter.h"
+#include "chrysopolis.h"
+
+#define PAGE 4096UL
+#ifndef MAX_HEAP_PAGES
+#define MAX_HEAP_PAGES (1UL << 18) /* 1 GiB of 4 KiB pages */
+#endif
+#define WORDS (MAX_HEAP_PAGES / 64)
+
+static uint64_t used[WORDS];
+static uint64_t dirty[WORDS];
+static uintptr_t base;
+static size_t npages;
+static size_t brk_pages; /* pages [0, brk_pages) belong to brk */
+static uintptr_t brk_cur;
+
+static bool bit(const uint64_t *map, size_t p)
+{
+    return (map[p / 64] >> (p % 64)) & 1;
+}
+
+static void set_bits(uint64_t *map, size_t p, size_t n, bool v)
+{
+    for (size_t i = p; i < p + n; i++) {
+        if (v) {
+            map[i / 64] |= 1ULL << (i % 64);
+        } else {
+            map[i / 64] &= ~(1ULL << (i % 64));
+        }
+    }
+}
+
+static bool range_free(size_t p, size_t n)
+{
+    for (size_t i = p; i < p + n; i++) {
+        if (bit(used, i)) {
+            return false;
+        }
+    }
+    return true;
+}
+
+static void *page_addr(size_t p)
+{
+    return (void *)(base + p * PAGE);
+}
+
+/* Hand out pages [p, p+n): in use, and zero where they held data before. */
+static void take(size_t p, size_t n)
+{
+    size_t run = 0;
+    for (size_t i = p; i <= p + n; i++) {
+        if (i < p + n && bit(dirty, i)) {
+            run++;
+            continue;
+        }
+        if (run > 0) {
+            memset(page_addr(i - run), 0, run * PAGE);
+            run = 0;
+        }
+    }
+    set_bits(used, p, n, true);
+    set_bits(dirty, p, n, true);
+}
+
+/* The highest free run of n pages above the brk area, or SIZE_MAX. */
+static size_t find_free(size_t n)
+{
+    size_t run = 0;
+    for (size_t i = npages; i > brk_pages;) {
+        if (run == 0 && i % 64 == 0 && used[i / 64 - 1] == UINT64_MAX) {
+            i -= 64; /* a full word: skip it */
+            continue;
+        }
+        i--;
+        if (bit(used, i)) {
+            run = 0;
+        } else if (++run == n) {
+            return i;
+        }
+    }
+    return SIZE_MAX;
+}
+
+static size_t pages_of(size_t len)
+{
+    return (len + PAGE - 1) / PAGE;
+}
+
+/* Page index of addr, if [addr, addr+len) lies in the region; else SIZE_MAX. */
+static size_t index_of(uintptr_t addr, size_t len)
+{
+    if (addr < base || addr % PAGE != 0) {
+        return SIZE_MAX;
+    }
+    size_t p = (addr - base) / PAGE;
+    if (p > npages || pages_of(len) > npages - p) {
+        return SIZE_MAX;
+    }
+    return p;
+}
+
+static long sys_mmap(long addr, long len, long prot, long flags, long fd, long off)
+{
+    (void)prot, (void)fd, (void)off;
+    if (len <= 0) {
+        return -EINVAL;
+    }
+    if (!(flags & MAP_ANONYMOUS)) {
+        return -ENODEV; /* no file mappings */
+    }
+    size_t n = pages_of((size_t)len);
+    size_t p;
+    if (flags & (MAP_FIXED | MAP_FIXED_NOREPLACE)) {
+        if (addr % PAGE != 0) {
+            return -EINVAL;
+        }
+        p = index_of((uintptr_t)addr, (size_t)len);
+        if (p == SIZE_MAX || p < brk_pages) {
+            return -ENOMEM;
+        }
+        if ((flags & MAP_FIXED_NOREPLACE) && !range_free(p, n)) {
+            return -EEXIST;
+        }
+        set_bits(dirty, p, n, true); /* a fixed mapping replaces what was there: zero it all */
+    } else {
+        p = index_of((uintptr_t)addr, (size_t)len);
+        if (addr == 0 || p == SIZE_MAX || p < brk_pages || !range_free(p, n)) {
+            p = find_free(n);
+        }
+        if (p == SIZE_MAX) {
+            return -ENOMEM;
+        }
+    }
+    take(p, n);
+    return (long)page_addr(p);
+}
+
+static long sys_munmap(long addr, long len, long c, long d, long e, long f)
+{
+    (void)c, (void)d, (void)e, (void)f;
+    if (addr % PAGE != 0 || len <= 0) {
+        return -EINVAL;
+    }
+    size_t p = index_of((uintptr_t)addr, (size_t)len);
+    if (p != SIZE_MAX && p >= brk_pages) {
+        set_bits(used, p, pages_of((size_t)len), false);
+    }
+    return 0;
+}
+
+static long sys_mremap(long old, long old_len, long new_len, long flags, long new_addr, long f)
+{
+    (void)new_addr, (void)f;
+    if (old % PAGE != 0 || new_len <= 0 || (flags & ~MREMAP_MAYMOVE) != 0) {
+        return -EINVAL; /* MREMAP_FIXED / DONTUNMAP: not needed by ERTS */
+    }
+    size_t o = pages_of((size_t)old_len), n = pages_of((size_t)new_len);
+    size_t p = index_of((uintptr_t)old, (size_t)old_len);
+    if (p == SIZE_MAX || p < brk_pages) {
+        return -EFAULT;
+    }
+    if (n <= o) {
+        set_bits(used, p + n, o - n, false);
+        return old;
+    }
+    if (p + n <= npages && range_free(p + o, n - o)) {
+        take(p + o, n - o);
+        return old;
+    }
+    if (!(flags & MREMAP_MAYMOVE)) {
+        return -ENOMEM;
+    }
+    size_t q = find_free(n);
+    if (q == SIZE_MAX) {
+        return -ENOMEM;
+    }
+    take(q, n);
+    memcpy(page_addr(q), (void *)old, o * PAGE);
+    set_bits(used, p, o, false);
+    return (long)page_addr(q);
+}
+
+/* Linux's brk: the new break, or the old one when it cannot move. */
+static long sys_brk(long newbrk, long b, long c, long d, long e, long f)
+{
+    (void)b, (void)c, (void)d, (void)e, (void)f;
+    uintptr_t want = (uintptr_t)newbrk;
+    if (want < base || want > base + npages * PAGE) {
+        return (long)brk_cur;
+    }
+    size_t n = pages_of(want - base);
+    if (n > brk_pages) {
+        if (!range_free(brk_pages, n - brk_pages)) {
+            return (long)brk_cur;
+        }
+        take(brk_pages, n - brk_pages);
+    } else {
+        set_bits(used, n, brk_pages - n, false);
+    }
+    brk_pages = n;
+    brk_cur = want;
+    return (long)brk_cur;
+}
+
+/* MADV_DONTNEED on private anonymous memory reads back as zero; the rest are hints. */
+static long sys_madvise(long addr, long len, long advice, long d, long e, long f)
+{
+    (void)d, (void)e, (void)f;
+    if (addr % PAGE != 0) {
+        return -EINVAL;
+    }
+    if (advice == MADV_DONTNEED && len > 0 && index_of((uintptr_t)addr, (size_t)len) != SIZE_MAX) {
+        memset((void *)addr, 0, pages_of((size_t)len) * PAGE);
+    }
+    return 0;
+}
+
+static long sys_mprotect(long addr, long len, long prot, long d, long e, long f)
+{
+    (void)len, (void)prot, (void)d, (void)e, (void)f;
+    return addr % PAGE != 0 ? -EINVAL : 0;
+}
+
+void memory_init(void)
+{
+    base = ((uintptr_t)beam_heap_base + PAGE - 1) & ~(PAGE - 1);
+    uintptr_t limit = (uintptr_t)runtime_heap_limit & ~(PAGE - 1);
+    npages = limit > base ? (limit - base) / PAGE : 0;
+    if (npages > MAX_HEAP_PAGES) {
+        npages = MAX_HEAP_PAGES;
+    }
+    brk_cur = base;
+    runtime_define_syscall(SYS_mmap, sys_mmap);
+    runtime_define_syscall(SYS_munmap, sys_munmap);
+    runtime_define_syscall(SYS_mremap, sys_mremap);
+    runtime_define_syscall(SYS_brk, sys_brk);
+    runtime_define_syscall(SYS_madvise, sys_madvise);
+    runtime_define_syscall(SYS_mprotect, sys_mprotect);
+}
