@@ -10,6 +10,7 @@
  * memory. Anonymous memory must read as zero: the region starts zeroed, so only pages
  * handed out before (the `dirty` bitmap) are cleared when handed out again.
  */
+#define _GNU_SOURCE
 #include <errno.h>
 #include <stdint.h>
 #include <string.h>

@@ -95,6 +95,11 @@ void poll_init(void);
 /* Forget `fd` in every epoll set (it is being closed). */
 void poll_forget_fd(int fd);
 
+/* ---- paths.c ---- */
+/* Join `rel` to the absolute `base` (ignored if rel is absolute) into out, folding `//`,
+ * `.` and `..`: 0, or -ENAMETOOLONG if it does not fit in `size` bytes. */
+int runtime_path_join(const char *base, const char *rel, char *out, size_t size);
+
 /* ---- fsops.c ---- */
 void fsops_init(void);
 
