@@ -7,7 +7,7 @@ import pytest
 from chrysopolis import checks, qemu, stages, targets
 from chrysopolis.build import bringup
 from chrysopolis.errors import UserError
-from tests.conftest import require_sources
+from conftest import require_sources
 
 SOURCES = ("sel4", "microkit", "lionsos", "sddf", "libmicrokitco")
 
