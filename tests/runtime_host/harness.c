@@ -1,0 +1,227 @@
+/*
+ * Host harness for the runtime adapter's pure parts: memory.c (the heap region
+ * allocator behind mmap/munmap/mremap/brk/madvise), paths.c and entropy.c (ChaCha20
+ * DRBG). Built with the host cc against the real sources; tests/test_runtime_host.py
+ * runs it. Usage: harness memory | paths | chacha | random N
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
+#include <time.h>
+
+#include "adapter.h"
+#include "chrysopolis.h"
+
+void entropy_chacha20_block(const uint32_t in[16], uint32_t out[16]);
+
+uint64_t beam_heap_base, beam_heap_size, runtime_heap_limit;
+
+static runtime_syscall_t table[512];
+static int failures;
+
+void runtime_define_syscall(long nr, runtime_syscall_t fn)
+{
+    table[nr] = fn;
+}
+
+uint64_t time_now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
+}
+
+static long sys(long nr, long a, long b, long c, long d, long e, long f)
+{
+    return table[nr](a, b, c, d, e, f);
+}
+
+#define CHECK(name, cond)                                                                          \
+    do {                                                                                           \
+        if (cond) {                                                                                \
+            printf("ok %s\n", name);                                                               \
+        } else {                                                                                   \
+            printf("FAIL %s (line %d)\n", name, __LINE__);                                         \
+            failures++;                                                                            \
+        }                                                                                          \
+    } while (0)
+
+#define PAGE 4096L
+#define HEAP (8L << 20)
+
+static long anon(long addr, long len, long flags)
+{
+    return sys(SYS_mmap, addr, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | flags, -1, 0);
+}
+
+static bool all_zero(long addr, long len)
+{
+    for (long i = 0; i < len; i++) {
+        if (((unsigned char *)addr)[i] != 0) {
+            return false;
+        }
+    }
+    return true;
+}
+
+static void test_memory(void)
+{
+    /* The region: 8 MiB, its base deliberately not page aligned (memory.c rounds up). */
+    unsigned char *region = aligned_alloc(PAGE, HEAP + PAGE);
+    memset(region, 0, HEAP + PAGE);
+    beam_heap_base = (uint64_t)(uintptr_t)region + 100;
+    beam_heap_size = HEAP;
+    runtime_heap_limit = (uint64_t)(uintptr_t)region + HEAP;
+    memory_init();
+    long base = (long)region + PAGE, top = (long)region + HEAP;
+
+    long a = anon(0, 3 * PAGE, 0);
+    CHECK("mmap is page aligned, inside the region, from the top", a % PAGE == 0 && a == top - 3 * PAGE);
+    long b = anon(0, PAGE + 1, 0);
+    CHECK("mmap rounds up to pages and stacks below", b == a - 2 * PAGE);
+    memset((void *)a, 0xa5, 3 * PAGE);
+    CHECK("munmap", sys(SYS_munmap, a, 3 * PAGE, 0, 0, 0, 0) == 0);
+    long a2 = anon(0, 3 * PAGE, 0);
+    CHECK("freed pages are reused", a2 == a);
+    CHECK("reused pages read as zero", all_zero(a2, 3 * PAGE));
+
+    /* ERTS: reserve with PROT_NONE, commit inside with MAP_FIXED. */
+    long res = sys(SYS_mmap, 0, 64 * PAGE, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    CHECK("PROT_NONE reservation", res > 0 && res % PAGE == 0);
+    memset((void *)res, 0x5a, 64 * PAGE);
+    long fixed = anon(res + 8 * PAGE, 4 * PAGE, MAP_FIXED);
+    CHECK("MAP_FIXED inside a reservation lands there", fixed == res + 8 * PAGE);
+    CHECK("MAP_FIXED memory reads as zero", all_zero(fixed, 4 * PAGE));
+    CHECK("MAP_FIXED leaves the rest alone", ((unsigned char *)res)[0] == 0x5a);
+    CHECK("MAP_FIXED_NOREPLACE over a mapping: EEXIST",
+          anon(res + PAGE, PAGE, MAP_FIXED_NOREPLACE) == -EEXIST);
+    CHECK("MAP_FIXED outside the region: ENOMEM", anon(base - 64 * PAGE, PAGE, MAP_FIXED) == -ENOMEM);
+    CHECK("MAP_FIXED misaligned: EINVAL", anon(res + 1, PAGE, MAP_FIXED) == -EINVAL);
+    CHECK("file mappings: ENODEV", sys(SYS_mmap, 0, PAGE, PROT_READ, MAP_PRIVATE, 3, 0) == -ENODEV);
+    CHECK("zero length: EINVAL", anon(0, 0, 0) == -EINVAL);
+
+    /* Over-allocate, then trim head and tail to align (erts_mmap does this). */
+    long big = anon(0, 32 * PAGE, 0);
+    CHECK("trim head", sys(SYS_munmap, big, 8 * PAGE, 0, 0, 0, 0) == 0);
+    CHECK("trim tail", sys(SYS_munmap, big + 24 * PAGE, 8 * PAGE, 0, 0, 0, 0) == 0);
+    CHECK("the trimmed head is free again", anon(big, 8 * PAGE, MAP_FIXED_NOREPLACE) == big);
+    CHECK("the kept middle is still mapped", anon(big + 8 * PAGE, PAGE, MAP_FIXED_NOREPLACE) == -EEXIST);
+
+    /* mremap: shrink, grow in place, move with MAYMOVE keeping the contents. */
+    long m = anon(0, 4 * PAGE, 0);
+    memset((void *)m, 0x11, 4 * PAGE);
+    CHECK("mremap shrink keeps the address", sys(SYS_mremap, m, 4 * PAGE, 2 * PAGE, 0, 0, 0) == m);
+    CHECK("mremap grow in place into freed pages", sys(SYS_mremap, m, 2 * PAGE, 4 * PAGE, 0, 0, 0) == m);
+    CHECK("pages grown into read as zero", all_zero(m + 2 * PAGE, 2 * PAGE));
+    long n = anon(0, PAGE, 0);
+    memset((void *)n, 0x77, PAGE);
+    long fixedn = anon(n + PAGE, PAGE, MAP_FIXED); /* the page above n is taken: n cannot grow */
+    CHECK("setup for a moving mremap", fixedn == n + PAGE);
+    CHECK("mremap without MAYMOVE when blocked: ENOMEM", sys(SYS_mremap, n, PAGE, 8 * PAGE, 0, 0, 0) == -ENOMEM);
+    long moved = sys(SYS_mremap, n, PAGE, 8 * PAGE, MREMAP_MAYMOVE, 0, 0);
+    CHECK("mremap MAYMOVE moves", moved > 0 && moved != n);
+    CHECK("mremap MAYMOVE keeps the contents", ((unsigned char *)moved)[PAGE - 1] == 0x77);
+    CHECK("mremap MAYMOVE frees the old pages", anon(n, PAGE, MAP_FIXED_NOREPLACE) == n);
+
+    /* brk: from the (rounded-up) base, Linux's "old break on failure". */
+    long cur = sys(SYS_brk, 0, 0, 0, 0, 0, 0);
+    CHECK("brk starts at the page-aligned base", cur == base);
+    CHECK("brk grows", sys(SYS_brk, cur + 10 * PAGE + 5, 0, 0, 0, 0, 0) == cur + 10 * PAGE + 5);
+    memset((void *)cur, 0x33, 10 * PAGE);
+    CHECK("mmap does not hand out brk pages", anon(cur + PAGE, PAGE, MAP_FIXED) == -ENOMEM);
+    CHECK("brk shrinks", sys(SYS_brk, cur + PAGE, 0, 0, 0, 0, 0) == cur + PAGE);
+    CHECK("brk regrown pages read as zero", sys(SYS_brk, cur + 10 * PAGE, 0, 0, 0, 0, 0) == cur + 10 * PAGE &&
+                                                all_zero(cur + PAGE, 9 * PAGE));
+    CHECK("brk past the region keeps the old break", sys(SYS_brk, top + PAGE, 0, 0, 0, 0, 0) == cur + 10 * PAGE);
+
+    /* madvise(DONTNEED) reads back as zero. */
+    memset((void *)m, 0x44, 4 * PAGE);
+    CHECK("madvise DONTNEED", sys(SYS_madvise, m, 4 * PAGE, MADV_DONTNEED, 0, 0, 0) == 0 && all_zero(m, 4 * PAGE));
+
+    CHECK("too large: ENOMEM", anon(0, HEAP, 0) == -ENOMEM);
+    /* Fill what is left with single pages: every page handed out once, all distinct. */
+    long count = 0, last = 0, prev = top;
+    bool ordered = true;
+    while ((last = anon(0, PAGE, 0)) > 0) {
+        ordered = ordered && last < prev;
+        prev = last;
+        count++;
+    }
+    CHECK("the region runs out with ENOMEM", last == -ENOMEM && count > 1500);
+    CHECK("single pages come top-down, each once", ordered);
+}
+
+static void test_paths(void)
+{
+    char out[64];
+    struct {
+        const char *base, *rel, *want;
+    } cases[] = {
+        { "/", "//lib/kernel/ebin", "/lib/kernel/ebin" },
+        { "/", "/lib/./stdlib/../kernel//ebin/", "/lib/kernel/ebin" },
+        { "/lib", "kernel/ebin", "/lib/kernel/ebin" },
+        { "/lib/", "../releases/27/start.boot", "/releases/27/start.boot" },
+        { "/", "..", "/" },
+        { "/", ".", "/" },
+        { "/a/b", "../../../c", "/c" },
+        { "/ignored", "/abs", "/abs" },
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        int r = runtime_path_join(cases[i].base, cases[i].rel, out, sizeof(out));
+        char name[160];
+        snprintf(name, sizeof(name), "path %s + %s -> %s", cases[i].base, cases[i].rel, cases[i].want);
+        CHECK(name, r == 0 && strcmp(out, cases[i].want) == 0);
+    }
+    char small[8];
+    CHECK("path too long: ENAMETOOLONG", runtime_path_join("/", "/abcdefgh", small, sizeof(small)) == -ENAMETOOLONG);
+    CHECK("path exactly fits", runtime_path_join("/", "abcdef", small, sizeof(small)) == 0 && strcmp(small, "/abcdef") == 0);
+}
+
+/* RFC 8439, 2.3.2: the ChaCha20 block function test vector. */
+static void test_chacha(void)
+{
+    uint32_t in[16] = { 0x61707865, 0x3320646e, 0x79622d32, 0x6b206574, 0x03020100, 0x07060504,
+                        0x0b0a0908, 0x0f0e0d0c, 0x13121110, 0x17161514, 0x1b1a1918, 0x1f1e1d1c,
+                        0x00000001, 0x09000000, 0x4a000000, 0x00000000 };
+    const uint32_t want[16] = { 0xe4e7f110, 0x15593bd1, 0x1fdd0f50, 0xc47120a3, 0xc7f4d1c7, 0x0368c033,
+                                0x9aaa2204, 0x4e6cd4c3, 0x466482d2, 0x09aa9f07, 0x05d7c214, 0xa2028bd9,
+                                0xd19c12b5, 0xb94e16de, 0xe883d0cb, 0x4e3c50a2 };
+    uint32_t out[16];
+    entropy_chacha20_block(in, out);
+    CHECK("chacha20 block matches RFC 8439 2.3.2", memcmp(out, want, sizeof(want)) == 0);
+}
+
+static void print_random(long n)
+{
+    entropy_init();
+    unsigned char *buf = malloc((size_t)n);
+    CHECK("getrandom returns the length", sys(SYS_getrandom, (long)buf, n, 0, 0, 0, 0) == n);
+    CHECK("getrandom refuses unknown flags", sys(SYS_getrandom, (long)buf, 1, 0x100, 0, 0, 0) == -EINVAL);
+    sys(SYS_getrandom, (long)buf, n, 0, 0, 0, 0);
+    printf("random ");
+    for (long i = 0; i < n; i++) {
+        printf("%02x", buf[i]);
+    }
+    printf("\n");
+}
+
+int main(int argc, char **argv)
+{
+    if (argc >= 2 && strcmp(argv[1], "memory") == 0) {
+        test_memory();
+    } else if (argc >= 2 && strcmp(argv[1], "paths") == 0) {
+        test_paths();
+    } else if (argc >= 2 && strcmp(argv[1], "chacha") == 0) {
+        test_chacha();
+    } else if (argc >= 3 && strcmp(argv[1], "random") == 0) {
+        print_random(atol(argv[2]));
+    } else {
+        fprintf(stderr, "usage: harness memory | paths | chacha | random N\n");
+        return 2;
+    }
+    return failures ? 1 : 0;
+}
