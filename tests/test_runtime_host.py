@@ -21,10 +21,23 @@ def harness(tmp_path_factory) -> Path:
         pytest.skip("no host C compiler (cc)")
     exe = tmp_path_factory.mktemp("runtime_host") / "harness"
     subprocess.run(
-        [cc, "-O1", "-Wall", "-Wextra", "-Werror", "-Wno-unused-parameter",
-         f"-I{HOST / 'include'}", f"-I{ROOT / 'runtime' / 'include'}", HOST / "harness.c",
-         *[ROOT / "runtime" / s for s in SOURCES], "-o", exe],
-        check=True, capture_output=True, text=True,
+        [
+            cc,
+            "-O1",
+            "-Wall",
+            "-Wextra",
+            "-Werror",
+            "-Wno-unused-parameter",
+            f"-I{HOST / 'include'}",
+            f"-I{ROOT / 'runtime' / 'include'}",
+            HOST / "harness.c",
+            *[ROOT / "runtime" / s for s in SOURCES],
+            "-o",
+            exe,
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
     )
     return exe
 
@@ -51,7 +64,7 @@ def test_chacha20_matches_rfc8439(harness):
 
 
 def random_bytes(exe: Path, n: int) -> bytes:
-    (line,) = [x for x in run(exe, "random", str(n)) if x.startswith("random ")]
+    (line,) = (x for x in run(exe, "random", str(n)) if x.startswith("random "))
     return bytes.fromhex(line.split()[1])
 
 
