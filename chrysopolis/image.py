@@ -42,7 +42,7 @@ def include_dirs(ctx: Context, board: str) -> list[Path]:
 
 def compile_client(ctx: Context, sources: Sequence[Path], board: str,
                    extra_libs: Sequence[Path] = (), defines: Mapping[str, str] | None = None,
-                   extra_includes: Sequence[Path] = ()) -> Path:
+                   extra_includes: Sequence[Path] = (), ldflags: Sequence[str] = ()) -> Path:
     """Compile `sources` and link beam_server.elf (no PIE, no gc-sections, not stripped)."""
     b = boards.board(board)
     objdir = ctx.work / "obj"
@@ -60,7 +60,7 @@ def compile_client(ctx: Context, sources: Sequence[Path], board: str,
     ctx.run([LLVM_BIN / "ld.lld", "-L", bdir / "lib", "-L", ctx.dep("lionsos-libc") / "lib", *objs,
              "--start-group", *extra_libs, ctx.dep("libmicrokitco-beam") / "lib" / "libmicrokitco.a",
              ctx.dep("sddf") / "lib" / UTIL_LIB, "-lmicrokit", "-lc", "--end-group",
-             "-Tmicrokit.ld", "-T", config.ROOT / "mk" / "got.ld", "-o", elf])
+             "-Tmicrokit.ld", "-T", config.ROOT / "mk" / "got.ld", *ldflags, "-o", elf])
     return elf
 
 
