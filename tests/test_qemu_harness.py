@@ -83,6 +83,7 @@ def test_guest_ignoring_sigterm_is_killed(tmp_path):
 
 def test_command_has_board_flags_and_pinned_disk(tmp_path):
     b = boards.board("qemu_virt_aarch64")
+    (tmp_path / "disk.img").touch()
     cmd = qemu.command(b, tmp_path / "loader.img", tmp_path / "disk.img")
     joined = " ".join(cmd)
     assert "-machine virt,virtualization=on -cpu cortex-a53" in joined

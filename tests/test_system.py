@@ -175,7 +175,8 @@ def test_block_node_picks_the_qemu_bus(rendered, tmp_path):
     if shutil.which("qemu-system-aarch64") is None:
         pytest.skip("qemu-system-aarch64 absent: run `chrysopolis setup`")
     board = boards.board(boards.DEFAULT_BOARD)
-    cmd = " ".join(map(str, qemu.command(board, Path("loader.img"), disk=Path("disk.img"))))
+    (tmp_path / "disk.img").touch()
+    cmd = " ".join(map(str, qemu.command(board, Path("loader.img"), disk=tmp_path / "disk.img")))
     assert f"bus=virtio-mmio-bus.{outputs.blk_bus}" in cmd
     other = system.generate(tmp_path, blk_node="virtio_mmio@a000400")
     assert other.blk_bus == 2
