@@ -408,9 +408,15 @@ int __clone(int (*fn)(void *), void *stack, int flags, void *arg, ...)
     int *ctid = va_arg(ap, int *);
     va_end(ap);
 
-    microkit_cothread_ref_t h = microkit_cothread_spawn(thread_entry, NULL);
-    if (h == LIBMICROKITCO_NULL_HANDLE) {
-        return -EAGAIN;
+    /* An exited thread frees its handle only once it runs again after waking its joiner:
+     * if none is free, let such threads (ready in the run queue) finish first. */
+    microkit_cothread_ref_t h;
+    for (int tries = 0; (h = microkit_cothread_spawn(thread_entry, NULL)) == LIBMICROKITCO_NULL_HANDLE;
+         tries++) {
+        if (tries == LIBMICROKITCO_MAX_COTHREADS || microkit_cothread_my_handle() == ROOT) {
+            return -EAGAIN;
+        }
+        microkit_cothread_yield();
     }
     struct cothread *c = cot_of(h); /* the new cothread runs only once we park or yield */
     c->tid = next_tid++;
