@@ -1,0 +1,56 @@
+"""The runtime adapter on seL4: the self-test image boots and every check passes
+(needs the GitHub-hosted sources)."""
+
+import re
+import subprocess
+
+import pytest
+from conftest import require_sources
+
+from chrysopolis import checks, config, stages, targets
+from chrysopolis.build import runtime
+from chrysopolis.build.lionsos import LLVM_BIN
+
+SOURCES = ("sel4", "microkit", "lionsos", "sddf", "libmicrokitco")
+
+
+@pytest.fixture(scope="module")
+def planner():
+    require_sources(*SOURCES)
+    return stages.Planner()
+
+
+@pytest.mark.slow
+def test_selftest_passes_on_two_boots(planner):
+    summary = checks.load_all()["runtime-selftest"].run(planner)
+    m = re.match(r"(\d+) checks passed in [\d.]+ s; getrandom differs across boots", summary)
+    assert m and int(m.group(1)) >= 30
+    log = (config.cache_dir() / "runs" / "runtime-selftest-1.log").read_bytes()
+    for name in (
+        b"8 threads, mutex held across yields",
+        b"pthread_cond_timedwait times out",
+        b"timerfd wakes epoll_wait(-1)",
+        b"readdir (getdents64) lists /selftest",
+    ):
+        assert b"selftest: ok " + name in log
+
+
+@pytest.mark.slow
+def test_musl_threads_run_over_our_clone(planner):
+    """musl's pthread_create links (no duplicate), with __clone and __unmapself from threads.c
+    and every libmicrokitco switch reached through the __wrap_ functions."""
+    img = targets.image(planner, "selftest")
+    elf = img.loader.parent / "beam_server.elf"
+    syms = subprocess.run(
+        [LLVM_BIN / "llvm-nm", elf], capture_output=True, text=True, check=True
+    ).stdout
+    assert re.search(r" W pthread_create$", syms, re.M)
+    dwarf = subprocess.run(
+        [LLVM_BIN / "llvm-dwarfdump", "--name=__clone", "--name=__unmapself", elf],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert dwarf.count("threads.c") >= 2
+    for fn in runtime.WRAPPED:
+        assert re.search(rf" T __wrap_{fn}$", syms, re.M)
