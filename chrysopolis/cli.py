@@ -11,7 +11,7 @@ import click
 from chrysopolis import config, lock, progress, sources, toolchain
 from chrysopolis.errors import StageFailed, UserError
 
-DEFAULT_TARGET = "hello"
+DEFAULT_TARGET = "beam"
 
 
 def _fail(e: UserError) -> None:

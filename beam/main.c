@@ -1,0 +1,100 @@
+/*
+ * beam_server's main: bring the LionsOS stack up, check the disk holds OTP, then
+ * start ERTS the way erlexec would, without erlexec (PORTING.md, "Booting ERTS").
+ */
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <libmicrokitco.h>
+
+#include "adapter.h"
+#include "chrysopolis.h"
+
+#define MOUNT_TIMEOUT_NS (5ULL * 1000 * 1000 * 1000)
+#define BOOT_FILE "/releases/27/start.boot"
+/* Extra init arguments, one per line (e.g. `-pa /user/0`), written by `chrysopolis run --path`. */
+#define ARGS_FILE "/chrysopolis/args"
+#define MAX_ARGS 64
+
+void erl_start(int argc, char **argv);
+
+/* Emulator flags (the `-` form erlexec passes), then init's flags. */
+static const char *const emu_args[] = {
+    "beam", "-MIscs", "16", "-P", "16384", "-Q", "1024", "-Bd", "-SDio", "1", "-SDcpu", "1:1",
+    "-S", "1:1", "-sbwt", "none", "-sbwtdcpu", "none", "-sbwtdio", "none",
+    "--", "-root", "/", "-bindir", "/bin", "-progname", "erl",
+    "--", "-home", "/", "-boot", "/releases/27/start", "-mode", "embedded",
+};
+
+static void idle_forever(void)
+{
+    for (;;) {
+        microkit_cothread_wait_on_channel(timer_config.driver_id);
+    }
+}
+
+static int read_extra_args(char **argv, int argc, int max)
+{
+    static char buf[4096];
+    int fd = open(ARGS_FILE, O_RDONLY);
+    if (fd < 0) {
+        return argc;
+    }
+    ssize_t n = read(fd, buf, sizeof(buf) - 1);
+    close(fd);
+    if (n <= 0) {
+        return argc;
+    }
+    buf[n] = '\0';
+    for (char *line = strtok(buf, "\n"); line != NULL && argc < max; line = strtok(NULL, "\n")) {
+        argv[argc++] = line;
+    }
+    return argc;
+}
+
+void chrysopolis_main(void)
+{
+    runtime_adapter_init();
+    printf("Chrysopolis: beam_server up on the LionsOS reference stack.\n");
+    uint64_t ns = time_now_ns();
+    printf("monotonic clock via sDDF timer: %llu.%06llu s\n", (unsigned long long)(ns / 1000000000ULL),
+           (unsigned long long)(ns % 1000000000ULL / 1000));
+
+    int status = files_mount(MOUNT_TIMEOUT_NS);
+    if (status != 0) {
+        printf("beam_server: ERROR: cannot mount the FAT volume (%s); boot with the disk "
+               "`chrysopolis build` writes\n",
+               status < 0 ? "no answer from the file server" : "the file server refused it");
+        idle_forever();
+    }
+    struct stat st;
+    if (stat(BOOT_FILE, &st) != 0) {
+        printf("beam_server: ERROR: the disk holds no OTP (%s is missing); boot with the disk "
+               "`chrysopolis build` writes\n",
+               BOOT_FILE);
+        idle_forever();
+    }
+
+    setenv("ROOTDIR", "/", 1);
+    setenv("BINDIR", "/bin", 1);
+    setenv("EMU", "beam", 1);
+    setenv("PROGNAME", "erl", 1);
+    setenv("HOME", "/", 1);
+
+    static char *argv[MAX_ARGS + 1];
+    int argc = 0;
+    for (size_t i = 0; i < sizeof(emu_args) / sizeof(emu_args[0]); i++) {
+        argv[argc++] = (char *)emu_args[i];
+    }
+    argc = read_extra_args(argv, argc, MAX_ARGS);
+    argv[argc] = NULL;
+
+    printf("Handing off to ERTS core loop...\n");
+    erl_start(argc, argv);
+    printf("beam_server: ERROR: erl_start returned\n");
+    idle_forever();
+}
