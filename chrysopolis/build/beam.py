@@ -8,12 +8,16 @@ timers, the compiler, entropy across boots).
 
 import json
 import re
+import tempfile
 from pathlib import Path
 
-from chrysopolis import boards, image
+from chrysopolis import boards, config, disk, image, qemu, targets
 from chrysopolis.build import runtime
 from chrysopolis.build.erts import LIBGCC_DIR
-from chrysopolis.stages import Context, stage
+from chrysopolis.checks import check
+from chrysopolis.errors import UserError
+from chrysopolis.shell import Shell, booted
+from chrysopolis.stages import Context, Planner, stage
 
 MARKERS = {
     "banner": r"Chrysopolis: beam_server up on the LionsOS reference stack\.",
@@ -52,3 +56,135 @@ def build(ctx: Context) -> None:
     image.assemble(ctx, "sel4-beam", board, heap_mib=ctx.options["heap_mib"],
                    stack_kib=ctx.options["stack_kib"], disk_tree=ctx.dep("otp") / "root",
                    markers=MARKERS)
+
+
+NEEDS = ("sel4", "microkit", "lionsos", "sddf", "libmicrokitco")
+
+# (expression, regex its printed result must match in full)
+SHELL_SMOKE = [
+    ("1 + 1.", r"2"),
+    ('io:format("Hello from seL4!~n").', r"Hello from seL4!\nok"),
+    ("lists:seq(1, 5).", r"\[1,2,3,4,5\]"),
+]
+SHELL_DEEP = [
+    # processes: spawn/receive, a linked crash trapped, a crash that leaves the shell alone
+    ("Self = self(), P = spawn(fun() -> receive {ping, F} -> F ! pong end end), P ! {ping, Self}, "
+     "receive pong -> pong after 5000 -> timeout end.", r"pong"),
+    ("process_flag(trap_exit, true), L = spawn_link(fun() -> exit(boom) end), "
+     "receive {'EXIT', L, R} -> R after 5000 -> timeout end.", r"boom"),
+    ("spawn(fun() -> 1 = 2 end), timer:sleep(100), alive.", r"(?s).*alive"),
+    ("undefined_module:call().", r"\*\* exception error: undefined function undefined_module:call/0"),
+    ("after_error.", r"after_error"),
+    # ETS, maps, binaries and bit syntax
+    ("T = ets:new(t, [set]), ets:insert(T, [{N, N * N} || N <- lists:seq(1, 1000)]), "
+     "{ets:info(T, size), ets:lookup(T, 12)}.", r"\{1000,\[\{12,144\}\]\}"),
+    ("M = maps:from_list([{K, K + 1} || K <- lists:seq(1, 100)]), {maps:size(M), maps:get(50, M)}.",
+     r"\{100,51\}"),
+    ("<<A:4, B:12, Rest/binary>> = <<16#ABCD:16, \"tail\">>, {A, B, Rest}.",
+     r'\{10,3021,<<"tail">>\}'),
+    # re, zlib, floats
+    ('re:run("seL4 beam 2026", "([a-zA-Z]+)([0-9])", [{capture, all_but_first, list}]).',
+     r'\{match,\["seL","4"\]\}'),
+    ("Z = zlib:compress(binary:copy(<<\"chrysopolis\">>, 100)), "
+     "{byte_size(Z) < 100, zlib:uncompress(Z) =:= binary:copy(<<\"chrysopolis\">>, 100)}.",
+     r"\{true,true\}"),
+    ("{math:sqrt(2.0), 1.0e10 / 3, float_to_list(math:pi(), [{decimals, 6}])}.",
+     r'\{1\.4142135623730951,3333333333\.3333335,"3\.141593"\}'),
+    # a file on the disk
+    ('{ok, Bytes} = file:read_file("/releases/27/OTP_VERSION"), Bytes.', r'<<"27\.3\.4\.1\\n">>'),
+    # timers against the monotonic clock (bounds checked in shell_deep)
+    (SLEEP := "T0 = erlang:monotonic_time(millisecond), timer:sleep(200), "
+     "erlang:monotonic_time(millisecond) - T0.", r"(\d+)"),
+    # the compiler: forms in, a loaded module out
+    ("{ok, Mod, Bin} = compile:forms([{attribute, 1, module, deep_m}, "
+     "{attribute, 2, export, [{sq, 1}]}, {function, 3, sq, 1, [{clause, 3, [{var, 3, 'X'}], [], "
+     "[{op, 3, '*', {var, 3, 'X'}, {var, 3, 'X'}}]}]}]), code:load_binary(Mod, \"deep_m.erl\", Bin), "
+     "deep_m:sq(12).", r"144"),
+]
+ENTROPY = "{rand:uniform(1 bsl 60), erlang:ref_to_list(make_ref())}."
+
+
+def _no_fatal_lines(log: Path) -> None:
+    text = log.read_bytes()
+    m = BAD.search(text.replace(b"POSIX|ERROR: Unimplemented syscall", b""))
+    if m:
+        line = text[m.start():].split(b"\n", 1)[0].decode(errors="replace").strip()
+        raise UserError(f"the serial log has an error line: {line!r} (log: {log})")
+
+
+def _run_exprs(shell: Shell, cases: list[tuple[str, str]]) -> list[str]:
+    results = []
+    for expr, want in cases:
+        got = re.sub(r",\n\s+", ",", shell.eval(expr))  # undo the shell's line wrapping
+        if not re.fullmatch(want, got):
+            raise UserError(f"{expr!r} printed {got!r}, expected /{want}/ "
+                            f"(log: {shell.session.log})")
+        results.append(got)
+    return results
+
+
+@check("boot-smoke", needs=NEEDS)
+def boot_smoke(planner: Planner) -> str:
+    """Boot the Erlang image: every boot marker in order, then the shell, and no error line."""
+    img = targets.image(planner, "beam")
+    log = config.cache_dir() / "runs" / "boot-smoke.log"
+    with qemu.boot(qemu.command(img.board, img.loader, img.disk), log) as s:
+        for name in ("banner", "clock", "handoff", "erlang", "eshell"):
+            m = s.expect(MARKERS[name], 180)
+            if name == "eshell":
+                version = m.group(1).decode()
+        shell = Shell(s)
+        at = shell.wait_ready(60)
+    _no_fatal_lines(log)
+    return f"Eshell V{version}, prompt after {at:.1f} s"
+
+
+@check("shell-smoke", needs=NEEDS)
+def shell_smoke(planner: Planner) -> str:
+    """The README session: 1 + 1, io:format, lists:seq."""
+    with booted("beam", log_name="shell-smoke") as shell:
+        _run_exprs(shell, SHELL_SMOKE)
+        log = shell.session.log
+    _no_fatal_lines(log)
+    return f"{len(SHELL_SMOKE)} expressions, prompt after {shell.ready_at:.1f} s"
+
+
+@check("shell-deep", needs=NEEDS)
+def shell_deep(planner: Planner) -> str:
+    """Processes, links, crashes, ETS, maps, bit syntax, re, zlib, floats, files, timers,
+    the compiler, and rand/make_ref differing across two boots."""
+    draws = []
+    for boot in (1, 2):
+        with booted("beam", log_name=f"shell-deep-{boot}") as shell:
+            if boot == 1:
+                results = _run_exprs(shell, SHELL_DEEP)
+                slept = int(results[[e for e, _ in SHELL_DEEP].index(SLEEP)])
+                if not 195 <= slept <= 1000:
+                    raise UserError(f"timer:sleep(200) took {slept} ms (log: {shell.session.log})")
+            draws.append(shell.eval(ENTROPY))
+            log = shell.session.log
+        _no_fatal_lines(log)
+    if draws[0] == draws[1]:
+        raise UserError(f"rand and make_ref repeat across boots: {draws[0]} (log: {log})")
+    return f"{len(SHELL_DEEP)} expressions; sleep(200) took {slept} ms; entropy differs across boots"
+
+
+@check("boot-nootp", needs=NEEDS)
+def boot_nootp(planner: Planner) -> str:
+    """Boot with a FAT disk that holds no OTP: beam_server says so, and the boot fails."""
+    img = targets.image(planner, "beam")
+    runs = config.cache_dir() / "runs"
+    runs.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=runs) as tmp:
+        empty = Path(tmp) / "empty.txt"
+        empty.write_text("no OTP here\n")
+        d = disk.build_disk(None, Path(tmp) / "disk.img", extra={"/readme.txt": empty}).image
+        log = runs / "boot-nootp.log"
+        with qemu.boot(qemu.command(img.board, img.loader, d), log) as s:
+            try:
+                Shell(s).wait_ready(60)
+            except UserError as e:
+                if "the disk holds no OTP" not in str(e):
+                    raise
+                return f"refused: {str(e).split(' (log')[0]}"
+    raise UserError(f"the image booted to a shell without OTP on its disk (log: {log})")

@@ -1,0 +1,121 @@
+"""Driving the Erlang shell on the serial console: boot, evaluate, read results back.
+
+The Eshell runs in dumb mode: the PD echoes each typed line, the shell prints the result
+and then its next prompt `N> `. A result is the text between the echo and that prompt.
+`run --eval` and the shell checks use this one driver.
+"""
+
+import re
+import sys
+import tempfile
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+
+from chrysopolis import config, disk, qemu, stages, targets
+from chrysopolis.errors import UserError
+
+PROMPT = rb"\n(\d+)> "
+BOOT_TIMEOUT = 180.0  # QEMU start to the first prompt; about 6 s on an idle machine
+EVAL_TIMEOUT = 120.0
+# Lines that mean the system, not just an expression, went wrong.
+FATAL = re.compile(
+    rb"MON\|ERROR|VMFault|Kernel pid terminated|Crash dump|beam_server: ERROR[^\r\n]*\r*\n"
+)
+USER_ARGS = "/chrysopolis/args"  # read by beam/main.c: extra init arguments, one per line
+
+
+class Shell:
+    def __init__(self, session: qemu.Session) -> None:
+        self.session = session
+        self.ready_at = 0.0
+
+    def wait_ready(self, timeout: float = BOOT_TIMEOUT) -> float:
+        s = self.session
+        try:
+            idx = s.child.expect([PROMPT, FATAL], timeout=timeout)
+        except Exception:
+            raise qemu.MarkerTimeout(f"no Erlang shell prompt after {timeout:.0f} s (log: {s.log})") from None
+        if idx == 1:
+            raise UserError(f"boot failed: {s.child.after.decode(errors='replace').strip()} (log: {s.log})")
+        self.ready_at = s.elapsed()
+        return self.ready_at
+
+    def eval(self, expr: str, timeout: float = EVAL_TIMEOUT) -> str:
+        """Evaluate one expression (ending in a full stop) and return what the shell printed."""
+        s = self.session
+        s.send(expr + "\r")
+        try:
+            idx = s.child.expect([PROMPT, FATAL], timeout=timeout)
+        except Exception:
+            raise qemu.MarkerTimeout(f"no result for {expr!r} after {timeout:.0f} s (log: {s.log})") from None
+        if idx == 1:
+            raise UserError(f"the system failed evaluating {expr!r}: "
+                            f"{s.child.after.decode(errors='replace').strip()} (log: {s.log})")
+        text = s.child.before.decode(errors="replace").replace("\r", "")
+        return "\n".join(text.split("\n")[1:]).strip("\n")  # the first line is the echo
+
+
+def check_expr(expr: str) -> str:
+    e = expr.strip()
+    if not e.endswith("."):
+        raise UserError(f"--eval {expr!r}: an Erlang expression must end with a full stop, e.g. '1 + 1.'")
+    if "\n" in e:
+        raise UserError(f"--eval {expr!r}: give the expression on one line")
+    return e
+
+
+def user_disk(otp_root: Path, paths: Sequence[Path], dest: Path) -> Path:
+    """The OTP disk plus each DIR's .beam files at /user/N, in the code path and loaded.
+
+    The system boots in embedded mode, which loads nothing on demand: init loads the
+    user's modules itself (`-eval`), once the boot script has run.
+    """
+    extra: dict[str, Path] = {}
+    args: list[str] = []
+    modules: list[str] = []
+    for i, d in enumerate(paths):
+        beams = sorted(Path(d).glob("*.beam"))
+        if not beams:
+            raise UserError(f"--path {d}: no .beam files there; compile your modules first (erlc)")
+        extra[f"/user/{i}"] = Path(d)
+        args += ["-pa", f"/user/{i}"]
+        modules += [b.stem for b in beams]
+    args += ["-eval", "code:ensure_modules_loaded([" + ",".join(f"'{m}'" for m in modules) + "])."]
+    argfile = dest.parent / "args"
+    argfile.write_text("".join(a + "\n" for a in args))  # one argument per line
+    extra[USER_ARGS] = argfile
+    disk.build_disk(otp_root, dest, extra=extra)
+    return dest
+
+
+@contextmanager
+def booted(target: str, paths: Sequence[Path] = (), ram: str | None = None,
+           log_name: str = "eval") -> Iterator[Shell]:
+    planner = stages.Planner()
+    img = targets.image(planner, target)
+    runs = config.cache_dir() / "runs"
+    runs.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=runs) as tmp:
+        d = img.disk
+        if paths:
+            d = user_disk(planner.ensure("otp") / "root", paths, Path(tmp) / "disk.img")
+        with qemu.boot(qemu.command(img.board, img.loader, d, ram=ram), runs / f"{log_name}.log") as s:
+            shell = Shell(s)
+            shell.wait_ready()
+            yield shell
+
+
+def run_batch(target: str, exprs: list[str], paths: list[Path], ram: str | None) -> int:
+    """`chrysopolis run --eval`: print each result on its own line; non-zero on any failure."""
+    exprs = [check_expr(e) for e in exprs] or ["ok."]
+    log = config.cache_dir() / "runs" / "eval.log"
+    try:
+        with booted(target, paths, ram) as shell:
+            for e in exprs:
+                print(shell.eval(e), flush=True)
+    except UserError as err:
+        print(f"error: {err}", file=sys.stderr)
+        print(f"--- last lines of {log} ---\n{qemu.tail(log)}", file=sys.stderr)
+        return 1
+    return 0
