@@ -1,0 +1,62 @@
+"""The Erlang image on seL4: boot, shell, batch evaluation, user code (needs the sources)."""
+
+import subprocess
+import sys
+
+import pytest
+from conftest import require_sources
+
+from chrysopolis import checks, stages
+
+SOURCES = ("sel4", "microkit", "lionsos", "sddf", "libmicrokitco")
+
+
+def cli(*args, timeout=600):
+    return subprocess.run([sys.executable, "-m", "chrysopolis", *args], capture_output=True,
+                          text=True, timeout=timeout)
+
+
+@pytest.fixture(scope="module")
+def planner():
+    require_sources(*SOURCES)
+    p = stages.Planner()
+    p.ensure("beam")
+    return p
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["boot-smoke", "shell-smoke", "shell-deep", "boot-nootp"])
+def test_check(planner, name):
+    assert checks.load_all()[name].run(planner)
+
+
+@pytest.mark.slow
+def test_run_eval_prints_each_result(planner):
+    r = cli("run", "--eval", "1 + 1.", "--eval", 'io:format("Hello from seL4!~n").',
+            "--eval", "lists:seq(1, 5).", "--eval", "erlang:system_info(otp_release).")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.splitlines() == ["2", "Hello from seL4!", "ok", "[1,2,3,4,5]", '"27"']
+
+
+@pytest.mark.slow
+def test_run_path_loads_user_modules(planner, tmp_path):
+    src = tmp_path / "greet.erl"
+    src.write_text("-module(greet).\n-export([hi/1]).\nhi(Name) -> {hello, Name, from, seL4}.\n")
+    r = cli("baseline", "--eval", f'compile:file("{src}", [{{outdir, "{tmp_path}"}}]).')
+    assert r.returncode == 0 and "{ok,greet}" in r.stdout, r.stdout + r.stderr
+    r = cli("run", "--path", str(tmp_path), "--eval", "greet:hi(world).")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "{hello,world,from,seL4}"
+
+
+def test_eval_without_full_stop_is_refused_before_booting():
+    r = cli("run", "--eval", "1 + 1", timeout=60)
+    assert r.returncode == 1
+    assert "must end with a full stop" in r.stderr
+
+
+def test_path_without_beams_is_refused(tmp_path):
+    require_sources(*SOURCES)
+    r = cli("run", "--path", str(tmp_path), "--eval", "ok.", timeout=300)
+    assert r.returncode == 1
+    assert "no .beam files there" in r.stderr
