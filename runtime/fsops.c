@@ -11,6 +11,7 @@
  * - /dev/null (ERTS reopens it until it holds fds 0-2) and /dev/urandom, /dev/random.
  * - Directory fds for getdents64 over the protocol's dir open/read/close.
  * - pread64/pwrite64 on files (LionsOS has positioned I/O only through lseek).
+ * - faccessat as an existence check.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -333,6 +334,15 @@ static long sys_newfstatat(long dirfd, long pathp, long stp, long flags, long e,
     return missing_is_enoent(lions_locked(SYS_newfstatat, AT_FDCWD, (long)full, stp, flags, e, f));
 }
 
+/* access(2): existence is what the FAT volume can say; every file may be read, written
+ * and run (ERTS probes files with it and falls back when it is missing). */
+static long sys_faccessat(long dirfd, long pathp, long mode, long flags, long e, long f)
+{
+    (void)mode, (void)flags, (void)e, (void)f;
+    struct stat st;
+    return sys_newfstatat(dirfd, pathp, (long)&st, 0, 0, 0);
+}
+
 /* mkdirat and unlinkat: folded paths, one at a time. */
 static long path_call(long n, long dirfd, long pathp, long arg)
 {
@@ -432,6 +442,7 @@ void fsops_init(void)
     fds_register_kind(FD_URANDOM, &dev_ops);
     runtime_define_syscall(SYS_openat, sys_openat);
     runtime_define_syscall(SYS_newfstatat, sys_newfstatat);
+    runtime_define_syscall(SYS_faccessat, sys_faccessat);
     runtime_define_syscall(SYS_mkdirat, sys_mkdirat);
     runtime_define_syscall(SYS_unlinkat, sys_unlinkat);
     runtime_define_syscall(SYS_getdents64, sys_getdents64);

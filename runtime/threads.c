@@ -18,8 +18,11 @@
  *
  * Blocking. A waiting cothread puts a waiter record (on its stack) on a wait queue and,
  * for a timed wait, on the deadline list, then parks on its own libmicrokitco semaphore.
- * A wake takes every matching waiter off its queue first, then signals each (a signal
- * switches to the woken cothread at once). When every cothread is parked, libmicrokitco
+ * A wake takes the matching waiters off their queues and defers them: a libmicrokitco
+ * signal switches to the woken cothread at once, and ERTS wakes threads while it holds
+ * spinlocks the woken thread then spins on, so the signals are sent only when the waker
+ * itself parks, yields or exits (as on Linux, where a wake does not give the CPU away).
+ * The root sends them too before it goes idle. When every cothread is parked, libmicrokitco
  * returns to the root, which returns from init()/notified() and the PD idles in seL4.
  * The sDDF timer keeps one timeout per client: it is armed for the earliest deadline.
  *
@@ -217,13 +220,32 @@ static void unpark(microkit_cothread_ref_t h)
     tp_set(tp);
 }
 
-/* Signal every waiter of a batch already taken off its queues. */
+static struct waiter *pending;
+static struct waiter **pending_tail = &pending;
+
+/* Defer a batch of waiters already taken off their queues (see "Blocking" above). */
 static void wake_batch(struct waiter *batch)
 {
-    while (batch) {
-        struct waiter *next = batch->wake_next; /* batch lives on a stack that may unwind */
-        unpark(batch->co);
-        batch = next;
+    if (batch == NULL) {
+        return;
+    }
+    *pending_tail = batch;
+    while (batch->wake_next != NULL) {
+        batch = batch->wake_next;
+    }
+    pending_tail = &batch->wake_next;
+}
+
+/* Signal the deferred waiters: only where the caller is about to give the CPU away. */
+static void flush_wakes(void)
+{
+    while (pending != NULL) {
+        struct waiter *w = pending; /* it lives on a stack that unwinds once signalled */
+        pending = w->wake_next;
+        if (pending == NULL) {
+            pending_tail = &pending;
+        }
+        unpark(w->co);
     }
 }
 
@@ -242,6 +264,7 @@ int threads_wait(struct waitq *q, const volatile void *key, uint64_t deadline_ns
         timed_insert(&w);
     }
     while (w.state == W_WAITING || halted) {
+        flush_wakes();
         park_self(h);
     }
     return w.state == W_WOKEN ? 0 : -ETIMEDOUT;
@@ -308,7 +331,12 @@ static bool any_ready(void)
 static void root_run(void)
 {
     uintptr_t tp = tp_get();
-    for (int round = 0; any_ready(); round++) {
+    for (int round = 0;; round++) {
+        flush_wakes();
+        tp_set(tp);
+        if (!any_ready()) {
+            break;
+        }
         if (round == ROOT_ROUNDS) {
             arm(0); /* come back through notified() once pending notifications are in */
             break;
@@ -326,6 +354,7 @@ void __wrap_microkit_cothread_yield(void)
         root_run();
         return;
     }
+    flush_wakes();
     uintptr_t tp = tp_get();
     __real_microkit_cothread_yield();
     tp_set(tp);
@@ -333,6 +362,7 @@ void __wrap_microkit_cothread_yield(void)
 
 void __wrap_microkit_cothread_semaphore_wait(microkit_cothread_sem_t *sem)
 {
+    flush_wakes();
     uintptr_t tp = tp_get();
     __real_microkit_cothread_semaphore_wait(sem);
     tp_set(tp);
@@ -380,6 +410,7 @@ static _Noreturn void thread_exit(void)
         *clear = 0;
         threads_wake(&futex_q[((uintptr_t)clear >> 2) % FUTEX_BUCKETS], clear, 1);
     }
+    flush_wakes();
     microkit_cothread_destroy(h); /* frees the handle and switches away for good */
     for (;;) {
     }

@@ -356,6 +356,9 @@ static void test_files(void)
     errno = 0;
     check("missing parent directory: ENOENT", open("/no/such/dir/file", O_RDONLY) < 0 && errno == ENOENT,
           strerror(errno));
+    check("access: an existing file, a missing one",
+          access("/selftest/hello.txt", R_OK) == 0 && access("/selftest/nope", F_OK) < 0 && errno == ENOENT,
+          strerror(errno));
     struct stat st;
     check("stat / is a directory", stat("/", &st) == 0 && S_ISDIR(st.st_mode), strerror(errno));
     DIR *d = opendir("/selftest");
