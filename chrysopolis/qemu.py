@@ -21,16 +21,22 @@ class MarkerTimeout(UserError):
     """A marker did not appear on the serial console in time."""
 
 
-def command(board: Board, loader: Path, disk: Path | None = None, ram: str | None = None,
-            interactive: bool = False) -> list[str]:
+def machine(board: Board, ram: str | None = None, interactive: bool = False) -> list[str]:
+    """QEMU with the board's machine, CPU, RAM and console: what every guest boots in."""
     qemu = shutil.which("qemu-system-aarch64")
     if qemu is None:
         raise UserError("qemu-system-aarch64 is missing (Debian package qemu-system-arm); "
                         "run `chrysopolis setup`")
-    cmd = [qemu, "-machine", board.qemu_machine, "-cpu", board.qemu_cpu,
-           "-m", f"size={ram or board.ram}", "-nographic",
-           # Interactive: the QEMU monitor muxed on the console (Ctrl-A X quits).
-           *(["-serial", "mon:stdio"] if interactive else ["-serial", "stdio", "-monitor", "none"]),
+    return [qemu, "-machine", board.qemu_machine, "-cpu", board.qemu_cpu,
+            "-m", f"size={ram or board.ram}", "-nographic",
+            # Interactive: the QEMU monitor muxed on the console (Ctrl-A X quits).
+            *(["-serial", "mon:stdio"] if interactive
+              else ["-serial", "stdio", "-monitor", "none"])]
+
+
+def command(board: Board, loader: Path, disk: Path | None = None, ram: str | None = None,
+            interactive: bool = False) -> list[str]:
+    cmd = [*machine(board, ram, interactive),
            "-device", f"loader,file={loader},addr={board.loader_addr:#x},cpu-num=0"]
     if disk is not None:
         if not Path(disk).is_file():

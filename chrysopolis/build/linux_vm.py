@@ -1,0 +1,171 @@
+"""The full-system Linux peer: the image's ERTS on Debian's arm64 kernel in the same QEMU.
+
+The user-mode baseline (`baseline.py`) has no MMU emulation, so it flatters Linux. This
+stage boots Debian bookworm's arm64 kernel (lock `linux-arm64`) in qemu-system-aarch64
+with the seL4 image's machine flags, over an initramfs of ours:
+  /init                  our script (busybox sh): mounts, a dotted hostname, beam.smp
+  /bin/busybox, applets  Debian's busybox-static (lock `busybox-arm64`)
+  /bin/beam.smp          the static emulator of stage `baseline` (the image's ERTS objects)
+  /lib, /releases, /bin  the OTP tree of stage `otp` (root/), in RAM
+  /dev/console           for the kernel to open as init's stdin/out before devtmpfs
+ERTS starts with the emulator arguments of beam/main.c (read from it, so the two cannot
+drift) and runs the Eshell on the console. The tty echoes each typed line, as the seL4
+console does, so chrysopolis.shell.Shell drives both alike. Halting powers the VM off.
+
+The cpio (newc) is written here, sorted with zero mtimes and owners, and compressed with
+a zero gzip mtime: the same inputs give the same bytes.
+"""
+
+import gzip
+import io
+import re
+import shutil
+import stat
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from chrysopolis import boards, config, qemu
+from chrysopolis.errors import UserError
+from chrysopolis.shell import Shell
+from chrysopolis.stages import Context, Planner, stage
+
+KERNEL = "vmlinuz"
+INITRD = "initramfs.cpio.gz"
+HOSTNAME = "linux-vm.chrysopolis"  # dotted: kernel's inet setup spawns no inet_gethost
+APPEND = "console=ttyAMA0 quiet rdinit=/init"
+EMU_SOURCE = "beam/main.c"
+# Applets the init script and a person at the console use.
+APPLETS = ("sh", "mount", "hostname", "poweroff", "ls", "cat", "free", "uname", "dmesg")
+
+INIT = """#!/bin/sh
+mount -t proc proc /proc
+mount -t sysfs sysfs /sys
+mount -t devtmpfs devtmpfs /dev
+hostname {hostname}
+export BINDIR=/bin ROOTDIR=/ EMU=beam PROGNAME=erl HOME=/ TERM=dumb
+cd /
+/bin/beam.smp {args} </dev/console >/dev/console 2>&1
+echo "linux-vm: beam.smp exited $?"
+poweroff -f
+"""
+
+
+def emu_args(main_c: str) -> list[str]:
+    """The emulator arguments of the seL4 image: beam/main.c's emu_args, less argv[0]."""
+    m = re.search(r"emu_args\[\]\s*=\s*\{(.*?)\};", main_c, re.S)
+    if m is None:
+        raise UserError(f"{EMU_SOURCE} has no `emu_args[] = {{...}};`; "
+                        "keep the ERTS arguments there")
+    args = re.findall(r'"([^"]*)"', m.group(1))
+    return args[1:]
+
+
+# --- cpio, "newc" format ------------------------------------------------------------------
+
+class Cpio:
+    def __init__(self) -> None:
+        self.entries: dict[str, tuple[int, bytes, int]] = {}  # path -> (mode, data, rdev)
+
+    def dir(self, path: str) -> None:
+        self.entries[path] = (stat.S_IFDIR | 0o755, b"", 0)
+
+    def file(self, path: str, data: bytes, mode: int = 0o644) -> None:
+        self._parents(path)
+        self.entries[path] = (stat.S_IFREG | mode, data, 0)
+
+    def symlink(self, path: str, target: str) -> None:
+        self._parents(path)
+        self.entries[path] = (stat.S_IFLNK | 0o777, target.encode(), 0)
+
+    def chardev(self, path: str, major: int, minor: int, mode: int = 0o600) -> None:
+        self._parents(path)
+        self.entries[path] = (stat.S_IFCHR | mode, b"", (major << 8) | minor)
+
+    def tree(self, src: Path, dest: str = "") -> None:
+        """Every file and directory under `src`, at `dest` (modes kept: executable or not)."""
+        for p in sorted(src.rglob("*")):
+            rel = f"{dest}/{p.relative_to(src).as_posix()}".lstrip("/")
+            if p.is_symlink():
+                self.symlink(rel, str(p.readlink()))
+            elif p.is_dir():
+                self._parents(rel + "/x")
+            else:
+                self.file(rel, p.read_bytes(), 0o755 if p.stat().st_mode & 0o111 else 0o644)
+
+    def _parents(self, path: str) -> None:
+        parts = path.split("/")[:-1]
+        for i in range(1, len(parts) + 1):
+            d = "/".join(parts[:i])
+            if d not in self.entries:
+                self.dir(d)
+
+    def bytes(self) -> bytes:
+        out = io.BytesIO()
+        for ino, (name, (mode, data, rdev)) in enumerate(sorted(self.entries.items()), start=1):
+            _record(out, name, ino, mode, data, rdev)
+        _record(out, "TRAILER!!!", 0, 0, b"", 0)
+        out.write(b"\0" * (-out.tell() % 512))
+        return out.getvalue()
+
+
+def _record(out: io.BytesIO, name: str, ino: int, mode: int, data: bytes, rdev: int) -> None:
+    nlink = 2 if stat.S_ISDIR(mode) else 1
+    raw = name.encode() + b"\0"
+    # magic, ino, mode, uid, gid, nlink, mtime, filesize, dev maj/min, rdev maj/min, namesize, check
+    fields = (ino, mode, 0, 0, nlink, 0, len(data), 0, 0, rdev >> 8, rdev & 0xFF, len(raw), 0)
+    out.write(b"070701" + b"".join(b"%08X" % f for f in fields) + raw)
+    out.write(b"\0" * (-out.tell() % 4))
+    out.write(data)
+    out.write(b"\0" * (-out.tell() % 4))
+
+
+@stage(
+    "linux-vm",
+    sources=("linux-arm64", "busybox-arm64"),
+    deps=("baseline", "otp"),
+    files=(EMU_SOURCE,),
+    doc="Debian's arm64 kernel, an initramfs of busybox, beam.smp and OTP: the Linux peer",
+)
+def build(ctx: Context) -> None:
+    """vmlinuz and initramfs.cpio.gz: Linux booting straight into the Eshell."""
+    kernels = sorted((ctx.src("linux-arm64") / "boot").glob("vmlinuz-*"))
+    if len(kernels) != 1:
+        raise UserError(f"expected one boot/vmlinuz-* in source linux-arm64, found {len(kernels)}")
+    shutil.copyfile(kernels[0], ctx.out / KERNEL)
+
+    args = emu_args(ctx.ours(EMU_SOURCE).read_text())
+    ctx.note("ERTS arguments: " + " ".join(args))
+    cpio = Cpio()
+    cpio.tree(ctx.dep("otp") / "root")
+    for d in ("proc", "sys", "dev", "tmp"):
+        cpio.dir(d)
+    cpio.chardev("dev/console", 5, 1)
+    cpio.file("bin/busybox", (ctx.src("busybox-arm64") / "bin" / "busybox").read_bytes(), 0o755)
+    for applet in APPLETS:
+        cpio.symlink(f"bin/{applet}", "busybox")
+    cpio.file("bin/beam.smp", (ctx.dep("baseline") / "bin" / "beam.smp").read_bytes(), 0o755)
+    cpio.file("init", INIT.format(hostname=HOSTNAME, args=" ".join(args)).encode(), 0o755)
+    raw = cpio.bytes()
+    (ctx.out / INITRD).write_bytes(gzip.compress(raw, compresslevel=6, mtime=0))
+    ctx.note(f"initramfs: {len(cpio.entries)} entries, {len(raw) / 2**20:.1f} MiB uncompressed")
+
+
+def command(vm: Path, board: boards.Board, ram: str | None = None) -> list[str]:
+    """QEMU for the Linux peer: the machine, CPU, RAM and console flags of qemu.command."""
+    return [*qemu.machine(board, ram), "-kernel", str(vm / KERNEL), "-initrd", str(vm / INITRD),
+            "-append", APPEND]
+
+
+@contextmanager
+def booted(ram: str | None = None, log_name: str = "linux-vm",
+           timeout: float = 300) -> Iterator[Shell]:
+    """Boot the Linux peer to its Eshell; `shell.ready_at` is QEMU start to the first prompt."""
+    planner = Planner()
+    vm = planner.ensure("linux-vm")
+    board = boards.board(boards.DEFAULT_BOARD)
+    log = config.cache_dir() / "runs" / f"{log_name}.log"
+    with qemu.boot(command(vm, board, ram), log) as s:
+        shell = Shell(s)
+        shell.wait_ready(timeout)
+        yield shell
