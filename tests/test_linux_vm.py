@@ -1,0 +1,81 @@
+"""The full-system Linux peer (stage linux-vm): every input comes from Debian's archive, so
+these run anywhere the registries are reachable (the sources are fetched when absent)."""
+
+import stat
+
+import pexpect
+import pytest
+
+from chrysopolis import config, lock, sources, stages
+from chrysopolis.build import linux_vm
+
+
+def _newc(data: bytes) -> list[tuple[str, int, int, int, bytes]]:
+    """(name, mode, mtime, rdev, data) of each record of a cpio newc archive."""
+    out, pos = [], 0
+    while True:
+        assert data[pos:pos + 6] == b"070701"
+        f = [int(data[pos + 6 + 8 * i:pos + 14 + 8 * i], 16) for i in range(13)]
+        mode, mtime, size, namesize = f[1], f[5], f[6], f[11]
+        start = pos + 110
+        name = data[start:start + namesize - 1].decode()
+        body = (start + namesize + 3) & ~3
+        if name == "TRAILER!!!":
+            return out
+        out.append((name, mode, mtime, (f[9] << 8) | f[10], data[body:body + size]))
+        pos = (body + size + 3) & ~3
+
+
+def test_cpio_is_sorted_timeless_and_has_the_console(tmp_path):
+    (tmp_path / "lib" / "a").mkdir(parents=True)
+    (tmp_path / "lib" / "a" / "x.beam").write_bytes(b"FOR1")
+    (tmp_path / "run").write_bytes(b"#!/bin/sh\n")
+    (tmp_path / "run").chmod(0o755)
+    c = linux_vm.Cpio()
+    c.chardev("dev/console", 5, 1)
+    c.tree(tmp_path)
+    c.symlink("bin/sh", "busybox")
+    raw = c.bytes()
+    assert len(raw) % 512 == 0 and raw == c.bytes()
+    recs = {name: (mode, mtime, rdev, body) for name, mode, mtime, rdev, body in _newc(raw)}
+    names = list(recs)
+    assert names == sorted(names) == ["bin", "bin/sh", "dev", "dev/console", "lib", "lib/a",
+                                      "lib/a/x.beam", "run"]
+    assert all(mtime == 0 for _, mtime, _, _ in recs.values())
+    assert stat.S_ISCHR(recs["dev/console"][0]) and recs["dev/console"][2] == (5 << 8) | 1
+    assert stat.S_ISLNK(recs["bin/sh"][0]) and recs["bin/sh"][3] == b"busybox"
+    assert stat.S_IMODE(recs["run"][0]) == 0o755 and recs["lib/a/x.beam"][3] == b"FOR1"
+
+
+def test_erts_arguments_are_the_sel4_images():
+    args = linux_vm.emu_args((config.ROOT / linux_vm.EMU_SOURCE).read_text())
+    assert args[:2] == ["-MIscs", "16"]
+    assert "-Bd" in args and args.count("--") == 2
+    assert args[args.index("-boot") + 1] == "/releases/27/start"
+
+
+@pytest.fixture(scope="module")
+def vm_built() -> None:
+    """Fetch the Debian sources of linux-vm and of every stage below it, then build it."""
+    lk = lock.load()
+    todo, seen = ["linux-vm"], set()
+    while todo:
+        st = stages.get(todo.pop())
+        if st.name not in seen:
+            seen.add(st.name)
+            todo.extend(st.deps)
+            for s in st.sources:
+                sources.fetch(lk.source(s))
+    stages.Planner().ensure("linux-vm")
+
+
+@pytest.mark.slow
+def test_linux_vm_boots_to_the_eshell_and_evaluates(vm_built):
+    with linux_vm.booted(log_name="test-linux-vm") as shell:
+        assert shell.ready_at > 0
+        assert shell.eval("1 + 1.") == "2"
+        assert shell.eval("inet:gethostname().") == '{ok,"linux-vm"}'
+        assert shell.eval("erlang:system_info(schedulers).") == "1"
+        shell.session.send("halt().\r")
+        shell.session.expect(r"beam\.smp exited 0", 30)
+        shell.session.child.expect(pexpect.EOF, timeout=30)  # poweroff ends QEMU
