@@ -34,13 +34,26 @@ def machine(board: Board, ram: str | None = None, interactive: bool = False) -> 
               else ["-serial", "stdio", "-monitor", "none"])]
 
 
+def ram_bytes(size: str) -> int:
+    """QEMU's `-m` syntax: a number with an optional K/M/G suffix (MiB without one)."""
+    m = re.fullmatch(r"(\d+)([KMG]?)", size.strip().upper())
+    if not m:
+        raise UserError(f"RAM size {size!r} is not a size like 512M or 2G")
+    return int(m.group(1)) << {"K": 10, "M": 20, "G": 30, "": 20}[m.group(2)]
+
+
 def command(board: Board, loader: Path, disk: Path | None = None, ram: str | None = None,
             interactive: bool = False) -> list[str]:
+    if ram is not None and ram_bytes(ram) < ram_bytes(board.ram):
+        # seL4's memory map for the board comes from QEMU's device tree at SDK build time.
+        raise UserError(f"--ram {ram}: the {board.name} kernel is built for {board.ram} of RAM; "
+                        f"give at least {board.ram}")
     cmd = [*machine(board, ram, interactive),
            "-device", f"loader,file={loader},addr={board.loader_addr:#x},cpu-num=0"]
     if disk is not None:
         if not Path(disk).is_file():
-            raise UserError(f"disk image {disk} does not exist; rebuild the target (`chrysopolis build`)")
+            raise UserError(f"disk image {disk} does not exist; rebuild the target "
+                            "(`chrysopolis build`)")
         # Modern virtio-mmio, disk pinned to bus 1: the blk node the system description uses.
         cmd += ["-global", "virtio-mmio.force-legacy=false",
                 "-drive", f"file={disk},if=none,format=raw,id=hd0",
@@ -64,7 +77,8 @@ class Session:
             raise MarkerTimeout(f"no '{pattern}' on the serial console after {timeout:.0f} s "
                                 f"(log: {self.log})") from None
         except pexpect.EOF:
-            raise MarkerTimeout(f"QEMU exited before '{pattern}' appeared (log: {self.log})") from None
+            raise MarkerTimeout(f"QEMU exited before '{pattern}' appeared "
+                                f"(log: {self.log})") from None
         return self.child.match
 
     def elapsed(self) -> float:

@@ -104,3 +104,12 @@ def test_unknown_board_and_config():
         boards.board("rpi9")
     with pytest.raises(UserError, match="unknown config 'fast'"):
         boards.check_config("fast")
+
+
+def test_ram_below_the_board_is_refused(tmp_path):
+    b = boards.board("qemu_virt_aarch64")
+    with pytest.raises(UserError, match="--ram 1G: the qemu_virt_aarch64 kernel is built for 2G"):
+        qemu.command(b, tmp_path / "l.img", ram="1G")
+    with pytest.raises(UserError, match="not a size like 512M"):
+        qemu.command(b, tmp_path / "l.img", ram="lots")
+    assert "size=4G" in qemu.command(b, tmp_path / "l.img", ram="4G")
