@@ -164,6 +164,20 @@ static long sys_sigaltstack(long ss, long old, long c, long d, long e, long f)
     return 0;
 }
 
+/* A PD has no child processes: fork (clone with SIGCHLD) fails; ERTS's forker copes. */
+static long sys_clone(long a, long b, long c, long d, long e, long f)
+{
+    UNUSED6;
+    return -ENOSYS;
+}
+
+/* Socket options: only socketpair fds exist here, and they have none to report. */
+static long sys_getsockopt(long a, long b, long c, long d, long e, long f)
+{
+    UNUSED6;
+    return -ENOPROTOOPT;
+}
+
 void runtime_adapter_init(void)
 {
     threads_init_syscalls();
@@ -195,4 +209,6 @@ void runtime_adapter_init(void)
     runtime_define_syscall(SYS_setsid, zero);
     runtime_define_syscall(SYS_fsync, zero);
     runtime_define_syscall(SYS_fdatasync, zero);
+    runtime_define_syscall(SYS_clone, sys_clone);
+    runtime_define_syscall(SYS_getsockopt, sys_getsockopt);
 }

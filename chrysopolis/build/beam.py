@@ -24,7 +24,7 @@ MARKERS = {
     "clock": r"monotonic clock via sDDF timer: (\d+\.\d+) s",
     "handoff": r"Handing off to ERTS core loop\.\.\.",
     "erlang": r"Erlang/OTP 27[^\r\n]*",
-    "eshell": r"Eshell V(\d+\.\d+(?:\.\d+)*)",
+    "eshell": r"Eshell V(\d+(?:\.\d+)+) ",
 }
 BAD = re.compile(rb"MON\|ERROR|[Ff]ault|POSIX\|ERROR|Unimplemented syscall|Crash dump|"
                  rb"beam_server: ERROR|Kernel pid terminated|assert")
