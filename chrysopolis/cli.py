@@ -165,8 +165,12 @@ def run(target: str, exprs: tuple[str, ...], paths: tuple[Path, ...], ram: str |
 
         sys.exit(shell.run_batch(target, list(exprs), list(paths), ram))
     img = targets.image(stages.Planner(), target)
-    cmd = qemu.command(img.board, img.loader, img.disk, ram=ram, interactive=True)
-    click.echo(f"booting {target} (Ctrl-A X quits QEMU)", err=True)
+    # Boot the published copy: what the guest writes to its disk stays in ./build/TARGET.
+    dest = targets.publish(img, target)
+    disk = dest / img.disk.name if img.disk else None
+    cmd = qemu.command(img.board, dest / img.loader.name, disk, ram=ram, interactive=True,
+                       persist=True)
+    click.echo(f"booting {dest / img.loader.name} (Ctrl-A X quits QEMU)", err=True)
     sys.exit(qemu.interactive(cmd))
 
 

@@ -43,7 +43,9 @@ def ram_bytes(size: str) -> int:
 
 
 def command(board: Board, loader: Path, disk: Path | None = None, ram: str | None = None,
-            interactive: bool = False) -> list[str]:
+            interactive: bool = False, persist: bool = False) -> list[str]:
+    """QEMU booting a Microkit loader image. Unless `persist`, the guest's disk writes go to
+    a throw-away overlay: checks and batch runs never change an image (or the cache)."""
     if ram is not None and ram_bytes(ram) < ram_bytes(board.ram):
         # seL4's memory map for the board comes from QEMU's device tree at SDK build time.
         raise UserError(f"--ram {ram}: the {board.name} kernel is built for {board.ram} of RAM; "
@@ -56,7 +58,7 @@ def command(board: Board, loader: Path, disk: Path | None = None, ram: str | Non
                             "(`chrysopolis build`)")
         # Modern virtio-mmio, disk pinned to bus 1: the blk node the system description uses.
         cmd += ["-global", "virtio-mmio.force-legacy=false",
-                "-drive", f"file={disk},if=none,format=raw,id=hd0",
+                "-drive", f"file={disk},if=none,format=raw,id=hd0{'' if persist else ',snapshot=on'}",
                 "-device", "virtio-blk-device,drive=hd0,bus=virtio-mmio-bus.1"]
     return cmd
 

@@ -60,3 +60,17 @@ def test_path_without_beams_is_refused(tmp_path):
     r = cli("run", "--path", str(tmp_path), "--eval", "ok.", timeout=300)
     assert r.returncode == 1
     assert "no .beam files there" in r.stderr
+
+
+@pytest.mark.slow
+def test_batch_runs_leave_the_image_unchanged(planner):
+    from chrysopolis import targets
+    from chrysopolis.treehash import file_hash
+
+    disk = targets.image(planner, "beam").disk
+    before = file_hash(disk)
+    r = cli("run", "--eval", 'file:write_file("/scratch.txt", <<"written by the guest">>).',
+            "--eval", 'file:read_file("/scratch.txt").')
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.splitlines() == ["ok", '{ok,<<"written by the guest">>}']
+    assert file_hash(disk) == before
