@@ -94,14 +94,20 @@ def _download(url: str, dest: Path) -> None:
         raise UserError(f"cannot download {url}: {e}") from None
 
 
-def _unpack_debian(src: Source, files_dir: Path, tree: Path) -> None:
-    """Verify each file of the Debian source package, then let dpkg-source apply its patches."""
+def _verify_files(src: Source, files_dir: Path) -> None:
+    """Each file a multi-file source lists must be in `files_dir` with its pinned hash."""
     for f in src.files:
         p = files_dir / f.name
         if not p.is_file():
             raise UserError(f"'{src.name}': {f.name} is missing from {files_dir}")
         if file_hash(p) != f.sha256:
-            raise UserError(f"hash mismatch for {f.name} of '{src.name}'; the file is corrupt or not the pinned one")
+            raise UserError(f"hash mismatch for {f.name} of '{src.name}'; "
+                            "the file is corrupt or not the pinned one")
+
+
+def _unpack_debian(src: Source, files_dir: Path, tree: Path) -> None:
+    """Verify each file of the Debian source package, then let dpkg-source apply its patches."""
+    _verify_files(src, files_dir)
     dsc = next((f.name for f in src.files if f.name.endswith(".dsc")), None)
     if dsc is None:
         raise UserError(f"'{src.name}' lists no .dsc file in the lock")
@@ -118,12 +124,7 @@ def _unpack_debian(src: Source, files_dir: Path, tree: Path) -> None:
 
 def _unpack_debs(src: Source, files_dir: Path, tree: Path) -> None:
     """Verify each .deb of a `deb` source, then unpack them in lock order into one tree."""
-    for f in src.files:
-        p = files_dir / f.name
-        if not p.is_file():
-            raise UserError(f"'{src.name}': {f.name} is missing from {files_dir}")
-        if file_hash(p) != f.sha256:
-            raise UserError(f"hash mismatch for {f.name} of '{src.name}'; the file is corrupt or not the pinned one")
+    _verify_files(src, files_dir)
     if not shutil.which("dpkg-deb"):
         raise UserError("dpkg-deb is missing; install the Debian package dpkg")
     for f in src.files:
