@@ -24,8 +24,14 @@ def main() -> None:
     lk = planner.lock
     with tempfile.TemporaryDirectory() as tmp:
         t0 = time.monotonic()
-        otp.make_tree(sources.require(lk.source("otp-debs")), sources.require(lk.source("otp")), Path(tmp) / "root")
-        print(f"otp tree layout (make_tree, versions checked, boot generated): {time.monotonic() - t0:.3f} s")
+        otp.make_tree(
+            sources.require(lk.source("otp-debs")),
+            sources.require(lk.source("otp")),
+            Path(tmp) / "root",
+        )
+        print(
+            f"otp tree layout (make_tree, versions checked, boot generated): {time.monotonic() - t0:.3f} s"
+        )
     files = [p for p in root.rglob("*") if p.is_file()]
     print(f"OTP tree: {len(files)} files, {sum(p.stat().st_size for p in files) / 1e6:.2f} MB")
     for cluster in (4096, 512):
@@ -37,9 +43,11 @@ def main() -> None:
                 times.append(time.monotonic() - t0)
                 digests.add(hashlib.sha256(info.image.read_bytes()).hexdigest())
                 allocated = info.image.stat().st_blocks * 512
-        print(f"cluster {cluster:5d} B: build median {statistics.median(times):.3f} s, min {min(times):.3f} s "
-              f"({runs} runs); image {info.size_bytes / 2**20:.0f} MiB apparent, {allocated / 2**20:.1f} MiB "
-              f"allocated (sparse); identical across runs: {len(digests) == 1}")
+        print(
+            f"cluster {cluster:5d} B: build median {statistics.median(times):.3f} s, min {min(times):.3f} s "
+            f"({runs} runs); image {info.size_bytes / 2**20:.0f} MiB apparent, {allocated / 2**20:.1f} MiB "
+            f"allocated (sparse); identical across runs: {len(digests) == 1}"
+        )
 
 
 if __name__ == "__main__":

@@ -19,8 +19,15 @@ class Board:
 BOARDS = {
     b.name: b
     for b in [
-        Board("qemu_virt_aarch64", "cortex-a53", "virt,virtualization=on", "cortex-a53", "2G",
-              0x70000000, "dts/qemu_virt_aarch64.dts"),
+        Board(
+            "qemu_virt_aarch64",
+            "cortex-a53",
+            "virt,virtualization=on",
+            "cortex-a53",
+            "2G",
+            0x70000000,
+            "dts/qemu_virt_aarch64.dts",
+        ),
     ]
 }
 CONFIGS = ("debug", "release")

@@ -53,7 +53,9 @@ def setup(dry_run: bool) -> None:
     for cmd in cmds:
         click.echo("$ " + " ".join(cmd))
         if not dry_run and subprocess.call(cmd) != 0:
-            raise UserError(f"`{' '.join(cmd[:3])} …` failed; run it by hand to see why (are you root?)")
+            raise UserError(
+                f"`{' '.join(cmd[:3])} …` failed; run it by hand to see why (are you root?)"
+            )
 
 
 @main.command()
@@ -71,7 +73,9 @@ def doctor() -> None:
             bad += 1
             click.echo(f"  ✗ {t.command:24} missing: run `chrysopolis setup` (apt: {t.package})")
         else:
-            drift = f" (installed {got}, lock has {pinned})" if pinned and got and got != pinned else ""
+            drift = (
+                f" (installed {got}, lock has {pinned})" if pinned and got and got != pinned else ""
+            )
             click.echo(f"  ✓ {t.command:24} {path}{drift}")
     click.echo("python packages:")
     for name, want in lk.host_pypi.items():
@@ -151,10 +155,20 @@ def build(target: str, list_: bool) -> None:
 
 @main.command()
 @click.argument("target", required=False, default=DEFAULT_TARGET)
-@click.option("--eval", "exprs", multiple=True, metavar="EXPR",
-              help="Evaluate an Erlang expression headless and print its result (repeatable).")
-@click.option("--path", "paths", multiple=True, type=click.Path(exists=True, file_okay=False, path_type=Path),
-              help="Put DIR's .beam files on the disk and in the code path (repeatable).")
+@click.option(
+    "--eval",
+    "exprs",
+    multiple=True,
+    metavar="EXPR",
+    help="Evaluate an Erlang expression headless and print its result (repeatable).",
+)
+@click.option(
+    "--path",
+    "paths",
+    multiple=True,
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    help="Put DIR's .beam files on the disk and in the code path (repeatable).",
+)
 @click.option("--ram", default=None, help="RAM for QEMU, e.g. 512M (default: the board's).")
 def run(target: str, exprs: tuple[str, ...], paths: tuple[Path, ...], ram: str | None) -> None:
     """Boot TARGET in QEMU with its serial console on this terminal (Ctrl-A X quits)."""
@@ -168,8 +182,9 @@ def run(target: str, exprs: tuple[str, ...], paths: tuple[Path, ...], ram: str |
     # Boot the published copy: what the guest writes to its disk stays in ./build/TARGET.
     dest = targets.publish(img, target)
     disk = dest / img.disk.name if img.disk else None
-    cmd = qemu.command(img.board, dest / img.loader.name, disk, ram=ram, interactive=True,
-                       persist=True)
+    cmd = qemu.command(
+        img.board, dest / img.loader.name, disk, ram=ram, interactive=True, persist=True
+    )
     click.echo(f"booting {dest / img.loader.name} (Ctrl-A X quits QEMU)", err=True)
     sys.exit(qemu.interactive(cmd))
 
@@ -219,8 +234,14 @@ def _log_in(msg: str) -> str | None:
 
 
 @main.command()
-@click.option("--eval", "exprs", multiple=True, required=True, metavar="EXPR",
-              help="An Erlang expression to evaluate (repeatable).")
+@click.option(
+    "--eval",
+    "exprs",
+    multiple=True,
+    required=True,
+    metavar="EXPR",
+    help="An Erlang expression to evaluate (repeatable).",
+)
 def baseline(exprs: tuple[str, ...]) -> None:
     """Evaluate EXPR on the same ERTS as a static Linux beam under qemu-aarch64 (the reference)."""
     from chrysopolis import baseline as bl
@@ -242,7 +263,10 @@ def fmt(check_only: bool) -> None:
         args = ["--dry-run", "--Werror"] if check_only else ["-i"]
         rc |= subprocess.call([clang_format, *args, *cfiles])
     elif cfiles:
-        click.echo("clang-format is missing (Debian package clang-format-19); C files not formatted", err=True)
+        click.echo(
+            "clang-format is missing (Debian package clang-format-19); C files not formatted",
+            err=True,
+        )
     sys.exit(1 if rc else 0)
 
 

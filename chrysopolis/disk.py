@@ -11,8 +11,8 @@ created in sorted order, so short-name tails and directory slots never depend on
 import math
 import os
 import shutil
-import subprocess
 import struct
+import subprocess
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -47,13 +47,15 @@ def _check_name(dest: PurePosixPath) -> None:
             raise UserError(f"'{dest}' cannot be stored on a FAT volume (name '{part}'); rename it")
 
 
-def _collect(tree: Path | None, extra: Mapping[str, Path]) -> tuple[dict[PurePosixPath, Path], set[PurePosixPath]]:
+def _collect(
+    tree: Path | None, extra: Mapping[str, Path]
+) -> tuple[dict[PurePosixPath, Path], set[PurePosixPath]]:
     """Every destination file (absolute POSIX path on the volume) with its source, and every directory."""
     files: dict[PurePosixPath, Path] = {}
     dirs = {PurePosixPath("/")}
 
     def add_dir(src: Path, dest: PurePosixPath) -> None:
-        for dirpath, dirnames, filenames in os.walk(src, followlinks=True):
+        for dirpath, _dirnames, filenames in os.walk(src, followlinks=True):
             rel = PurePosixPath(Path(dirpath).relative_to(src).as_posix())
             dirs.add(dest / rel)  # empty directories survive too
             for name in filenames:
@@ -62,7 +64,9 @@ def _collect(tree: Path | None, extra: Mapping[str, Path]) -> tuple[dict[PurePos
     if tree is not None:
         tree = Path(tree)
         if not tree.is_dir():
-            raise UserError(f"disk tree {tree} is not a directory; build the stage that makes it first")
+            raise UserError(
+                f"disk tree {tree} is not a directory; build the stage that makes it first"
+            )
         add_dir(tree, PurePosixPath("/"))
     for dest_s, src in extra.items():
         dest, src = PurePosixPath("/") / dest_s, Path(src)
@@ -85,8 +89,12 @@ def _collect(tree: Path | None, extra: Mapping[str, Path]) -> tuple[dict[PurePos
     return files, dirs
 
 
-def _partition_sectors(files: Mapping[PurePosixPath, Path], dirs: set[PurePosixPath], cluster: int,
-                       size_mib: int | None) -> tuple[int, int]:
+def _partition_sectors(
+    files: Mapping[PurePosixPath, Path],
+    dirs: set[PurePosixPath],
+    cluster: int,
+    size_mib: int | None,
+) -> tuple[int, int]:
     """Partition size in sectors (whole MiB) and the bytes the contents need."""
     content = sum(src.stat().st_size for src in files.values())
     clusters = sum(max(1, math.ceil(src.stat().st_size / cluster)) for src in files.values())
@@ -102,15 +110,24 @@ def _partition_sectors(files: Mapping[PurePosixPath, Path], dirs: set[PurePosixP
     if size_mib is None:
         size_mib = need_mib
     elif size_mib < need_mib:
-        raise UserError(f"a {size_mib} MiB disk is too small for these contents with {cluster}-byte "
-                        f"FAT32 clusters; use at least {need_mib} MiB (or leave the size unset)")
+        raise UserError(
+            f"a {size_mib} MiB disk is too small for these contents with {cluster}-byte "
+            f"FAT32 clusters; use at least {need_mib} MiB (or leave the size unset)"
+        )
     return size_mib * (1 << 20) // SECTOR, content
 
 
 def mbr(partition_sectors: int) -> bytes:
     """A DOS MBR with one FAT32 (LBA) partition at PART_LBA; CHS fields say 'use LBA'."""
-    entry = struct.pack("<B3sB3sII", 0x00, b"\xfe\xff\xff", PART_TYPE_FAT32_LBA, b"\xfe\xff\xff",
-                        PART_LBA, partition_sectors)
+    entry = struct.pack(
+        "<B3sB3sII",
+        0x00,
+        b"\xfe\xff\xff",
+        PART_TYPE_FAT32_LBA,
+        b"\xfe\xff\xff",
+        PART_LBA,
+        partition_sectors,
+    )
     sector = bytearray(SECTOR)
     struct.pack_into("<IH", sector, 440, DISK_SIGNATURE, 0)
     sector[446:462] = entry
@@ -124,14 +141,21 @@ def _mtools_env() -> dict[str, str]:
 
 
 def _run(cmd: list[str], what: str) -> None:
-    r = subprocess.run(cmd, capture_output=True, text=True, env=_mtools_env(), stdin=subprocess.DEVNULL)
+    r = subprocess.run(
+        cmd, capture_output=True, text=True, env=_mtools_env(), stdin=subprocess.DEVNULL
+    )
     if r.returncode != 0:
         detail = (r.stderr or r.stdout).strip().splitlines()[-1:] or ["no output"]
         raise UserError(f"{what} failed ({cmd[0]} exited {r.returncode}: {detail[0]})")
 
 
-def build_disk(tree: Path | None, image: Path, size_mib: int | None = None,
-               extra: Mapping[str, Path] | None = None, cluster_bytes: int = 4096) -> DiskInfo:
+def build_disk(
+    tree: Path | None,
+    image: Path,
+    size_mib: int | None = None,
+    extra: Mapping[str, Path] | None = None,
+    cluster_bytes: int = 4096,
+) -> DiskInfo:
     """Write `image`: `tree` (and each `extra` source at its destination path) on a FAT32 partition.
 
     `extra` maps a path on the volume (e.g. "/hello.txt", "/user/ebin") to a file or a
@@ -143,7 +167,9 @@ def build_disk(tree: Path | None, image: Path, size_mib: int | None = None,
         if shutil.which(tool) is None:
             raise UserError(f"{tool} is missing (Debian package {pkg}); run `chrysopolis setup`")
     if cluster_bytes not in (512, 1024, 2048, 4096, 8192, 16384, 32768):
-        raise UserError(f"cluster size {cluster_bytes} is not a power of two from 512 to 32768 bytes")
+        raise UserError(
+            f"cluster size {cluster_bytes} is not a power of two from 512 to 32768 bytes"
+        )
     cluster = cluster_bytes
     files, dirs = _collect(tree, extra or {})
     sectors, content = _partition_sectors(files, dirs, cluster, size_mib)
@@ -155,24 +181,54 @@ def build_disk(tree: Path | None, image: Path, size_mib: int | None = None,
     try:
         with open(tmp, "wb") as f:
             f.write(mbr(sectors))
-            f.truncate((PART_LBA + sectors) * SECTOR)  # sparse: only what mkfs and mcopy write takes space
-        _run(["mkfs.fat", "-F", "32", "-S", str(SECTOR), "-s", str(cluster // SECTOR), "-R", str(RESERVED_SECTORS),
-              "-n", LABEL, "--invariant", "--offset", str(PART_LBA), "-h", str(PART_LBA),
-              str(tmp), str(sectors * SECTOR // 1024)], "formatting the FAT32 partition")
+            f.truncate(
+                (PART_LBA + sectors) * SECTOR
+            )  # sparse: only what mkfs and mcopy write takes space
+        _run(
+            [
+                "mkfs.fat",
+                "-F",
+                "32",
+                "-S",
+                str(SECTOR),
+                "-s",
+                str(cluster // SECTOR),
+                "-R",
+                str(RESERVED_SECTORS),
+                "-n",
+                LABEL,
+                "--invariant",
+                "--offset",
+                str(PART_LBA),
+                "-h",
+                str(PART_LBA),
+                str(tmp),
+                str(sectors * SECTOR // 1024),
+            ],
+            "formatting the FAT32 partition",
+        )
         vol = f"{tmp}@@{PART_LBA * SECTOR}"
         subdirs = sorted(d for d in dirs if d != PurePosixPath("/"))
         if subdirs:
-            _run(["mmd", "-i", vol, *[f"::{d}" for d in subdirs]], "creating directories on the volume")
+            _run(
+                ["mmd", "-i", vol, *[f"::{d}" for d in subdirs]],
+                "creating directories on the volume",
+            )
         by_dir: dict[PurePosixPath, list[PurePosixPath]] = {}
         for dest in sorted(files):
             by_dir.setdefault(dest.parent, []).append(dest)
         for d, dests in sorted(by_dir.items()):
             same = [p for p in dests if files[p].name == p.name]
             if same:  # one mcopy per directory, in sorted order
-                _run(["mcopy", "-i", vol, *[str(files[p]) for p in same], f"::{d}/"], f"copying files into {d}")
+                _run(
+                    ["mcopy", "-i", vol, *[str(files[p]) for p in same], f"::{d}/"],
+                    f"copying files into {d}",
+                )
             for p in dests:
                 if files[p].name != p.name:
-                    _run(["mcopy", "-i", vol, str(files[p]), f"::{p}"], f"copying {files[p]} to {p}")
+                    _run(
+                        ["mcopy", "-i", vol, str(files[p]), f"::{p}"], f"copying {files[p]} to {p}"
+                    )
         tmp.rename(image)
     finally:
         tmp.unlink(missing_ok=True)

@@ -23,8 +23,17 @@ HOST = ("clang-19", "lld-19", "llvm-19", "mtools", "dosfstools", "device-tree-co
 
 # sDDF's flags for PDs (tools/make/toolchain/clang.mk); no outline atomics: nothing in a PD
 # may call getauxval before musl is up (PORTING.md trap 1).
-CFLAGS = ["-target", "aarch64-none-elf", "-ffreestanding", "-mstrict-align", "-mno-outline-atomics",
-          "-O2", "-g", "-Wall", "-Wno-unused-function"]
+CFLAGS = [
+    "-target",
+    "aarch64-none-elf",
+    "-ffreestanding",
+    "-mstrict-align",
+    "-mno-outline-atomics",
+    "-O2",
+    "-g",
+    "-Wall",
+    "-Wno-unused-function",
+]
 
 
 def include_dirs(ctx: Context, board: str) -> list[Path]:
@@ -40,9 +49,15 @@ def include_dirs(ctx: Context, board: str) -> list[Path]:
     ]
 
 
-def compile_client(ctx: Context, sources: Sequence[Path], board: str,
-                   extra_libs: Sequence[Path] = (), defines: Mapping[str, str] | None = None,
-                   extra_includes: Sequence[Path] = (), ldflags: Sequence[str] = ()) -> Path:
+def compile_client(
+    ctx: Context,
+    sources: Sequence[Path],
+    board: str,
+    extra_libs: Sequence[Path] = (),
+    defines: Mapping[str, str] | None = None,
+    extra_includes: Sequence[Path] = (),
+    ldflags: Sequence[str] = (),
+) -> Path:
     """Compile `sources` and link beam_server.elf (no PIE, no gc-sections, not stripped)."""
     b = boards.board(board)
     objdir = ctx.work / "obj"
@@ -57,27 +72,69 @@ def compile_client(ctx: Context, sources: Sequence[Path], board: str,
     elf = ctx.work / "elf" / "beam_server.elf"
     elf.parent.mkdir(parents=True, exist_ok=True)
     bdir = board_dir(ctx.dep("sdk"), board, CONFIG)
-    ctx.run([LLVM_BIN / "ld.lld", "-L", bdir / "lib", "-L", ctx.dep("lionsos-libc") / "lib", *objs,
-             "--start-group", *extra_libs, ctx.dep("libmicrokitco-beam") / "lib" / "libmicrokitco.a",
-             ctx.dep("sddf") / "lib" / UTIL_LIB, "-lmicrokit", "-lc", "--end-group",
-             "-Tmicrokit.ld", "-T", config.ROOT / "mk" / "got.ld", *ldflags, "-o", elf])
+    ctx.run(
+        [
+            LLVM_BIN / "ld.lld",
+            "-L",
+            bdir / "lib",
+            "-L",
+            ctx.dep("lionsos-libc") / "lib",
+            *objs,
+            "--start-group",
+            *extra_libs,
+            ctx.dep("libmicrokitco-beam") / "lib" / "libmicrokitco.a",
+            ctx.dep("sddf") / "lib" / UTIL_LIB,
+            "-lmicrokit",
+            "-lc",
+            "--end-group",
+            "-Tmicrokit.ld",
+            "-T",
+            config.ROOT / "mk" / "got.ld",
+            *ldflags,
+            "-o",
+            elf,
+        ]
+    )
     return elf
 
 
-def assemble(ctx: Context, name: str, board: str, *, heap_mib: int, stack_kib: int,
-             disk_tree: Path | None, disk_extra: Mapping[str, Path] | None = None,
-             markers: Mapping[str, str] | None = None) -> None:
+def assemble(
+    ctx: Context,
+    name: str,
+    board: str,
+    *,
+    heap_mib: int,
+    stack_kib: int,
+    disk_tree: Path | None,
+    disk_extra: Mapping[str, Path] | None = None,
+    markers: Mapping[str, str] | None = None,
+) -> None:
     """Render the system, configure the ELFs, pack `<name>.img`, write disk.img and run.json."""
     elfdir = ctx.work / "elf"
     for stage_name in ("sddf", "fatfs"):
         for elf in (ctx.dep(stage_name) / "elf").glob("*.elf"):
             shutil.copyfile(elf, elfdir / elf.name)
-    outputs = system.generate(ctx.work / "system", board, sddf=ctx.src("sddf"), heap_mib=heap_mib,
-                              stack_kib=stack_kib)
+    outputs = system.generate(
+        ctx.work / "system", board, sddf=ctx.src("sddf"), heap_mib=heap_mib, stack_kib=stack_kib
+    )
     system.write_sections(outputs, elfdir, objcopy=str(LLVM_BIN / "llvm-objcopy"))
     image = f"{name}.img"
-    ctx.run([ctx.dep("sdk") / "bin" / "microkit", outputs.system_file, "--search-path", elfdir,
-             "--board", board, "--config", CONFIG, "-o", ctx.out / image, "-r", ctx.out / "report.txt"])
+    ctx.run(
+        [
+            ctx.dep("sdk") / "bin" / "microkit",
+            outputs.system_file,
+            "--search-path",
+            elfdir,
+            "--board",
+            board,
+            "--config",
+            CONFIG,
+            "-o",
+            ctx.out / image,
+            "-r",
+            ctx.out / "report.txt",
+        ]
+    )
     shutil.copyfile(outputs.system_file, ctx.out / outputs.system_file.name)
     shutil.copyfile(elfdir / "beam_server.elf", ctx.out / "beam_server.elf")
     info = disk.build_disk(disk_tree, ctx.out / "disk.img", extra=disk_extra)

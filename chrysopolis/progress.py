@@ -22,8 +22,13 @@ def step(label: str) -> Iterator[None]:
         if console.is_terminal:
             from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-            with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(),
-                          console=console, transient=True) as p:
+            with Progress(
+                SpinnerColumn(),
+                TextColumn("{task.description}"),
+                TimeElapsedColumn(),
+                console=console,
+                transient=True,
+            ) as p:
                 p.add_task(label, total=None)
                 yield
         else:
@@ -42,7 +47,12 @@ def bytes_task(label: str, total: int) -> Iterator[Callable[[int], None]]:
         return
     from rich.progress import DownloadColumn, Progress, TransferSpeedColumn
 
-    with Progress(*Progress.get_default_columns(), DownloadColumn(), TransferSpeedColumn(),
-                  console=console, transient=True) as p:
+    with Progress(
+        *Progress.get_default_columns(),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+        console=console,
+        transient=True,
+    ) as p:
         task = p.add_task(label, total=total or None)
         yield lambda n: p.advance(task, n)

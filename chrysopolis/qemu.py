@@ -25,13 +25,22 @@ def machine(board: Board, ram: str | None = None, interactive: bool = False) -> 
     """QEMU with the board's machine, CPU, RAM and console: what every guest boots in."""
     qemu = shutil.which("qemu-system-aarch64")
     if qemu is None:
-        raise UserError("qemu-system-aarch64 is missing (Debian package qemu-system-arm); "
-                        "run `chrysopolis setup`")
-    return [qemu, "-machine", board.qemu_machine, "-cpu", board.qemu_cpu,
-            "-m", f"size={ram or board.ram}", "-nographic",
-            # Interactive: the QEMU monitor muxed on the console (Ctrl-A X quits).
-            *(["-serial", "mon:stdio"] if interactive
-              else ["-serial", "stdio", "-monitor", "none"])]
+        raise UserError(
+            "qemu-system-aarch64 is missing (Debian package qemu-system-arm); "
+            "run `chrysopolis setup`"
+        )
+    return [
+        qemu,
+        "-machine",
+        board.qemu_machine,
+        "-cpu",
+        board.qemu_cpu,
+        "-m",
+        f"size={ram or board.ram}",
+        "-nographic",
+        # Interactive: the QEMU monitor muxed on the console (Ctrl-A X quits).
+        *(["-serial", "mon:stdio"] if interactive else ["-serial", "stdio", "-monitor", "none"]),
+    ]
 
 
 def ram_bytes(size: str) -> int:
@@ -42,24 +51,41 @@ def ram_bytes(size: str) -> int:
     return int(m.group(1)) << {"K": 10, "M": 20, "G": 30, "": 20}[m.group(2)]
 
 
-def command(board: Board, loader: Path, disk: Path | None = None, ram: str | None = None,
-            interactive: bool = False, persist: bool = False) -> list[str]:
+def command(
+    board: Board,
+    loader: Path,
+    disk: Path | None = None,
+    ram: str | None = None,
+    interactive: bool = False,
+    persist: bool = False,
+) -> list[str]:
     """QEMU booting a Microkit loader image. Unless `persist`, the guest's disk writes go to
     a throw-away overlay: checks and batch runs never change an image (or the cache)."""
     if ram is not None and ram_bytes(ram) < ram_bytes(board.ram):
         # seL4's memory map for the board comes from QEMU's device tree at SDK build time.
-        raise UserError(f"--ram {ram}: the {board.name} kernel is built for {board.ram} of RAM; "
-                        f"give at least {board.ram}")
-    cmd = [*machine(board, ram, interactive),
-           "-device", f"loader,file={loader},addr={board.loader_addr:#x},cpu-num=0"]
+        raise UserError(
+            f"--ram {ram}: the {board.name} kernel is built for {board.ram} of RAM; "
+            f"give at least {board.ram}"
+        )
+    cmd = [
+        *machine(board, ram, interactive),
+        "-device",
+        f"loader,file={loader},addr={board.loader_addr:#x},cpu-num=0",
+    ]
     if disk is not None:
         if not Path(disk).is_file():
-            raise UserError(f"disk image {disk} does not exist; rebuild the target "
-                            "(`chrysopolis build`)")
+            raise UserError(
+                f"disk image {disk} does not exist; rebuild the target " "(`chrysopolis build`)"
+            )
         # Modern virtio-mmio, disk pinned to bus 1: the blk node the system description uses.
-        cmd += ["-global", "virtio-mmio.force-legacy=false",
-                "-drive", f"file={disk},if=none,format=raw,id=hd0{'' if persist else ',snapshot=on'}",
-                "-device", "virtio-blk-device,drive=hd0,bus=virtio-mmio-bus.1"]
+        cmd += [
+            "-global",
+            "virtio-mmio.force-legacy=false",
+            "-drive",
+            f"file={disk},if=none,format=raw,id=hd0{'' if persist else ',snapshot=on'}",
+            "-device",
+            "virtio-blk-device,drive=hd0,bus=virtio-mmio-bus.1",
+        ]
     return cmd
 
 
@@ -76,11 +102,13 @@ class Session:
         try:
             self.child.expect(pattern, timeout=timeout)
         except pexpect.TIMEOUT:
-            raise MarkerTimeout(f"no '{pattern}' on the serial console after {timeout:.0f} s "
-                                f"(log: {self.log})") from None
+            raise MarkerTimeout(
+                f"no '{pattern}' on the serial console after {timeout:.0f} s " f"(log: {self.log})"
+            ) from None
         except pexpect.EOF:
-            raise MarkerTimeout(f"QEMU exited before '{pattern}' appeared "
-                                f"(log: {self.log})") from None
+            raise MarkerTimeout(
+                f"QEMU exited before '{pattern}' appeared " f"(log: {self.log})"
+            ) from None
         return self.child.match
 
     def elapsed(self) -> float:
@@ -105,8 +133,7 @@ def boot(cmd: Sequence[str], log: Path) -> Iterator[Session]:
     """Start QEMU headless; whatever happens in the body, QEMU is ended on exit."""
     log.parent.mkdir(parents=True, exist_ok=True)
     logf = open(log, "wb")
-    child = pexpect.spawn(cmd[0], list(cmd[1:]), timeout=None, echo=False,
-                          dimensions=(24, 200))
+    child = pexpect.spawn(cmd[0], list(cmd[1:]), timeout=None, echo=False, dimensions=(24, 200))
     # Raw pty: the log holds the guest's bytes as sent (no CR doubling) and input reaches
     # the guest as typed (Enter is CR, as from a terminal).
     tty.setraw(child.child_fd)

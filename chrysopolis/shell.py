@@ -35,9 +35,13 @@ class Shell:
         try:
             idx = s.child.expect([PROMPT, FATAL], timeout=timeout)
         except Exception:
-            raise qemu.MarkerTimeout(f"no Erlang shell prompt after {timeout:.0f} s (log: {s.log})") from None
+            raise qemu.MarkerTimeout(
+                f"no Erlang shell prompt after {timeout:.0f} s (log: {s.log})"
+            ) from None
         if idx == 1:
-            raise UserError(f"boot failed: {s.child.after.decode(errors='replace').strip()} (log: {s.log})")
+            raise UserError(
+                f"boot failed: {s.child.after.decode(errors='replace').strip()} (log: {s.log})"
+            )
         self.ready_at = s.elapsed()
         return self.ready_at
 
@@ -48,10 +52,14 @@ class Shell:
         try:
             idx = s.child.expect([PROMPT, FATAL], timeout=timeout)
         except Exception:
-            raise qemu.MarkerTimeout(f"no result for {expr!r} after {timeout:.0f} s (log: {s.log})") from None
+            raise qemu.MarkerTimeout(
+                f"no result for {expr!r} after {timeout:.0f} s (log: {s.log})"
+            ) from None
         if idx == 1:
-            raise UserError(f"the system failed evaluating {expr!r}: "
-                            f"{s.child.after.decode(errors='replace').strip()} (log: {s.log})")
+            raise UserError(
+                f"the system failed evaluating {expr!r}: "
+                f"{s.child.after.decode(errors='replace').strip()} (log: {s.log})"
+            )
         text = s.child.before.decode(errors="replace").replace("\r", "")
         return "\n".join(text.split("\n")[1:]).strip("\n")  # the first line is the echo
 
@@ -59,7 +67,9 @@ class Shell:
 def check_expr(expr: str) -> str:
     e = expr.strip()
     if not e.endswith("."):
-        raise UserError(f"--eval {expr!r}: an Erlang expression must end with a full stop, e.g. '1 + 1.'")
+        raise UserError(
+            f"--eval {expr!r}: an Erlang expression must end with a full stop, e.g. '1 + 1.'"
+        )
     if "\n" in e:
         raise UserError(f"--eval {expr!r}: give the expression on one line")
     return e
@@ -90,8 +100,9 @@ def user_disk(otp_root: Path, paths: Sequence[Path], dest: Path) -> Path:
 
 
 @contextmanager
-def booted(target: str, paths: Sequence[Path] = (), ram: str | None = None,
-           log_name: str = "eval") -> Iterator[Shell]:
+def booted(
+    target: str, paths: Sequence[Path] = (), ram: str | None = None, log_name: str = "eval"
+) -> Iterator[Shell]:
     planner = stages.Planner()
     img = targets.image(planner, target)
     runs = config.cache_dir() / "runs"
@@ -100,7 +111,9 @@ def booted(target: str, paths: Sequence[Path] = (), ram: str | None = None,
         d = img.disk
         if paths:
             d = user_disk(planner.ensure("otp") / "root", paths, Path(tmp) / "disk.img")
-        with qemu.boot(qemu.command(img.board, img.loader, d, ram=ram), runs / f"{log_name}.log") as s:
+        with qemu.boot(
+            qemu.command(img.board, img.loader, d, ram=ram), runs / f"{log_name}.log"
+        ) as s:
             shell = Shell(s)
             shell.wait_ready()
             yield shell

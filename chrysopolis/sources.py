@@ -101,8 +101,10 @@ def _verify_files(src: Source, files_dir: Path) -> None:
         if not p.is_file():
             raise UserError(f"'{src.name}': {f.name} is missing from {files_dir}")
         if file_hash(p) != f.sha256:
-            raise UserError(f"hash mismatch for {f.name} of '{src.name}'; "
-                            "the file is corrupt or not the pinned one")
+            raise UserError(
+                f"hash mismatch for {f.name} of '{src.name}'; "
+                "the file is corrupt or not the pinned one"
+            )
 
 
 def _unpack_debian(src: Source, files_dir: Path, tree: Path) -> None:
@@ -116,10 +118,13 @@ def _unpack_debian(src: Source, files_dir: Path, tree: Path) -> None:
     tree.rmdir()
     r = subprocess.run(
         ["dpkg-source", "--no-check", "-x", str(files_dir / dsc), str(tree)],
-        capture_output=True, text=True,
+        capture_output=True,
+        text=True,
     )
     if r.returncode != 0:
-        raise UserError(f"dpkg-source could not unpack '{src.name}': {r.stderr.strip().splitlines()[-1:]}")
+        raise UserError(
+            f"dpkg-source could not unpack '{src.name}': {r.stderr.strip().splitlines()[-1:]}"
+        )
 
 
 def _unpack_debs(src: Source, files_dir: Path, tree: Path) -> None:
@@ -128,9 +133,13 @@ def _unpack_debs(src: Source, files_dir: Path, tree: Path) -> None:
     if not shutil.which("dpkg-deb"):
         raise UserError("dpkg-deb is missing; install the Debian package dpkg")
     for f in src.files:
-        r = subprocess.run(["dpkg-deb", "-x", str(files_dir / f.name), str(tree)], capture_output=True, text=True)
+        r = subprocess.run(
+            ["dpkg-deb", "-x", str(files_dir / f.name), str(tree)], capture_output=True, text=True
+        )
         if r.returncode != 0:
-            raise UserError(f"dpkg-deb could not unpack {f.name} of '{src.name}': {r.stderr.strip()}")
+            raise UserError(
+                f"dpkg-deb could not unpack {f.name} of '{src.name}': {r.stderr.strip()}"
+            )
 
 
 def fetch(src: Source) -> Path:
@@ -161,9 +170,20 @@ def fetch(src: Source) -> Path:
                 raise UserError(f"{e}; offline, {bring_hint(src)}") from None
             try:
                 _unpack_tarball(archive, tree)
-            except (tarfile.TarError, EOFError, lzma.LZMAError, zlib.error) as e:  # truncated or corrupt
-                raise UserError(f"{url} is not a readable tarball ({e}); check the URL in the lock") from None
-        return _install(src, tree, src.archive_url() if src.kind not in ("debian", "deb") else "the Debian archive")
+            except (
+                tarfile.TarError,
+                EOFError,
+                lzma.LZMAError,
+                zlib.error,
+            ) as e:  # truncated or corrupt
+                raise UserError(
+                    f"{url} is not a readable tarball ({e}); check the URL in the lock"
+                ) from None
+        return _install(
+            src,
+            tree,
+            src.archive_url() if src.kind not in ("debian", "deb") else "the Debian archive",
+        )
     finally:
         shutil.rmtree(stage, ignore_errors=True)
 
@@ -187,7 +207,9 @@ def _git_root(path: Path) -> Path | None:
 def import_path(src: Source, path: Path) -> Path:
     path = Path(path).expanduser()
     if not path.exists():
-        raise UserError(f"{path} does not exist; give a directory, a git checkout or a bare repository")
+        raise UserError(
+            f"{path} does not exist; give a directory, a git checkout or a bare repository"
+        )
     if present(src):
         return path_of(src)
     stage = _staging()
@@ -207,13 +229,17 @@ def import_path(src: Source, path: Path) -> Path:
                     f"{path} does not contain commit {src.commit[:12]} of '{src.name}'; "
                     f"run `git -C {path} fetch origin {src.commit}` or use another mirror"
                 )
-            archive = subprocess.Popen(["git", "-C", str(path), "archive", src.commit], stdout=subprocess.PIPE)
+            archive = subprocess.Popen(
+                ["git", "-C", str(path), "archive", src.commit], stdout=subprocess.PIPE
+            )
             with tarfile.open(fileobj=archive.stdout, mode="r|") as tar:
                 tar.extractall(tree, filter="tar")
             if archive.wait() != 0:
                 raise UserError(f"git archive of {src.commit[:12]} failed in {path}")
         else:
-            shutil.copytree(path, tree, symlinks=True, dirs_exist_ok=True, ignore=shutil.ignore_patterns(".git"))
+            shutil.copytree(
+                path, tree, symlinks=True, dirs_exist_ok=True, ignore=shutil.ignore_patterns(".git")
+            )
         return _install(src, tree, str(path))
     finally:
         shutil.rmtree(stage, ignore_errors=True)

@@ -51,17 +51,35 @@ class Stage:
 REGISTRY: dict[str, Stage] = {}
 
 
-def stage(name: str, *, doc: str = "", sources: Sequence[str] = (), deps: Sequence[str] = (),
-          files: Sequence[str] = (), host: Sequence[str] = (), pypi: Sequence[str] = (),
-          options: Mapping[str, object] | None = None, target: bool = False):
+def stage(
+    name: str,
+    *,
+    doc: str = "",
+    sources: Sequence[str] = (),
+    deps: Sequence[str] = (),
+    files: Sequence[str] = (),
+    host: Sequence[str] = (),
+    pypi: Sequence[str] = (),
+    options: Mapping[str, object] | None = None,
+    target: bool = False,
+):
     """Register the decorated function as the build of stage `name`."""
 
     def register(fn: Callable[["Context"], None]) -> Callable[["Context"], None]:
         if name in REGISTRY:
             raise RuntimeError(f"stage {name} defined twice")
-        REGISTRY[name] = Stage(name, fn, doc or (fn.__doc__ or "").strip().split("\n")[0],
-                               tuple(sources), tuple(deps), tuple(files), tuple(host),
-                               tuple(pypi), dict(options or {}), target)
+        REGISTRY[name] = Stage(
+            name,
+            fn,
+            doc or (fn.__doc__ or "").strip().split("\n")[0],
+            tuple(sources),
+            tuple(deps),
+            tuple(files),
+            tuple(host),
+            tuple(pypi),
+            dict(options or {}),
+            target,
+        )
         return fn
 
     return register
@@ -77,7 +95,9 @@ def get(name: str) -> Stage:
     load_all()
     if name not in REGISTRY:
         targets = ", ".join(sorted(n for n, s in REGISTRY.items() if s.target))
-        raise UserError(f"unknown target '{name}'; targets: {targets} (see `chrysopolis build --list`)")
+        raise UserError(
+            f"unknown target '{name}'; targets: {targets} (see `chrysopolis build --list`)"
+        )
     return REGISTRY[name]
 
 
@@ -168,7 +188,8 @@ class Planner:
                 ctx.note(json.dumps(self.inputs(st), sort_keys=True, indent=1, default=str))
                 st.build(ctx)
             (tmp / ".chrysopolis-inputs.json").write_text(
-                json.dumps(self.inputs(st), sort_keys=True, indent=1, default=str))
+                json.dumps(self.inputs(st), sort_keys=True, indent=1, default=str)
+            )
             tmp.rename(out)
         except StageFailed:
             raise
@@ -228,16 +249,27 @@ class Context:
         for p in sorted(self.ours(patch_dir).glob("*.patch")):
             self.run(["patch", "-p1", "--forward", "--batch", "-i", str(p)], cwd=tree)
 
-    def run(self, cmd: Sequence[str] | str, cwd: Path | None = None,
-            env: Mapping[str, str] | None = None, shell: bool = False) -> None:
+    def run(
+        self,
+        cmd: Sequence[str] | str,
+        cwd: Path | None = None,
+        env: Mapping[str, str] | None = None,
+        shell: bool = False,
+    ) -> None:
         """Run a command with its output appended to the stage log; a failure fails the stage."""
         text = cmd if isinstance(cmd, str) else shlex.join(str(c) for c in cmd)
         self.note(f"$ {text}" + (f"   (in {cwd})" if cwd else ""))
         full_env = {**os.environ, **(env or {})}
         t0 = time.monotonic()
-        r = subprocess.run(cmd if shell or not isinstance(cmd, str) else shlex.split(cmd),
-                           cwd=cwd, env=full_env, shell=shell, stdout=self._log,
-                           stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        r = subprocess.run(
+            cmd if shell or not isinstance(cmd, str) else shlex.split(cmd),
+            cwd=cwd,
+            env=full_env,
+            shell=shell,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+        )
         self.note(f"# exit {r.returncode} after {time.monotonic() - t0:.1f} s")
         if r.returncode != 0:
             first = text if len(text) < 80 else text[:77] + "…"

@@ -26,20 +26,31 @@ class Image:
     markers: dict  # named regexes the image prints, for run/check
 
 
-def write_manifest(out: Path, loader: str, board: str, disk: str | None = None,
-                   markers: dict | None = None) -> None:
-    (out / MANIFEST).write_text(json.dumps(
-        {"loader": loader, "disk": disk, "board": board, "markers": markers or {}}, indent=1))
+def write_manifest(
+    out: Path, loader: str, board: str, disk: str | None = None, markers: dict | None = None
+) -> None:
+    (out / MANIFEST).write_text(
+        json.dumps(
+            {"loader": loader, "disk": disk, "board": board, "markers": markers or {}}, indent=1
+        )
+    )
 
 
 def image(planner: Planner, name: str) -> Image:
     st = get(name)
     if not st.target:
-        raise UserError(f"'{name}' is a build stage, not a bootable target; see `chrysopolis build --list`")
+        raise UserError(
+            f"'{name}' is a build stage, not a bootable target; see `chrysopolis build --list`"
+        )
     out = planner.ensure(name)
     m = json.loads((out / MANIFEST).read_text())
-    return Image(out, out / m["loader"], out / m["disk"] if m.get("disk") else None,
-                 boards.board(m["board"]), m.get("markers", {}))
+    return Image(
+        out,
+        out / m["loader"],
+        out / m["disk"] if m.get("disk") else None,
+        boards.board(m["board"]),
+        m.get("markers", {}),
+    )
 
 
 def _sparse_copy(src: str, dst: str) -> None:
@@ -52,8 +63,12 @@ def publish(img: Image, name: str) -> Path:
     dest = config.out_dir() / name
     tmp = dest.with_name(f".{name}.tmp")
     shutil.rmtree(tmp, ignore_errors=True)
-    shutil.copytree(img.dir, tmp, ignore=shutil.ignore_patterns(".chrysopolis-inputs.json"),
-                    copy_function=_sparse_copy)
+    shutil.copytree(
+        img.dir,
+        tmp,
+        ignore=shutil.ignore_patterns(".chrysopolis-inputs.json"),
+        copy_function=_sparse_copy,
+    )
     shutil.rmtree(dest, ignore_errors=True)
     tmp.rename(dest)
     return dest

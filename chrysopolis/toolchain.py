@@ -61,8 +61,11 @@ def packages() -> list[str]:
 @functools.cache
 def _dpkg_versions() -> dict[str, str]:
     try:
-        r = subprocess.run(["dpkg-query", "-W", "-f", "${Package}\t${Version}\t${db:Status-Status}\n"],
-                           capture_output=True, text=True)
+        r = subprocess.run(
+            ["dpkg-query", "-W", "-f", "${Package}\t${Version}\t${db:Status-Status}\n"],
+            capture_output=True,
+            text=True,
+        )
     except FileNotFoundError:
         return {}
     out = {}
@@ -101,8 +104,10 @@ def setup_commands(lock) -> list[list[str]]:
     """The commands `setup` runs: apt for host tools, pip for Python packages. Idempotent."""
     cmds: list[list[str]] = []
     have = debian_versions(packages())
-    missing = sorted({t.package for t in TOOLS if shutil.which(t.command) is None}
-                     | {p for p in EXTRA_PACKAGES if not have[p]})
+    missing = sorted(
+        {t.package for t in TOOLS if shutil.which(t.command) is None}
+        | {p for p in EXTRA_PACKAGES if not have[p]}
+    )
     if missing:
         cmds.append(["apt-get", "update"])
         cmds.append(["apt-get", "install", "-y", "--no-install-recommends", *missing])

@@ -12,8 +12,12 @@ SOURCES = ("sel4", "microkit", "lionsos", "sddf", "libmicrokitco")
 
 
 def cli(*args, timeout=600):
-    return subprocess.run([sys.executable, "-m", "chrysopolis", *args], capture_output=True,
-                          text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "chrysopolis", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -32,8 +36,17 @@ def test_check(planner, name):
 
 @pytest.mark.slow
 def test_run_eval_prints_each_result(planner):
-    r = cli("run", "--eval", "1 + 1.", "--eval", 'io:format("Hello from seL4!~n").',
-            "--eval", "lists:seq(1, 5).", "--eval", "erlang:system_info(otp_release).")
+    r = cli(
+        "run",
+        "--eval",
+        "1 + 1.",
+        "--eval",
+        'io:format("Hello from seL4!~n").',
+        "--eval",
+        "lists:seq(1, 5).",
+        "--eval",
+        "erlang:system_info(otp_release).",
+    )
     assert r.returncode == 0, r.stderr
     assert r.stdout.splitlines() == ["2", "Hello from seL4!", "ok", "[1,2,3,4,5]", '"27"']
 
@@ -69,8 +82,13 @@ def test_batch_runs_leave_the_image_unchanged(planner):
 
     disk = targets.image(planner, "beam").disk
     before = file_hash(disk)
-    r = cli("run", "--eval", 'file:write_file("/scratch.txt", <<"written by the guest">>).',
-            "--eval", 'file:read_file("/scratch.txt").')
+    r = cli(
+        "run",
+        "--eval",
+        'file:write_file("/scratch.txt", <<"written by the guest">>).',
+        "--eval",
+        'file:read_file("/scratch.txt").',
+    )
     assert r.returncode == 0, r.stderr
     assert r.stdout.splitlines() == ["ok", '{ok,<<"written by the guest">>}']
     assert file_hash(disk) == before

@@ -3,11 +3,11 @@
 import re
 
 import pytest
+from conftest import require_sources
 
 from chrysopolis import checks, qemu, stages, targets
 from chrysopolis.build import bringup
 from chrysopolis.errors import UserError
-from conftest import require_sources
 
 SOURCES = ("sel4", "microkit", "lionsos", "sddf", "libmicrokitco")
 

@@ -5,8 +5,9 @@ import sys
 
 
 def cli(*args, env=None):
-    return subprocess.run([sys.executable, "-m", "chrysopolis", *args], capture_output=True,
-                          text=True, env=env)
+    return subprocess.run(
+        [sys.executable, "-m", "chrysopolis", *args], capture_output=True, text=True, env=env
+    )
 
 
 def test_help_lists_the_verbs():
@@ -37,7 +38,7 @@ def test_sources_list_shows_every_pin(isolated_cache):
     r = cli("sources", "list")
     assert r.returncode == 0
     for name in ("sel4", "microkit", "lionsos", "sddf", "libmicrokitco"):
-        line = next(l for l in r.stdout.splitlines() if l.startswith(name + " "))
+        line = next(ln for ln in r.stdout.splitlines() if ln.startswith(name + " "))
         assert "absent" in line
 
 
@@ -76,8 +77,12 @@ def test_doctor_names_the_fix_for_a_missing_tool(tmp_path):
     bindir.mkdir()
     (bindir / "python").symlink_to(sys.executable)
     env = {**os.environ, "PATH": str(bindir)}
-    r = subprocess.run([str(bindir / "python"), "-m", "chrysopolis", "doctor"], capture_output=True,
-                       text=True, env=env)
+    r = subprocess.run(
+        [str(bindir / "python"), "-m", "chrysopolis", "doctor"],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
     assert r.returncode == 1
     assert "✗ qemu-system-aarch64" in r.stdout and "(apt: qemu-system-arm)" in r.stdout
     assert "run `chrysopolis setup`" in r.stderr

@@ -18,13 +18,17 @@ def make_deb(tmp: Path, name: str, files: dict[str, str]) -> Path:
     root = tmp / f"pkg-{name}"
     (root / "DEBIAN").mkdir(parents=True)
     (root / "DEBIAN" / "control").write_text(
-        f"Package: {name}\nVersion: 1.0\nArchitecture: all\nMaintainer: t <t@t>\nDescription: test\n")
+        f"Package: {name}\nVersion: 1.0\nArchitecture: all\nMaintainer: t <t@t>\nDescription: test\n"
+    )
     for rel, text in files.items():
         (root / rel).parent.mkdir(parents=True, exist_ok=True)
         (root / rel).write_text(text)
     deb = tmp / f"{name}_1.0_all.deb"
-    subprocess.run(["dpkg-deb", "--root-owner-group", "-b", str(root), str(deb)], check=True,
-                   capture_output=True)
+    subprocess.run(
+        ["dpkg-deb", "--root-owner-group", "-b", str(root), str(deb)],
+        check=True,
+        capture_output=True,
+    )
     return deb
 
 
@@ -49,10 +53,18 @@ def debs(tmp_path):
 
 
 def deb_source(d, sha256: str | None = None, file_sha: dict[str, str] | None = None) -> lock.Source:
-    files = tuple(lock.SourceFile(p.name, f"{d['base']}/{p.name}", (file_sha or {}).get(p.name, file_hash(p)))
-                  for p in d["files"])
-    return lock.Source(name="demo-debs", kind="deb", url=d["base"], sha256=sha256 or d["hash"],
-                       version="1.0", files=files)
+    files = tuple(
+        lock.SourceFile(p.name, f"{d['base']}/{p.name}", (file_sha or {}).get(p.name, file_hash(p)))
+        for p in d["files"]
+    )
+    return lock.Source(
+        name="demo-debs",
+        kind="deb",
+        url=d["base"],
+        sha256=sha256 or d["hash"],
+        version="1.0",
+        files=files,
+    )
 
 
 def test_fetch_unpacks_every_deb_into_one_tree(isolated_cache, debs):
@@ -87,7 +99,9 @@ def test_lock_requires_files_for_deb_kind(tmp_path):
     p.write_text('[source.x]\nkind = "deb"\nurl = "http://h/"\nversion = "1"\nsha256 = "ab"\n')
     with pytest.raises(UserError, match="lists no .deb files"):
         lock.load(p)
-    p.write_text(p.read_text() + 'files = [{ name = "x.deb", url = "http://h/x.deb", sha256 = "cd" }]\n')
+    p.write_text(
+        p.read_text() + 'files = [{ name = "x.deb", url = "http://h/x.deb", sha256 = "cd" }]\n'
+    )
     src = lock.load(p).source("x")
     assert src.kind == "deb" and src.files[0].name == "x.deb"
 

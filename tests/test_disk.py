@@ -32,14 +32,20 @@ def write_tree(root: Path, order: list[str], mtime: int) -> Path:
 
 def mtools(cmd: str, image: Path, *args: str) -> subprocess.CompletedProcess:
     off = disk.partition_offset(image)
-    return subprocess.run([cmd, "-i", f"{image}@@{off}", *args], capture_output=True,
-                          env={**os.environ, "MTOOLS_SKIP_CHECK": "1"}, check=True)
+    return subprocess.run(
+        [cmd, "-i", f"{image}@@{off}", *args],
+        capture_output=True,
+        env={**os.environ, "MTOOLS_SKIP_CHECK": "1"},
+        check=True,
+    )
 
 
 def test_same_tree_gives_identical_bytes(tmp_path):
     names = sorted(CONTENT)
     a = write_tree(tmp_path / "a", names, mtime=1_000_000_000)
-    b = write_tree(tmp_path / "b", names[::-1], mtime=1_700_000_000)  # other creation order and times
+    b = write_tree(
+        tmp_path / "b", names[::-1], mtime=1_700_000_000
+    )  # other creation order and times
     hello = tmp_path / "hello.txt"
     hello.write_text("hello from the disk\n")
     img_a = disk.build_disk(a, tmp_path / "a.img", extra={"/hello.txt": hello}).image
@@ -64,7 +70,7 @@ def test_mbr_has_one_fat32_lba_partition_at_2048(tmp_path):
     assert sectors % 8 == 0  # whole 4 KiB sDDF transfers
     assert all(e[2] == 0 and e[4] == 0 and e[5] == 0 for e in entries[1:])
     # The partition holds a FAT32 boot sector whose hidden-sector count is the partition start.
-    boot = raw[2048 * 512:2049 * 512]
+    boot = raw[2048 * 512 : 2049 * 512]
     assert boot[82:90] == b"FAT32   " and struct.unpack_from("<I", boot, 28)[0] == 2048
     assert boot[510:512] == b"\x55\xaa"
 
@@ -76,7 +82,9 @@ def test_contents_read_back_and_fsck_clean(tmp_path):
     user = tmp_path / "user_ebin"
     user.mkdir()
     (user / "my_mod.beam").write_bytes(b"BEAMmine")
-    info = disk.build_disk(tree, tmp_path / "d.img", extra={"/hello.txt": hello, "/user/ebin": user})
+    info = disk.build_disk(
+        tree, tmp_path / "d.img", extra={"/hello.txt": hello, "/user/ebin": user}
+    )
     assert info.files == len(CONTENT) + 2
     img = info.image
     for rel, data in CONTENT.items():
@@ -111,7 +119,9 @@ def test_too_small_size_names_the_minimum(tmp_path):
     tree = write_tree(tmp_path / "t", sorted(CONTENT), 0)
     with pytest.raises(UserError, match=r"use at least \d+ MiB"):
         disk.build_disk(tree, tmp_path / "d.img", size_mib=40)
-    info = disk.build_disk(tree, tmp_path / "d.img", size_mib=40, cluster_bytes=512)  # small clusters fit
+    info = disk.build_disk(
+        tree, tmp_path / "d.img", size_mib=40, cluster_bytes=512
+    )  # small clusters fit
     assert info.partition_sectors == 40 * 2048
 
 

@@ -14,15 +14,15 @@ def _newc(data: bytes) -> list[tuple[str, int, int, int, bytes]]:
     """(name, mode, mtime, rdev, data) of each record of a cpio newc archive."""
     out, pos = [], 0
     while True:
-        assert data[pos:pos + 6] == b"070701"
-        f = [int(data[pos + 6 + 8 * i:pos + 14 + 8 * i], 16) for i in range(13)]
+        assert data[pos : pos + 6] == b"070701"
+        f = [int(data[pos + 6 + 8 * i : pos + 14 + 8 * i], 16) for i in range(13)]
         mode, mtime, size, namesize = f[1], f[5], f[6], f[11]
         start = pos + 110
-        name = data[start:start + namesize - 1].decode()
+        name = data[start : start + namesize - 1].decode()
         body = (start + namesize + 3) & ~3
         if name == "TRAILER!!!":
             return out
-        out.append((name, mode, mtime, (f[9] << 8) | f[10], data[body:body + size]))
+        out.append((name, mode, mtime, (f[9] << 8) | f[10], data[body : body + size]))
         pos = (body + size + 3) & ~3
 
 
@@ -39,8 +39,11 @@ def test_cpio_is_sorted_timeless_and_has_the_console(tmp_path):
     assert len(raw) % 512 == 0 and raw == c.bytes()
     recs = {name: (mode, mtime, rdev, body) for name, mode, mtime, rdev, body in _newc(raw)}
     names = list(recs)
-    assert names == sorted(names) == ["bin", "bin/sh", "dev", "dev/console", "lib", "lib/a",
-                                      "lib/a/x.beam", "run"]
+    assert (
+        names
+        == sorted(names)
+        == ["bin", "bin/sh", "dev", "dev/console", "lib", "lib/a", "lib/a/x.beam", "run"]
+    )
     assert all(mtime == 0 for _, mtime, _, _ in recs.values())
     assert stat.S_ISCHR(recs["dev/console"][0]) and recs["dev/console"][2] == (5 << 8) | 1
     assert stat.S_ISLNK(recs["bin/sh"][0]) and recs["bin/sh"][3] == b"busybox"

@@ -42,7 +42,18 @@ def test_tree_has_the_booted_apps_and_boot_scripts(tree):
         assert (root / rel).read_bytes()[:1] == b"\x83"
     # What an Eshell, re, zlib, compile:forms, rand, ets and file need is on the disk.
     have = {p.stem for p in root.glob("lib/*/ebin/*.beam")}
-    assert {"shell", "edlin", "user_drv", "prim_tty", "re", "zlib", "compile", "rand", "ets", "file"} <= have
+    assert {
+        "shell",
+        "edlin",
+        "user_drv",
+        "prim_tty",
+        "re",
+        "zlib",
+        "compile",
+        "rand",
+        "ets",
+        "file",
+    } <= have
 
 
 def test_no_native_executables_on_the_disk(tree):
@@ -57,12 +68,19 @@ def test_start_boot_loads_compiler_and_every_module_exists(tree):
     root, manifest = tree
     boot = root / "releases/27/start.boot"
     _, _, instrs = otp.etf_decode(boot.read_bytes())
-    loaded = [i[1][2][0][1] for i in instrs if i[0] == "apply" and i[1][:2] == ("application", "load")]
-    started = [i[1][2][0] for i in instrs if i[0] == "apply" and i[1][:2] == ("application", "start_boot")]
+    loaded = [
+        i[1][2][0][1] for i in instrs if i[0] == "apply" and i[1][:2] == ("application", "load")
+    ]
+    started = [
+        i[1][2][0] for i in instrs if i[0] == "apply" and i[1][:2] == ("application", "start_boot")
+    ]
     assert loaded == ["stdlib", "compiler"] and started == ["kernel", "stdlib"]
     assert all(p.startswith("$ROOT/lib/") for i in instrs if i[0] == "path" for p in i[1])
     assert otp.check_boot(root, boot) == manifest["boot_module_loads"]["start.boot"]
-    assert manifest["boot_module_loads"]["start.boot"] > manifest["boot_module_loads"]["start_clean.boot"]
+    assert (
+        manifest["boot_module_loads"]["start.boot"]
+        > manifest["boot_module_loads"]["start_clean.boot"]
+    )
     text = (root / "releases/27/start.script").read_text()
     assert '{path,["$ROOT/lib/compiler-8.6.1/ebin"]}' in text
 
@@ -78,9 +96,17 @@ def test_boot_codec_and_app_loading_match_systools(inputs):
     spec = otp.app_spec(inputs[0] / otp.DEB_ROOT / "lib/sasl-4.2.2/ebin/sasl.app")[2]
     ours = otp.add_loaded_app(clean, "sasl-4.2.2", spec)
     sasl = otp.etf_decode((rel / "start_sasl.boot").read_bytes())
-    start = (otp.Atom("apply"), (otp.Atom("application"), otp.Atom("start_boot"),
-                                 [otp.Atom("sasl"), otp.Atom("permanent")]))
-    assert otp.etf_encode((sasl[0], sasl[1], [i for i in sasl[2] if i != start])) == otp.etf_encode(ours)
+    start = (
+        otp.Atom("apply"),
+        (
+            otp.Atom("application"),
+            otp.Atom("start_boot"),
+            [otp.Atom("sasl"), otp.Atom("permanent")],
+        ),
+    )
+    assert otp.etf_encode((sasl[0], sasl[1], [i for i in sasl[2] if i != start])) == otp.etf_encode(
+        ours
+    )
 
 
 def fake_otp(tmp: Path, src_vsn: dict[str, str], beam_vsn: dict[str, str]) -> tuple[Path, Path]:
@@ -93,11 +119,19 @@ def fake_otp(tmp: Path, src_vsn: dict[str, str], beam_vsn: dict[str, str]) -> tu
     for app, vsn in beam_vsn.items():
         ebin = root / "lib" / f"{app}-{vsn}" / "ebin"
         ebin.mkdir(parents=True)
-        (ebin / f"{app}.app").write_text(f'{{application, {app},\n [{{vsn, "{vsn}"}}, {{modules, []}}]}}.\n')
+        (ebin / f"{app}.app").write_text(
+            f'{{application, {app},\n [{{vsn, "{vsn}"}}, {{modules, []}}]}}.\n'
+        )
     return src, root
 
 
-VERSIONS = {"kernel": "10.2.7.1", "stdlib": "6.2.2.1", "compiler": "8.6.1", "sasl": "4.2.2", "erts": "15.2.7"}
+VERSIONS = {
+    "kernel": "10.2.7.1",
+    "stdlib": "6.2.2.1",
+    "compiler": "8.6.1",
+    "sasl": "4.2.2",
+    "erts": "15.2.7",
+}
 
 
 def test_version_check_accepts_a_matching_tree(tmp_path):
@@ -126,8 +160,12 @@ def test_otp_tree_fits_on_a_disk_and_reads_back(tree, tmp_path):
     info = disk.build_disk(root, tmp_path / "otp.img")
     assert info.files == sum(1 for p in root.rglob("*") if p.is_file())
     off = disk.partition_offset(info.image)
-    r = subprocess.run(["mtype", "-i", f"{info.image}@@{off}", "::/releases/27/start.boot"],
-                       capture_output=True, check=True, env={**os.environ, "MTOOLS_SKIP_CHECK": "1"})
+    r = subprocess.run(
+        ["mtype", "-i", f"{info.image}@@{off}", "::/releases/27/start.boot"],
+        capture_output=True,
+        check=True,
+        env={**os.environ, "MTOOLS_SKIP_CHECK": "1"},
+    )
     assert r.stdout == (root / "releases/27/start.boot").read_bytes()
 
 
@@ -156,12 +194,42 @@ def host_root(inputs, tree, tmp_path_factory):
 
 def boot(ch: Path, *init_args: str, stdin: str = "", boot: str = "/releases/27/start") -> str:
     """Start the emulator the way beam_server does: -root /, our boot script, embedded mode."""
-    env = {"BINDIR": "/emu", "ROOTDIR": "/", "EMU": "beam", "PROGNAME": "erl", "HOME": "/", "TERM": "dumb"}
+    env = {
+        "BINDIR": "/emu",
+        "ROOTDIR": "/",
+        "EMU": "beam",
+        "PROGNAME": "erl",
+        "HOME": "/",
+        "TERM": "dumb",
+    }
     # A dotted hostname (as beam_server's uname gives) keeps kernel from spawning inet_gethost.
-    cmd = ["unshare", "--uts", "sh", "-c", 'hostname chrysopolis.local && exec "$@"', "sh",
-           shutil.which("chroot") or "/usr/sbin/chroot", str(ch), "/emu/beam.smp", "-Bd", "--",
-           "-root", "/", "-bindir", "/emu", "-progname", "erl", "--", "-home", "/",
-           "-boot", boot, "-mode", "embedded", *init_args]
+    cmd = [
+        "unshare",
+        "--uts",
+        "sh",
+        "-c",
+        'hostname chrysopolis.local && exec "$@"',
+        "sh",
+        shutil.which("chroot") or "/usr/sbin/chroot",
+        str(ch),
+        "/emu/beam.smp",
+        "-Bd",
+        "--",
+        "-root",
+        "/",
+        "-bindir",
+        "/emu",
+        "-progname",
+        "erl",
+        "--",
+        "-home",
+        "/",
+        "-boot",
+        boot,
+        "-mode",
+        "embedded",
+        *init_args,
+    ]
     r = subprocess.run(cmd, input=stdin, capture_output=True, text=True, env=env, timeout=60)
     return r.stdout + r.stderr
 
@@ -188,7 +256,11 @@ def test_tree_boots_an_eshell_with_root_slash(host_root):
 
 def test_tree_runs_re_zlib_compile_rand_ets_file(host_root):
     out = boot(host_root, "-noshell", "-eval", WORKLOAD)
-    assert ('[{match,["o"]},<<"abc">>,42,true,[{a,1}],{ok,<<"27.3.4.1\\n">>},'
-            '"/lib/stdlib-6.2.2.1/ebin/lists.beam",true]') in "".join(out.split()), out
+    assert (
+        '[{match,["o"]},<<"abc">>,42,true,[{a,1}],{ok,<<"27.3.4.1\\n">>},'
+        '"/lib/stdlib-6.2.2.1/ebin/lists.beam",true]'
+    ) in "".join(out.split()), out
     # Debian's own boot script lacks the compiler, which embedded mode then cannot load.
-    assert "Failed to eval" in boot(host_root, "-noshell", "-eval", WORKLOAD, boot="/releases/27/start_clean")
+    assert "Failed to eval" in boot(
+        host_root, "-noshell", "-eval", WORKLOAD, boot="/releases/27/start_clean"
+    )

@@ -100,7 +100,9 @@ def test_missing_qemu_names_the_fix(tmp_path, monkeypatch):
 
 
 def test_unknown_board_and_config():
-    with pytest.raises(UserError, match="unknown board 'rpi9'; supported boards: qemu_virt_aarch64"):
+    with pytest.raises(
+        UserError, match="unknown board 'rpi9'; supported boards: qemu_virt_aarch64"
+    ):
         boards.board("rpi9")
     with pytest.raises(UserError, match="unknown config 'fast'"):
         boards.check_config("fast")

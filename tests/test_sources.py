@@ -40,15 +40,22 @@ def upstream(tmp_path):
     git = ["git", "-C", str(repo), "-c", "user.name=t", "-c", "user.email=t@t"]
     subprocess.run([*git, "add", "-A"], check=True)
     subprocess.run([*git, "commit", "-qm", "v1"], check=True)
-    commit = subprocess.run([*git, "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
+    commit = subprocess.run(
+        [*git, "rev-parse", "HEAD"], capture_output=True, text=True
+    ).stdout.strip()
     bare = tmp_path / "mirror.git"
     subprocess.run(["git", "clone", "-q", "--bare", str(repo), str(bare)], check=True)
     return {"tree": tree, "hash": tree_hash(tree), "repo": repo, "bare": bare, "commit": commit}
 
 
 def source(up, **kw) -> lock.Source:
-    base = dict(name="demo", kind="git", url="https://example.invalid/demo", sha256=up["hash"],
-                commit=up["commit"])
+    base = dict(
+        name="demo",
+        kind="git",
+        url="https://example.invalid/demo",
+        sha256=up["hash"],
+        commit=up["commit"],
+    )
     base.update(kw)
     return lock.Source(**base)
 
@@ -94,7 +101,10 @@ def test_fetch_hash_mismatch_is_refused_and_store_untouched(isolated_cache, upst
 
 def test_fetch_unreachable_url_is_one_line_error(isolated_cache, upstream, http_server):
     _, base = http_server
-    with pytest.raises(UserError, match="cannot download .*missing.tar.gz.*; offline, run `chrysopolis sources import demo PATH`"):
+    with pytest.raises(
+        UserError,
+        match="cannot download .*missing.tar.gz.*; offline, run `chrysopolis sources import demo PATH`",
+    ):
         sources.fetch(source(upstream, archive=f"{base}/missing.tar.gz"))
     assert not sources.present(source(upstream))
 
@@ -109,7 +119,9 @@ def test_import_directory_checkout_and_bare_mirror(isolated_cache, upstream, kin
 
 def test_import_missing_commit_names_the_fix(isolated_cache, upstream):
     s = source(upstream, commit="0123456789abcdef0123456789abcdef01234567")
-    with pytest.raises(UserError, match="does not contain commit 0123456789ab of 'demo'; run `git -C"):
+    with pytest.raises(
+        UserError, match="does not contain commit 0123456789ab of 'demo'; run `git -C"
+    ):
         sources.import_path(s, upstream["bare"])
     assert store_snapshot(isolated_cache) == []
     assert not sources.present(s)

@@ -26,8 +26,10 @@ MARKERS = {
     "erlang": r"Erlang/OTP 27[^\r\n]*",
     "eshell": r"Eshell V(\d+(?:\.\d+)+) ",
 }
-BAD = re.compile(rb"MON\|ERROR|[Ff]ault|POSIX\|ERROR|Unimplemented syscall|Crash dump|"
-                 rb"beam_server: ERROR|Kernel pid terminated|assert")
+BAD = re.compile(
+    rb"MON\|ERROR|[Ff]ault|POSIX\|ERROR|Unimplemented syscall|Crash dump|"
+    rb"beam_server: ERROR|Kernel pid terminated|assert"
+)
 
 
 def erts_archives(erts: Path) -> list[Path]:
@@ -35,13 +37,27 @@ def erts_archives(erts: Path) -> list[Path]:
     return [erts / a for a in link["archives"]]
 
 
-@stage("beam", sources=image.SOURCES, deps=(*image.DEPS, "erts", "otp"),
-       files=(image.RUNTIME, "beam", "chrysopolis/image.py", "chrysopolis/system.py",
-              "chrysopolis/disk.py", "chrysopolis/build/runtime.py"),
-       host=(*image.HOST, "gcc-aarch64-linux-gnu"),
-       options={"board": boards.DEFAULT_BOARD, "heap_mib": 256, "stack_kib": 256,
-                "cothread_stack": 0x100000},
-       target=True)
+@stage(
+    "beam",
+    sources=image.SOURCES,
+    deps=(*image.DEPS, "erts", "otp"),
+    files=(
+        image.RUNTIME,
+        "beam",
+        "chrysopolis/image.py",
+        "chrysopolis/system.py",
+        "chrysopolis/disk.py",
+        "chrysopolis/build/runtime.py",
+    ),
+    host=(*image.HOST, "gcc-aarch64-linux-gnu"),
+    options={
+        "board": boards.DEFAULT_BOARD,
+        "heap_mib": 256,
+        "stack_kib": 256,
+        "cothread_stack": 0x100000,
+    },
+    target=True,
+)
 def build(ctx: Context) -> None:
     """The Erlang image: ERTS 27 in beam_server on seL4, OTP on a FAT disk (sel4-beam.img)."""
     board = ctx.options["board"]
@@ -50,12 +66,23 @@ def build(ctx: Context) -> None:
     srcs.append(ctx.ours("beam/main.c"))
     # ERTS's archives depend on each other and on libgcc (128-bit division): one group.
     libs = [*erts_archives(ctx.dep("erts")), LIBGCC_DIR / "libgcc.a"]
-    image.compile_client(ctx, srcs, board, extra_libs=libs,
-                         defines={"COTHREAD_STACK_SIZE": hex(ctx.options["cothread_stack"])},
-                         ldflags=[*runtime.LINK_FLAGS, "-u", "erl_start"])
-    image.assemble(ctx, "sel4-beam", board, heap_mib=ctx.options["heap_mib"],
-                   stack_kib=ctx.options["stack_kib"], disk_tree=ctx.dep("otp") / "root",
-                   markers=MARKERS)
+    image.compile_client(
+        ctx,
+        srcs,
+        board,
+        extra_libs=libs,
+        defines={"COTHREAD_STACK_SIZE": hex(ctx.options["cothread_stack"])},
+        ldflags=[*runtime.LINK_FLAGS, "-u", "erl_start"],
+    )
+    image.assemble(
+        ctx,
+        "sel4-beam",
+        board,
+        heap_mib=ctx.options["heap_mib"],
+        stack_kib=ctx.options["stack_kib"],
+        disk_tree=ctx.dep("otp") / "root",
+        markers=MARKERS,
+    )
 
 
 NEEDS = ("sel4", "microkit", "lionsos", "sddf", "libmicrokitco")
@@ -68,38 +95,66 @@ SHELL_SMOKE = [
 ]
 SHELL_DEEP = [
     # processes: spawn/receive, a linked crash trapped, a crash that leaves the shell alone
-    ("Self = self(), P = spawn(fun() -> receive {ping, F} -> F ! pong end end), P ! {ping, Self}, "
-     "receive pong -> pong after 5000 -> timeout end.", r"pong"),
-    ("process_flag(trap_exit, true), L = spawn_link(fun() -> exit(boom) end), "
-     "receive {'EXIT', L, R} -> R after 5000 -> timeout end.", r"boom"),
+    (
+        "Self = self(), P = spawn(fun() -> receive {ping, F} -> F ! pong end end), P ! {ping, Self}, "
+        "receive pong -> pong after 5000 -> timeout end.",
+        r"pong",
+    ),
+    (
+        "process_flag(trap_exit, true), L = spawn_link(fun() -> exit(boom) end), "
+        "receive {'EXIT', L, R} -> R after 5000 -> timeout end.",
+        r"boom",
+    ),
     ("spawn(fun() -> 1 = 2 end), timer:sleep(100), alive.", r"(?s).*alive"),
-    ("undefined_module:call().", r"\*\* exception error: undefined function undefined_module:call/0"),
+    (
+        "undefined_module:call().",
+        r"\*\* exception error: undefined function undefined_module:call/0",
+    ),
     ("after_error.", r"after_error"),
     # ETS, maps, binaries and bit syntax
-    ("T = ets:new(t, [set]), ets:insert(T, [{N, N * N} || N <- lists:seq(1, 1000)]), "
-     "{ets:info(T, size), ets:lookup(T, 12)}.", r"\{1000,\[\{12,144\}\]\}"),
-    ("M = maps:from_list([{K, K + 1} || K <- lists:seq(1, 100)]), {maps:size(M), maps:get(50, M)}.",
-     r"\{100,51\}"),
-    ("<<A:4, B:12, Rest/binary>> = <<16#ABCD:16, \"tail\">>, {A, B, Rest}.",
-     r'\{10,3021,<<"tail">>\}'),
+    (
+        "T = ets:new(t, [set]), ets:insert(T, [{N, N * N} || N <- lists:seq(1, 1000)]), "
+        "{ets:info(T, size), ets:lookup(T, 12)}.",
+        r"\{1000,\[\{12,144\}\]\}",
+    ),
+    (
+        "M = maps:from_list([{K, K + 1} || K <- lists:seq(1, 100)]), {maps:size(M), maps:get(50, M)}.",
+        r"\{100,51\}",
+    ),
+    (
+        '<<A:4, B:12, Rest/binary>> = <<16#ABCD:16, "tail">>, {A, B, Rest}.',
+        r'\{10,3021,<<"tail">>\}',
+    ),
     # re, zlib, floats
-    ('re:run("seL4 beam 2026", "([a-zA-Z]+)([0-9])", [{capture, all_but_first, list}]).',
-     r'\{match,\["seL","4"\]\}'),
-    ("Z = zlib:compress(binary:copy(<<\"chrysopolis\">>, 100)), "
-     "{byte_size(Z) < 100, zlib:uncompress(Z) =:= binary:copy(<<\"chrysopolis\">>, 100)}.",
-     r"\{true,true\}"),
-    ("{math:sqrt(2.0), 1.0e10 / 3, float_to_list(math:pi(), [{decimals, 6}])}.",
-     r'\{1\.4142135623730951,3333333333\.3333335,"3\.141593"\}'),
+    (
+        're:run("seL4 beam 2026", "([a-zA-Z]+)([0-9])", [{capture, all_but_first, list}]).',
+        r'\{match,\["seL","4"\]\}',
+    ),
+    (
+        'Z = zlib:compress(binary:copy(<<"chrysopolis">>, 100)), '
+        '{byte_size(Z) < 100, zlib:uncompress(Z) =:= binary:copy(<<"chrysopolis">>, 100)}.',
+        r"\{true,true\}",
+    ),
+    (
+        "{math:sqrt(2.0), 1.0e10 / 3, float_to_list(math:pi(), [{decimals, 6}])}.",
+        r'\{1\.4142135623730951,3333333333\.3333335,"3\.141593"\}',
+    ),
     # a file on the disk
     ('{ok, Bytes} = file:read_file("/releases/27/OTP_VERSION"), Bytes.', r'<<"27\.3\.4\.1\\n">>'),
     # timers against the monotonic clock (bounds checked in shell_deep)
-    (SLEEP := "T0 = erlang:monotonic_time(millisecond), timer:sleep(200), "
-     "erlang:monotonic_time(millisecond) - T0.", r"(\d+)"),
+    (
+        SLEEP := "T0 = erlang:monotonic_time(millisecond), timer:sleep(200), "
+        "erlang:monotonic_time(millisecond) - T0.",
+        r"(\d+)",
+    ),
     # the compiler: forms in, a loaded module out
-    ("{ok, Mod, Bin} = compile:forms([{attribute, 1, module, deep_m}, "
-     "{attribute, 2, export, [{sq, 1}]}, {function, 3, sq, 1, [{clause, 3, [{var, 3, 'X'}], [], "
-     "[{op, 3, '*', {var, 3, 'X'}, {var, 3, 'X'}}]}]}]), code:load_binary(Mod, \"deep_m.erl\", Bin), "
-     "deep_m:sq(12).", r"144"),
+    (
+        "{ok, Mod, Bin} = compile:forms([{attribute, 1, module, deep_m}, "
+        "{attribute, 2, export, [{sq, 1}]}, {function, 3, sq, 1, [{clause, 3, [{var, 3, 'X'}], [], "
+        "[{op, 3, '*', {var, 3, 'X'}, {var, 3, 'X'}}]}]}]), code:load_binary(Mod, \"deep_m.erl\", Bin), "
+        "deep_m:sq(12).",
+        r"144",
+    ),
 ]
 ENTROPY = "{rand:uniform(1 bsl 60), erlang:ref_to_list(make_ref())}."
 
@@ -108,7 +163,7 @@ def _no_fatal_lines(log: Path) -> None:
     text = log.read_bytes()
     m = BAD.search(text.replace(b"POSIX|ERROR: Unimplemented syscall", b""))
     if m:
-        line = text[m.start():].split(b"\n", 1)[0].decode(errors="replace").strip()
+        line = text[m.start() :].split(b"\n", 1)[0].decode(errors="replace").strip()
         raise UserError(f"the serial log has an error line: {line!r} (log: {log})")
 
 
@@ -117,8 +172,9 @@ def _run_exprs(shell: Shell, cases: list[tuple[str, str]]) -> list[str]:
     for expr, want in cases:
         got = re.sub(r",\n\s+", ",", shell.eval(expr))  # undo the shell's line wrapping
         if not re.fullmatch(want, got):
-            raise UserError(f"{expr!r} printed {got!r}, expected /{want}/ "
-                            f"(log: {shell.session.log})")
+            raise UserError(
+                f"{expr!r} printed {got!r}, expected /{want}/ " f"(log: {shell.session.log})"
+            )
         results.append(got)
     return results
 
@@ -166,7 +222,9 @@ def shell_deep(planner: Planner) -> str:
         _no_fatal_lines(log)
     if draws[0] == draws[1]:
         raise UserError(f"rand and make_ref repeat across boots: {draws[0]} (log: {log})")
-    return f"{len(SHELL_DEEP)} expressions; sleep(200) took {slept} ms; entropy differs across boots"
+    return (
+        f"{len(SHELL_DEEP)} expressions; sleep(200) took {slept} ms; entropy differs across boots"
+    )
 
 
 @check("boot-nootp", needs=NEEDS)

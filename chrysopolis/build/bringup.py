@@ -30,11 +30,21 @@ MARKERS = {
 BAD = re.compile(r"MON\|ERROR|[Ff]ault|Unimplemented syscall|POSIX\|ERROR|assert")
 
 
-@stage("bringup", sources=image.SOURCES, deps=image.DEPS,
-       files=(image.RUNTIME, "bringup", "chrysopolis/image.py", "chrysopolis/system.py",
-              "chrysopolis/disk.py"),
-       host=image.HOST, options={"board": boards.DEFAULT_BOARD, "heap_mib": 16, "stack_kib": 64},
-       target=True)
+@stage(
+    "bringup",
+    sources=image.SOURCES,
+    deps=image.DEPS,
+    files=(
+        image.RUNTIME,
+        "bringup",
+        "chrysopolis/image.py",
+        "chrysopolis/system.py",
+        "chrysopolis/disk.py",
+    ),
+    host=image.HOST,
+    options={"board": boards.DEFAULT_BOARD, "heap_mib": 16, "stack_kib": 64},
+    target=True,
+)
 def build(ctx: Context) -> None:
     """Bring-up image: LionsOS stack + a beam_server without ERTS (serial, timer, FAT, echo)."""
     board = ctx.options["board"]
@@ -44,9 +54,16 @@ def build(ctx: Context) -> None:
     image.compile_client(ctx, srcs, board, defines={"COTHREAD_STACK_SIZE": "0x10000"})
     hello = ctx.work / "hello.txt"
     hello.write_text(HELLO_TEXT)
-    image.assemble(ctx, "sel4-bringup", board, heap_mib=ctx.options["heap_mib"],
-                   stack_kib=ctx.options["stack_kib"], disk_tree=None,
-                   disk_extra={"/hello.txt": hello}, markers=MARKERS)
+    image.assemble(
+        ctx,
+        "sel4-bringup",
+        board,
+        heap_mib=ctx.options["heap_mib"],
+        stack_kib=ctx.options["stack_kib"],
+        disk_tree=None,
+        disk_extra={"/hello.txt": hello},
+        markers=MARKERS,
+    )
 
 
 def _boot_log(name: str) -> Path:

@@ -55,13 +55,15 @@ def emu_args(main_c: str) -> list[str]:
     """The emulator arguments of the seL4 image: beam/main.c's emu_args, less argv[0]."""
     m = re.search(r"emu_args\[\]\s*=\s*\{(.*?)\};", main_c, re.S)
     if m is None:
-        raise UserError(f"{EMU_SOURCE} has no `emu_args[] = {{...}};`; "
-                        "keep the ERTS arguments there")
+        raise UserError(
+            f"{EMU_SOURCE} has no `emu_args[] = {{...}};`; " "keep the ERTS arguments there"
+        )
     args = re.findall(r'"([^"]*)"', m.group(1))
     return args[1:]
 
 
 # --- cpio, "newc" format ------------------------------------------------------------------
+
 
 class Cpio:
     def __init__(self) -> None:
@@ -153,13 +155,21 @@ def build(ctx: Context) -> None:
 
 def command(vm: Path, board: boards.Board, ram: str | None = None) -> list[str]:
     """QEMU for the Linux peer: the machine, CPU, RAM and console flags of qemu.command."""
-    return [*qemu.machine(board, ram), "-kernel", str(vm / KERNEL), "-initrd", str(vm / INITRD),
-            "-append", APPEND]
+    return [
+        *qemu.machine(board, ram),
+        "-kernel",
+        str(vm / KERNEL),
+        "-initrd",
+        str(vm / INITRD),
+        "-append",
+        APPEND,
+    ]
 
 
 @contextmanager
-def booted(ram: str | None = None, log_name: str = "linux-vm",
-           timeout: float = 300) -> Iterator[Shell]:
+def booted(
+    ram: str | None = None, log_name: str = "linux-vm", timeout: float = 300
+) -> Iterator[Shell]:
     """Boot the Linux peer to its Eshell; `shell.ready_at` is QEMU start to the first prompt."""
     planner = Planner()
     vm = planner.ensure("linux-vm")

@@ -77,14 +77,26 @@ def make_vars(ctx: Context, *, sdk_only: bool = False, lionsos: Path | None = No
     return out
 
 
-def _make(ctx: Context, bld: Path, targets: Sequence[str], given: Sequence[str] = (),
-          lionsos: Path | None = None) -> None:
+def _make(
+    ctx: Context,
+    bld: Path,
+    targets: Sequence[str],
+    given: Sequence[str] = (),
+    lionsos: Path | None = None,
+) -> None:
     """Run mk/lionsos.mk in `bld` for `targets`, taking the files in `given` as built."""
     board_dir(ctx.dep("sdk"), ctx.options["board"], ctx.options["config"])  # fails early
     assume_old = [a for g in given for a in ("-o", g)]
     ctx.run(
-        ["make", "-f", ctx.ours(MK), f"-j{ctx.jobs}", *make_vars(ctx, lionsos=lionsos), *assume_old,
-         *targets],
+        [
+            "make",
+            "-f",
+            ctx.ours(MK),
+            f"-j{ctx.jobs}",
+            *make_vars(ctx, lionsos=lionsos),
+            *assume_old,
+            *targets,
+        ],
         cwd=bld,
         env=llvm_env(),
     )

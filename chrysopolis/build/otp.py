@@ -38,6 +38,7 @@ RELEASE = "27"
 
 # --- Erlang external term format (term_to_binary), the encoding of .boot files -------------
 
+
 class Atom(str):
     """An Erlang atom; a plain str is a charlist (an Erlang string)."""
 
@@ -63,10 +64,10 @@ def _dec(b: bytes, i: int) -> tuple[object, int]:
         return struct.unpack_from(">i", b, i)[0], i + 4
     if tag in (119, 115):  # SMALL_ATOM_UTF8, SMALL_ATOM
         n = b[i]
-        return Atom(b[i + 1:i + 1 + n].decode("utf-8" if tag == 119 else "latin-1")), i + 1 + n
+        return Atom(b[i + 1 : i + 1 + n].decode("utf-8" if tag == 119 else "latin-1")), i + 1 + n
     if tag in (118, 100):  # ATOM_UTF8, ATOM
         n = struct.unpack_from(">H", b, i)[0]
-        return Atom(b[i + 2:i + 2 + n].decode("utf-8" if tag == 118 else "latin-1")), i + 2 + n
+        return Atom(b[i + 2 : i + 2 + n].decode("utf-8" if tag == 118 else "latin-1")), i + 2 + n
     if tag in (104, 105):  # SMALL_TUPLE, LARGE_TUPLE
         n, i = (b[i], i + 1) if tag == 104 else (struct.unpack_from(">I", b, i)[0], i + 4)
         items = []
@@ -78,7 +79,7 @@ def _dec(b: bytes, i: int) -> tuple[object, int]:
         return [], i
     if tag == 107:  # STRING: a charlist of bytes
         n = struct.unpack_from(">H", b, i)[0]
-        return b[i + 2:i + 2 + n].decode("latin-1"), i + 2 + n
+        return b[i + 2 : i + 2 + n].decode("latin-1"), i + 2 + n
     if tag == 108:  # LIST
         n = struct.unpack_from(">I", b, i)[0]
         i += 4
@@ -92,7 +93,7 @@ def _dec(b: bytes, i: int) -> tuple[object, int]:
         return items, i
     if tag == 109:  # BINARY
         n = struct.unpack_from(">I", b, i)[0]
-        return bytes(b[i + 4:i + 4 + n]), i + 4 + n
+        return bytes(b[i + 4 : i + 4 + n]), i + 4 + n
     raise UserError(f"unsupported Erlang term tag {tag} in the boot file")
 
 
@@ -106,7 +107,9 @@ def etf_encode(term: object) -> bytes:
 def _enc(t: object, out: bytearray) -> None:
     if isinstance(t, Atom):
         raw = t.encode("utf-8")
-        out += (bytes([119, len(raw)]) if len(raw) < 256 else struct.pack(">BH", 118, len(raw))) + raw
+        out += (
+            bytes([119, len(raw)]) if len(raw) < 256 else struct.pack(">BH", 118, len(raw))
+        ) + raw
     elif isinstance(t, bool):
         _enc(Atom("true" if t else "false"), out)
     elif isinstance(t, int):
@@ -140,7 +143,11 @@ def erl_format(t: object, indent: int = 0) -> str:
     """Erlang source text of a term (for start.script, the readable twin of start.boot)."""
     pad = " " * indent
     if isinstance(t, Atom):
-        return t if re.fullmatch(r"[a-z][A-Za-z0-9_@]*", t) else "'" + t.replace("\\", "\\\\").replace("'", "\\'") + "'"
+        return (
+            t
+            if re.fullmatch(r"[a-z][A-Za-z0-9_@]*", t)
+            else "'" + t.replace("\\", "\\\\").replace("'", "\\'") + "'"
+        )
     if isinstance(t, str):
         return '"' + t.replace("\\", "\\\\").replace('"', '\\"') + '"'
     if isinstance(t, int):
@@ -166,8 +173,10 @@ def erl_format(t: object, indent: int = 0) -> str:
 
 # --- .app files (Erlang source text: a small term grammar) ---------------------------------
 
-_TOKEN = re.compile(r"""\s+|%[^\n]*|(?P<str>"(?:[^"\\]|\\.)*")|(?P<qatom>'(?:[^'\\]|\\.)*')"""
-                    r"""|(?P<int>-?\d+)|(?P<atom>[a-z][A-Za-z0-9_@]*)|(?P<punct>[{}\[\],.])""")
+_TOKEN = re.compile(
+    r"""\s+|%[^\n]*|(?P<str>"(?:[^"\\]|\\.)*")|(?P<qatom>'(?:[^'\\]|\\.)*')"""
+    r"""|(?P<int>-?\d+)|(?P<atom>[a-z][A-Za-z0-9_@]*)|(?P<punct>[{}\[\],.])"""
+)
 
 
 def parse_term(text: str, origin: str) -> object:
@@ -183,7 +192,9 @@ def parse_term(text: str, origin: str) -> object:
             tokens.append((m.lastgroup, m.group(m.lastgroup)))
 
     def unescape(s: str) -> str:
-        return re.sub(r"\\(.)", lambda m: {"n": "\n", "t": "\t"}.get(m.group(1), m.group(1)), s[1:-1])
+        return re.sub(
+            r"\\(.)", lambda m: {"n": "\n", "t": "\t"}.get(m.group(1), m.group(1)), s[1:-1]
+        )
 
     def term(i: int) -> tuple[object, int]:
         kind, v = tokens[i]
@@ -215,14 +226,19 @@ def app_spec(app_file: Path) -> tuple[Atom, dict[str, object], object]:
     if not (isinstance(t, tuple) and len(t) == 3 and t[0] == "application"):
         raise UserError(f"{app_file} is not an application resource file")
     keys = {str(k): v for k, v in t[2]}
-    packed = [(Atom("description"), keys.get("description", [])), (Atom("vsn"), keys.get("vsn", [])),
-              (Atom("id"), keys.get("id", [])), (Atom("modules"), keys.get("modules", [])),
-              (Atom("registered"), keys.get("registered", [])),
-              (Atom("applications"), keys.get("applications", [])),
-              (Atom("optional_applications"), keys.get("optional_applications", [])),
-              (Atom("included_applications"), keys.get("included_applications", [])),
-              (Atom("env"), keys.get("env", [])), (Atom("maxT"), keys.get("maxT", Atom("infinity"))),
-              (Atom("maxP"), keys.get("maxP", Atom("infinity")))]
+    packed = [
+        (Atom("description"), keys.get("description", [])),
+        (Atom("vsn"), keys.get("vsn", [])),
+        (Atom("id"), keys.get("id", [])),
+        (Atom("modules"), keys.get("modules", [])),
+        (Atom("registered"), keys.get("registered", [])),
+        (Atom("applications"), keys.get("applications", [])),
+        (Atom("optional_applications"), keys.get("optional_applications", [])),
+        (Atom("included_applications"), keys.get("included_applications", [])),
+        (Atom("env"), keys.get("env", [])),
+        (Atom("maxT"), keys.get("maxT", Atom("infinity"))),
+        (Atom("maxP"), keys.get("maxP", Atom("infinity"))),
+    ]
     for k in ("start_phases", "mod"):
         if k in keys:
             packed.append((Atom(k), keys[k]))
@@ -230,6 +246,7 @@ def app_spec(app_file: Path) -> tuple[Atom, dict[str, object], object]:
 
 
 # --- versions -------------------------------------------------------------------------------
+
 
 def installed_apps(otp_root: Path) -> dict[str, str]:
     """{app: vsn} from the lib/<app>-<vsn> directories of an OTP installation."""
@@ -243,8 +260,11 @@ def installed_apps(otp_root: Path) -> dict[str, str]:
 
 def source_version(otp_src: Path, app: str) -> str:
     """The version an OTP source tree gives `app` (lib/<app>/vsn.mk, or erts/vsn.mk for erts)."""
-    vsn_mk, key = (otp_src / "erts" / "vsn.mk", "VSN") if app == "erts" else \
-        (otp_src / "lib" / app / "vsn.mk", f"{app.upper()}_VSN")
+    vsn_mk, key = (
+        (otp_src / "erts" / "vsn.mk", "VSN")
+        if app == "erts"
+        else (otp_src / "lib" / app / "vsn.mk", f"{app.upper()}_VSN")
+    )
     if not vsn_mk.is_file():
         raise UserError(f"{vsn_mk} is missing; the `otp` source is not an OTP source tree")
     m = re.search(rf"^{key}\s*=\s*(\S+)", vsn_mk.read_text(), re.M)
@@ -262,22 +282,32 @@ def check_versions(otp_src: Path, otp_root: Path, apps: tuple[str, ...] = APPS) 
             problems.append(f"{app}: not in {otp_root}/lib")
             continue
         want = source_version(otp_src, app)
-        app_vsn = app_spec(otp_root / "lib" / f"{app}-{have[app]}" / "ebin" / f"{app}.app")[1].get("vsn")
+        app_vsn = app_spec(otp_root / "lib" / f"{app}-{have[app]}" / "ebin" / f"{app}.app")[1].get(
+            "vsn"
+        )
         if have[app] != want or app_vsn != want:
-            problems.append(f"{app}: .beam files are {have[app]} (.app says {app_vsn}), source says {want}")
+            problems.append(
+                f"{app}: .beam files are {have[app]} (.app says {app_vsn}), source says {want}"
+            )
     if problems:
-        raise UserError("OTP application versions do not match the OTP source: " + "; ".join(problems)
-                        + "; pin the erlang-base .debs of the same OTP release as the `otp` source")
+        raise UserError(
+            "OTP application versions do not match the OTP source: "
+            + "; ".join(problems)
+            + "; pin the erlang-base .debs of the same OTP release as the `otp` source"
+        )
     return {a: have[a] for a in apps}
 
 
 # --- boot scripts ---------------------------------------------------------------------------
 
+
 def _find(instrs: list, item: tuple) -> int:
     try:
         return instrs.index(item)
     except ValueError:
-        raise UserError(f"boot script has no {item}; it is not a systools-generated script") from None
+        raise UserError(
+            f"boot script has no {item}; it is not a systools-generated script"
+        ) from None
 
 
 def add_loaded_app(script: tuple, app_dir: str, spec: object) -> tuple:
@@ -312,7 +342,9 @@ def check_boot(root: Path, boot: Path) -> int:
                 if not any((Path(p) / f"{m}.beam").is_file() for p in path):
                     missing.append(str(m))
     if missing:
-        raise UserError(f"{boot.name} loads modules missing from the tree: {', '.join(missing[:10])}")
+        raise UserError(
+            f"{boot.name} loads modules missing from the tree: {', '.join(missing[:10])}"
+        )
     return count
 
 
@@ -333,26 +365,47 @@ def make_tree(deb_tree: Path, otp_src: Path, out: Path) -> dict:
         script = add_loaded_app(script, d, app_spec(out / "lib" / d / "ebin" / f"{app}.app")[2])
     (rel_dst / "start.boot").write_bytes(etf_encode(script))
     (rel_dst / "start.script").write_text(
-        "%% coding: utf-8\n{script," + erl_format(script[1]) + ",\n [" +
-        ",\n  ".join(erl_format(i, 2) for i in script[2]) + "]}.\n")
+        "%% coding: utf-8\n{script,"
+        + erl_format(script[1])
+        + ",\n ["
+        + ",\n  ".join(erl_format(i, 2) for i in script[2])
+        + "]}.\n"
+    )
     (out / "bin").mkdir()
     shutil.copy2(rel_dst / "start.boot", out / "bin" / "start.boot")
     shutil.copy2(rel_dst / "start_clean.boot", out / "bin" / "start_clean.boot")
-    loads = {b: check_boot(out, rel_dst / b) for b in ("start.boot", "start_clean.boot", "start_sasl.boot")}
-    return {"otp_version": (rel_src / "OTP_VERSION").read_text().strip(), "apps": versions,
-            "boot": f"/releases/{RELEASE}/start", "boot_module_loads": loads}
+    loads = {
+        b: check_boot(out, rel_dst / b)
+        for b in ("start.boot", "start_clean.boot", "start_sasl.boot")
+    }
+    return {
+        "otp_version": (rel_src / "OTP_VERSION").read_text().strip(),
+        "apps": versions,
+        "boot": f"/releases/{RELEASE}/start",
+        "boot_module_loads": loads,
+    }
 
 
-@stage("otp", sources=("otp-debs", "otp"),
-       doc="OTP 27.3.4.1 .beam files and boot scripts laid out for the FAT disk (root/)")
+@stage(
+    "otp",
+    sources=("otp-debs", "otp"),
+    doc="OTP 27.3.4.1 .beam files and boot scripts laid out for the FAT disk (root/)",
+)
 def build(ctx: Context) -> None:
     manifest = make_tree(ctx.src("otp-debs"), ctx.src("otp"), ctx.out / "root")
     (ctx.out / "otp.json").write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n")
     ctx.note(json.dumps(manifest, sort_keys=True))
 
 
-@stage("otp-disk", deps=("otp",), files=("chrysopolis/disk.py",), host=("mtools", "dosfstools"),
-       doc="FAT32 disk image (MBR, partition at LBA 2048) holding the OTP tree")
+@stage(
+    "otp-disk",
+    deps=("otp",),
+    files=("chrysopolis/disk.py",),
+    host=("mtools", "dosfstools"),
+    doc="FAT32 disk image (MBR, partition at LBA 2048) holding the OTP tree",
+)
 def build_otp_disk(ctx: Context) -> None:
     info = disk.build_disk(ctx.dep("otp") / "root", ctx.out / "disk.img")
-    ctx.note(f"disk.img: {info.size_bytes} bytes, {info.files} files, {info.content_bytes} bytes of content")
+    ctx.note(
+        f"disk.img: {info.size_bytes} bytes, {info.files} files, {info.content_bytes} bytes of content"
+    )
