@@ -205,8 +205,17 @@ def check(names: tuple[str, ...], list_: bool) -> None:
         if n not in known:
             raise UserError(f"unknown check '{n}'; see `chrysopolis check --list`")
     planner = stages.Planner()
+    wanted = names or tuple(known)
+    absent = sorted(
+        {s for n in wanted for s in known[n].needs if not sources.present(planner.lock.source(s))}
+    )
+    if absent:
+        raise UserError(
+            f"the checks need sources absent from the store: {', '.join(absent)}; "
+            f"{sources.bring_hint(planner.lock.source(absent[0]))} (and likewise the others)"
+        )
     failed = 0
-    for n in names or tuple(known):
+    for n in wanted:
         t0 = time.monotonic()
         try:
             summary = known[n].run(planner)

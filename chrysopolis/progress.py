@@ -10,10 +10,6 @@ from rich.console import Console
 console = Console(stderr=True, highlight=False)
 
 
-def info(msg: str) -> None:
-    console.print(msg)
-
-
 @contextmanager
 def step(label: str) -> Iterator[None]:
     """Show `label` with a live elapsed time while the body runs; print the outcome after."""

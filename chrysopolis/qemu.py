@@ -117,9 +117,6 @@ class Session:
     def send(self, text: str) -> None:
         self.child.send(text)
 
-    def output(self) -> str:
-        return self.log.read_text(errors="replace")
-
 
 def tail(log: Path, lines: int = 20) -> str:
     try:

@@ -52,8 +52,3 @@ void console_init(void)
                       serial_config.rx.data.vaddr);
     posix_fd_entry(STDIN_FD)->read = console_read;
 }
-
-void console_notified(void)
-{
-    /* Nothing to drain here: the waiting cothread reads the queue itself. */
-}

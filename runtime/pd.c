@@ -76,8 +76,6 @@ void notified(microkit_channel ch)
 {
     if (ch == fs_config.server.id) {
         files_notified();
-    } else if (ch == serial_config.rx.id) {
-        console_notified();
     }
     microkit_cothread_recv_ntfn(ch);
     microkit_cothread_yield();

@@ -86,3 +86,10 @@ def test_doctor_names_the_fix_for_a_missing_tool(tmp_path):
     assert r.returncode == 1
     assert "✗ qemu-system-aarch64" in r.stdout and "(apt: qemu-system-arm)" in r.stdout
     assert "run `chrysopolis setup`" in r.stderr
+
+
+def test_check_without_sources_names_the_import(isolated_cache):
+    r = cli("check", "hello")
+    assert r.returncode == 1
+    assert "the checks need sources absent from the store: microkit, sel4" in r.stderr
+    assert "chrysopolis sources import microkit PATH" in r.stderr

@@ -37,7 +37,6 @@ void runtime_define_syscall(long nr, runtime_syscall_t fn);
 
 /* console.c: stdin over the sDDF serial RX queue, with echo. */
 void console_init(void);
-void console_notified(void);
 
 /* time.c */
 uint64_t time_now_ns(void);
