@@ -118,7 +118,8 @@ def run(
         try:
             r = subprocess.run(
                 command(beam, root, Path(home), exprs),
-                cwd=home,
+                # The caller's directory: relative paths (compile:file("m.erl")) mean theirs.
+                cwd=os.getcwd(),
                 env=env,
                 stdin=subprocess.DEVNULL,
                 capture_output=True,

@@ -131,6 +131,14 @@ def test_baseline_evaluates_expressions(planner):
 
 
 @pytest.mark.slow
+def test_baseline_compiles_in_the_callers_directory(planner, tmp_path, monkeypatch):
+    (tmp_path / "greet.erl").write_text("-module(greet).\n-export([hi/0]).\nhi() -> hello.\n")
+    monkeypatch.chdir(tmp_path)
+    assert baseline.evaluate(['compile:file("greet.erl").']) == ["{ok,greet}"]
+    assert (tmp_path / "greet.beam").read_bytes()[:4] == b"FOR1"
+
+
+@pytest.mark.slow
 def test_baseline_carries_bindings_and_reports_exceptions(planner):
     got = baseline.evaluate(["X = 6 * 7.", "{X, X div 2}", "1 / 0."])
     assert got[:2] == ["42", "{42,21}"]
