@@ -259,6 +259,15 @@ def baseline(exprs: tuple[str, ...]) -> None:
         click.echo(line)
 
 
+# Our C, by directory; musl-sel4 holds musl's own arch files in musl's style.
+C_DIRS = ("runtime", "beam", "bringup", "hello", "selftest", "tests/runtime_host")
+
+
+def c_sources() -> list[Path]:
+    files = [p for d in C_DIRS for p in (config.ROOT / d).rglob("*.[ch]")]
+    return sorted(p for p in files if "musl-sel4" not in p.parts)
+
+
 @main.command()
 @click.option("--check", "check_only", is_flag=True, help="Only report files that need formatting.")
 def fmt(check_only: bool) -> None:
@@ -266,15 +275,14 @@ def fmt(check_only: bool) -> None:
     root = config.ROOT
     py = [sys.executable, "-m", "ruff", "format", *(["--check"] if check_only else []), str(root)]
     rc = subprocess.call(py)
-    cfiles = [str(p) for d in ("hello", "runtime", "pd") for p in (root / d).rglob("*.[ch]")]
-    clang_format = shutil.which("clang-format-19") or shutil.which("clang-format")
+    cfiles = [str(p) for p in c_sources()]
+    clang_format = shutil.which("clang-format-19")
     if cfiles and clang_format:
         args = ["--dry-run", "--Werror"] if check_only else ["-i"]
         rc |= subprocess.call([clang_format, *args, *cfiles])
     elif cfiles:
         click.echo(
-            "clang-format is missing (Debian package clang-format-19); C files not formatted",
-            err=True,
+            "clang-format-19 is missing; run `chrysopolis setup` (C files not formatted)", err=True
         )
     sys.exit(1 if rc else 0)
 

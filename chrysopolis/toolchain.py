@@ -40,6 +40,7 @@ TOOLS = [
     Tool("cc", "gcc", "build-host tools of upstream builds (ERTS's YCF)"),
     Tool("perl", "perl", "ERTS's code generators"),
     Tool("git", "git", "importing from mirrors"),
+    Tool("clang-format-19", "clang-format-19", "`chrysopolis fmt` for our C"),
 ]
 
 # Packages with no command of their own that the build still needs.

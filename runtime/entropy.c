@@ -34,16 +34,16 @@ static inline uint32_t rotl(uint32_t x, int n)
     return (x << n) | (x >> (32 - n));
 }
 
-#define QR(a, b, c, d)                                                                             \
-    do {                                                                                           \
-        a += b;                                                                                    \
-        d = rotl(d ^ a, 16);                                                                       \
-        c += d;                                                                                    \
-        b = rotl(b ^ c, 12);                                                                       \
-        a += b;                                                                                    \
-        d = rotl(d ^ a, 8);                                                                        \
-        c += d;                                                                                    \
-        b = rotl(b ^ c, 7);                                                                        \
+#define QR(a, b, c, d)                                                                                       \
+    do {                                                                                                     \
+        a += b;                                                                                              \
+        d = rotl(d ^ a, 16);                                                                                 \
+        c += d;                                                                                              \
+        b = rotl(b ^ c, 12);                                                                                 \
+        a += b;                                                                                              \
+        d = rotl(d ^ a, 8);                                                                                  \
+        c += d;                                                                                              \
+        b = rotl(b ^ c, 7);                                                                                  \
     } while (0)
 
 /* The ChaCha20 block function (RFC 8439, 2.3) on a full 16-word input state. */
@@ -69,7 +69,7 @@ void entropy_chacha20_block(const uint32_t in[16], uint32_t out[16])
 /* One block under the current key; `domain` separates output from mixing. */
 static void block(uint64_t counter, uint32_t domain, uint32_t out[16])
 {
-    uint32_t in[16] = { 0x61707865, 0x3320646e, 0x79622d32, 0x6b206574 };
+    uint32_t in[16] = {0x61707865, 0x3320646e, 0x79622d32, 0x6b206574};
     memcpy(&in[4], key, sizeof(key));
     in[12] = (uint32_t)counter;
     in[13] = (uint32_t)(counter >> 32);

@@ -87,7 +87,7 @@ static int our_close(int fd)
     const struct fd_ops *ops = kind_ops[slots[fd].kind];
     void *obj = slots[fd].obj;
     poll_forget_fd(fd);
-    slots[fd] = (struct fd_slot){ 0 };
+    slots[fd] = (struct fd_slot){0};
     posix_fd_deallocate(fd);
     if (ops != NULL && ops->release != NULL) {
         ops->release(obj);
@@ -115,9 +115,8 @@ int fds_open(enum fd_kind kind, void *obj, int flags, ssize_t (*read)(void *, si
     }
     fd_entry_t *e = posix_fd_entry(fd);
     *e = (fd_entry_t){
-        .read = read, .write = write, .close = our_close, .dup3 = our_dup3, .fstat = fstat, .flags = flags
-    };
-    slots[fd] = (struct fd_slot){ .kind = kind, .obj = obj };
+        .read = read, .write = write, .close = our_close, .dup3 = our_dup3, .fstat = fstat, .flags = flags};
+    slots[fd] = (struct fd_slot){.kind = kind, .obj = obj};
     return fd;
 }
 
@@ -175,7 +174,7 @@ static unsigned console_ready(int fd, void *obj, bool arm)
     return ev;
 }
 
-static const struct fd_ops console_ops = { .ready = console_ready };
+static const struct fd_ops console_ops = {.ready = console_ready};
 
 static void console_fds_init(void)
 {
@@ -319,11 +318,9 @@ static void pipe_retain_writer(void *obj)
 }
 
 static const struct fd_ops pipe_read_ops = {
-    .ready = pipe_read_ready, .release = pipe_release_reader, .retain = pipe_retain_reader
-};
+    .ready = pipe_read_ready, .release = pipe_release_reader, .retain = pipe_retain_reader};
 static const struct fd_ops pipe_write_ops = {
-    .ready = pipe_write_ready, .release = pipe_release_writer, .retain = pipe_retain_writer
-};
+    .ready = pipe_write_ready, .release = pipe_release_writer, .retain = pipe_retain_writer};
 
 static int open_flags(long flags)
 {
@@ -398,7 +395,7 @@ static void sock_retain(void *obj)
     ((struct sock *)obj)->refs++;
 }
 
-static const struct fd_ops sock_ops = { .ready = sock_ready, .release = sock_release, .retain = sock_retain };
+static const struct fd_ops sock_ops = {.ready = sock_ready, .release = sock_release, .retain = sock_retain};
 
 static long sys_socketpair(long domain, long type, long protocol, long svp, long e, long f)
 {
@@ -416,8 +413,8 @@ static long sys_socketpair(long domain, long type, long protocol, long svp, long
         free(ab), free(ba), free(a), free(b);
         return -ENOMEM;
     }
-    *a = (struct sock){ .refs = 1, .in = ba, .out = ab };
-    *b = (struct sock){ .refs = 1, .in = ab, .out = ba };
+    *a = (struct sock){.refs = 1, .in = ba, .out = ab};
+    *b = (struct sock){.refs = 1, .in = ab, .out = ba};
     ab->readers = ab->writers = ba->readers = ba->writers = 1;
     int fa = fds_open(FD_SOCKET, a, flags, sock_read, sock_write, sock_fstat);
     if (fa < 0) {

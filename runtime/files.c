@@ -50,8 +50,8 @@ static int mount_once(uint64_t deadline)
         return -1;
     }
     mount_done = false;
-    fs_command_issue((fs_cmd_t){ .id = mount_id, .type = FS_CMD_INITIALISE });
-    const struct timespec poll = { .tv_sec = 0, .tv_nsec = 20 * 1000 * 1000 };
+    fs_command_issue((fs_cmd_t){.id = mount_id, .type = FS_CMD_INITIALISE});
+    const struct timespec poll = {.tv_sec = 0, .tv_nsec = 20 * 1000 * 1000};
     while (!mount_done && time_now_ns() < deadline) {
         nanosleep(&poll, NULL);
     }
@@ -71,7 +71,7 @@ int files_mount(uint64_t timeout_ns)
     }
     /* The block device may still be probing when we first ask: retry until the deadline. */
     uint64_t deadline = time_now_ns() + timeout_ns;
-    const struct timespec pause = { .tv_sec = 0, .tv_nsec = 100 * 1000 * 1000 };
+    const struct timespec pause = {.tv_sec = 0, .tv_nsec = 100 * 1000 * 1000};
     int status, answered = -1;
     while ((status = mount_once(deadline)) != 0) {
         if (status > 0) {

@@ -120,7 +120,7 @@ static void dir_release(void *obj)
         return;
     }
     fs_cmpl_t cmpl;
-    fs_call(&cmpl, (fs_cmd_t){ .type = FS_CMD_DIR_CLOSE, .params.dir_close.fd = d->server_fd });
+    fs_call(&cmpl, (fs_cmd_t){.type = FS_CMD_DIR_CLOSE, .params.dir_close.fd = d->server_fd});
     free(d);
 }
 
@@ -129,7 +129,7 @@ static void dir_retain(void *obj)
     ((struct dir *)obj)->refs++;
 }
 
-static const struct fd_ops dir_ops = { .ready = dir_ready, .release = dir_release, .retain = dir_retain };
+static const struct fd_ops dir_ops = {.ready = dir_ready, .release = dir_release, .retain = dir_retain};
 
 static long dir_open(const char *path, long flags)
 {
@@ -146,8 +146,8 @@ static long dir_open(const char *path, long flags)
     memcpy(fs_buffer_ptr(pbuf), path, len);
     fs_cmpl_t cmpl;
     fs_lock();
-    int err = fs_call(&cmpl, (fs_cmd_t){ .type = FS_CMD_DIR_OPEN,
-                                         .params.dir_open.path = { .offset = pbuf, .size = len } });
+    int err = fs_call(
+        &cmpl, (fs_cmd_t){.type = FS_CMD_DIR_OPEN, .params.dir_open.path = {.offset = pbuf, .size = len}});
     fs_unlock();
     fs_buffer_free(pbuf);
     if (err || cmpl.status != FS_STATUS_SUCCESS) {
@@ -199,9 +199,10 @@ static long sys_getdents64(long fd, long bufp, long count, long d_, long e, long
     /* One entry per request; stop while the next one surely fits. */
     while (!d->eof && (size_t)count - used >= DIRENT_MAX) {
         fs_cmpl_t cmpl;
-        if (fs_call(&cmpl, (fs_cmd_t){ .type = FS_CMD_DIR_READ,
-                                       .params.dir_read = { .fd = d->server_fd,
-                                                            .buf = { .offset = nbuf, .size = FS_MAX_NAME_LENGTH } } })) {
+        if (fs_call(&cmpl,
+                    (fs_cmd_t){.type = FS_CMD_DIR_READ,
+                               .params.dir_read = {.fd = d->server_fd,
+                                                   .buf = {.offset = nbuf, .size = FS_MAX_NAME_LENGTH}}})) {
             break;
         }
         size_t n = cmpl.data.dir_read.path_len;
@@ -210,9 +211,10 @@ static long sys_getdents64(long fd, long bufp, long count, long d_, long e, long
             break;
         }
         size_t reclen = (sizeof(struct dirent64_head) + n + 1 + 7) & ~7UL;
-        struct dirent64_head h = {
-            .d_ino = d->next + 1, .d_off = (int64_t)(d->next + 1), .d_reclen = (uint16_t)reclen, .d_type = DT_UNKNOWN
-        };
+        struct dirent64_head h = {.d_ino = d->next + 1,
+                                  .d_off = (int64_t)(d->next + 1),
+                                  .d_reclen = (uint16_t)reclen,
+                                  .d_type = DT_UNKNOWN};
         memset(out + used, 0, reclen);
         memcpy(out + used, &h, sizeof(h));
         memcpy(out + used + sizeof(h), fs_buffer_ptr(nbuf), n);
@@ -254,7 +256,7 @@ static int chr_fstat(int fd, struct stat *st)
     return 0;
 }
 
-static const struct fd_ops dev_ops = { .ready = dir_ready };
+static const struct fd_ops dev_ops = {.ready = dir_ready};
 
 /* ---- path calls ---- */
 
@@ -371,10 +373,10 @@ static long sys_unlinkat(long dirfd, long pathp, long flags, long d, long e, lon
 
 /* ---- fd calls: locked when they reach the FAT server ---- */
 
-#define FD_CALL(name, nr)                                                                          \
-    static long name(long fd, long b, long c, long d, long e, long f)                              \
-    {                                                                                              \
-        return lions_file((int)fd) ? lions_locked(nr, fd, b, c, d, e, f) : lions(nr, fd, b, c, d, e, f); \
+#define FD_CALL(name, nr)                                                                                    \
+    static long name(long fd, long b, long c, long d, long e, long f)                                        \
+    {                                                                                                        \
+        return lions_file((int)fd) ? lions_locked(nr, fd, b, c, d, e, f) : lions(nr, fd, b, c, d, e, f);     \
     }
 
 FD_CALL(sys_read, SYS_read)

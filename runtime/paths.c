@@ -18,7 +18,7 @@ int runtime_path_join(const char *base, const char *rel, char *out, size_t size)
     out[len++] = '/';
     out[len] = '\0';
     /* Fold base (unless rel is absolute), then rel, component by component. */
-    const char *parts[2] = { rel[0] == '/' ? "" : base, rel };
+    const char *parts[2] = {rel[0] == '/' ? "" : base, rel};
     for (int i = 0; i < 2; i++) {
         const char *s = parts[i];
         while (*s != '\0') {

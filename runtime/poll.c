@@ -107,8 +107,7 @@ static void timerfd_retain(void *obj)
 }
 
 static const struct fd_ops timerfd_ops = {
-    .ready = timerfd_ready, .release = timerfd_release, .retain = timerfd_retain
-};
+    .ready = timerfd_ready, .release = timerfd_release, .retain = timerfd_retain};
 
 /* The deadline a poller must wake at for `fd`, if it is a timerfd it reads; else 0. */
 static uint64_t timerfd_deadline(int fd, unsigned events)
@@ -140,7 +139,7 @@ static long sys_timerfd_create(long clock, long flags, long c, long d, long e, l
     if (t == NULL) {
         return -ENOMEM;
     }
-    *t = (struct timerfd){ .refs = 1, .clock = clock };
+    *t = (struct timerfd){.refs = 1, .clock = clock};
     int fd = fds_open(FD_TIMERFD, t, O_RDONLY | (int)(flags & (O_NONBLOCK | O_CLOEXEC)), timerfd_read,
                       timerfd_write, timerfd_fstat);
     if (fd < 0) {
@@ -179,7 +178,8 @@ static long sys_timerfd_settime(long fd, long flags, long newp, long oldp, long 
         return -EFAULT;
     }
     if (nv->it_value.tv_nsec < 0 || nv->it_value.tv_nsec >= (long)NS_PER_S || nv->it_value.tv_sec < 0 ||
-        nv->it_interval.tv_nsec < 0 || nv->it_interval.tv_nsec >= (long)NS_PER_S || nv->it_interval.tv_sec < 0) {
+        nv->it_interval.tv_nsec < 0 || nv->it_interval.tv_nsec >= (long)NS_PER_S ||
+        nv->it_interval.tv_sec < 0) {
         return -EINVAL;
     }
     if (oldp != 0) {
@@ -249,7 +249,7 @@ static int epoll_scan(struct epoll *ep, struct epoll_event *out, int max, bool a
             continue;
         }
         if (out != NULL) {
-            out[n] = (struct epoll_event){ .events = ev, .data.u64 = it->data };
+            out[n] = (struct epoll_event){.events = ev, .data.u64 = it->data};
             if (it->events & EPOLLONESHOT) {
                 it->armed = false;
             }
@@ -304,7 +304,8 @@ static void epoll_retain(void *obj)
     ((struct epoll *)obj)->refs++;
 }
 
-static const struct fd_ops epoll_ops = { .ready = epoll_ready, .release = epoll_release, .retain = epoll_retain };
+static const struct fd_ops epoll_ops = {
+    .ready = epoll_ready, .release = epoll_release, .retain = epoll_retain};
 
 void poll_forget_fd(int fd)
 {
@@ -333,7 +334,8 @@ static long sys_epoll_create1(long flags, long b, long c, long d, long e, long f
         return -ENOMEM;
     }
     ep->refs = 1;
-    int fd = fds_open(FD_EPOLL, ep, O_RDONLY | (int)(flags & O_CLOEXEC), epoll_read, epoll_write, epoll_fstat);
+    int fd =
+        fds_open(FD_EPOLL, ep, O_RDONLY | (int)(flags & O_CLOEXEC), epoll_read, epoll_write, epoll_fstat);
     if (fd < 0) {
         free(ep);
         return fd;
@@ -379,7 +381,7 @@ static long sys_epoll_ctl(long epfd, long op, long fd, long evp, long e, long f)
     if (ev == NULL) {
         return -EFAULT;
     }
-    *it = (struct epoll_item){ .used = true, .armed = true, .events = ev->events, .data = ev->data.u64 };
+    *it = (struct epoll_item){.used = true, .armed = true, .events = ev->events, .data = ev->data.u64};
     runtime_io_changed(); /* a poller parked on this set must look again */
     return 0;
 }
@@ -491,7 +493,7 @@ static long sys_pselect6(long nfds, long rdp, long wrp, long exp, long tsp, long
     }
     long timeout_ms = timeout_of(ts);
     if (nfds == 0 && ts == NULL) {
-        struct waitq never = { 0 };
+        struct waitq never = {0};
         for (;;) {
             if (threads_wait(&never, NULL, 0) == -EAGAIN) {
                 return -EINTR;

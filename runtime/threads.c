@@ -258,7 +258,7 @@ int threads_wait(struct waitq *q, const volatile void *key, uint64_t deadline_ns
     if (deadline_ns != 0 && deadline_ns <= runtime_now_ns()) {
         return -ETIMEDOUT;
     }
-    struct waiter w = { .key = key, .deadline = deadline_ns, .co = h, .state = W_WAITING };
+    struct waiter w = {.key = key, .deadline = deadline_ns, .co = h, .state = W_WAITING};
     q_append(q, &w);
     if (deadline_ns != 0) {
         timed_insert(&w);
@@ -541,8 +541,7 @@ static long sys_futex(long uaddr, long op, long val, long timeout, long uaddr2, 
         /* val2 (how many to requeue) travels in the timeout slot */
         int woken = threads_wake(futex_bucket(addr), addr, (int)val);
         int moved = futex_requeue(addr, (volatile int *)uaddr2, (int)timeout);
-        return (op & ~(FUTEX_PRIVATE | FUTEX_CLOCK_REALTIME)) == FUTEX_CMP_REQUEUE ? woken + moved
-                                                                                  : woken;
+        return (op & ~(FUTEX_PRIVATE | FUTEX_CLOCK_REALTIME)) == FUTEX_CMP_REQUEUE ? woken + moved : woken;
     }
     default:
         return -ENOSYS;
@@ -553,7 +552,7 @@ static long sys_sched_yield(long a, long b, long c, long d, long e, long f)
 {
     (void)a, (void)b, (void)c, (void)d, (void)e, (void)f;
     if (halted) {
-        struct waitq never = { 0 };
+        struct waitq never = {0};
         threads_wait(&never, NULL, 0);
     }
     microkit_cothread_yield();
@@ -584,7 +583,7 @@ static long sys_exit_group(long status, long b, long c, long d, long e, long f)
     int n = snprintf(line, sizeof(line), "beam_server: exit status %d\n", (int)status);
     write(STDOUT_FILENO, line, (size_t)n);
     halted = true;
-    struct waitq never = { 0 };
+    struct waitq never = {0};
     threads_wait(&never, NULL, 0);
     return -EINVAL; /* the root (which cannot park) */
 }
@@ -592,7 +591,7 @@ static long sys_exit_group(long status, long b, long c, long d, long e, long f)
 /* Sleeping: a wait on a queue nobody wakes, until the deadline. */
 int threads_sleep_until(uint64_t deadline_ns)
 {
-    struct waitq q = { 0 };
+    struct waitq q = {0};
     while (runtime_now_ns() < deadline_ns) {
         if (threads_wait(&q, NULL, deadline_ns) == -EAGAIN) {
             return -EAGAIN;

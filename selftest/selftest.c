@@ -212,7 +212,7 @@ static void test_clocks(void)
     clock_gettime(CLOCK_REALTIME, &rt);
     check("CLOCK_REALTIME has an epoch", rt.tv_sec > 1700000000, "still 1970");
     uint64_t t0 = mono_ms();
-    struct timespec req = { .tv_sec = 0, .tv_nsec = 100 * 1000 * 1000 };
+    struct timespec req = {.tv_sec = 0, .tv_nsec = 100 * 1000 * 1000};
     nanosleep(&req, NULL);
     uint64_t ms = mono_ms() - t0;
     char d[64];
@@ -238,7 +238,7 @@ static void test_epoll_pipe_timerfd(void)
     char c;
     check("empty non-blocking pipe: EAGAIN", read(p[0], &c, 1) == -1 && errno == EAGAIN, strerror(errno));
     int ep = epoll_create1(EPOLL_CLOEXEC);
-    struct epoll_event ev = { .events = EPOLLIN | EPOLLONESHOT, .data.u64 = 77 };
+    struct epoll_event ev = {.events = EPOLLIN | EPOLLONESHOT, .data.u64 = 77};
     check("epoll_ctl ADD", epoll_ctl(ep, EPOLL_CTL_ADD, p[0], &ev) == 0, strerror(errno));
     pthread_t w;
     pthread_create(&w, NULL, late_writer, (void *)(long)p[1]);
@@ -258,9 +258,9 @@ static void test_epoll_pipe_timerfd(void)
     pthread_join(w, NULL);
 
     int tfd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
-    struct itimerspec its = { .it_value = { .tv_sec = 0, .tv_nsec = 60 * 1000 * 1000 } };
+    struct itimerspec its = {.it_value = {.tv_sec = 0, .tv_nsec = 60 * 1000 * 1000}};
     timerfd_settime(tfd, 0, &its, NULL);
-    ev = (struct epoll_event){ .events = EPOLLIN, .data.u64 = 5 };
+    ev = (struct epoll_event){.events = EPOLLIN, .data.u64 = 5};
     epoll_ctl(ep, EPOLL_CTL_ADD, tfd, &ev);
     epoll_ctl(ep, EPOLL_CTL_DEL, p[0], NULL);
     t0 = mono_ms();
@@ -269,9 +269,8 @@ static void test_epoll_pipe_timerfd(void)
     uint64_t exp = 0;
     ssize_t got = read(tfd, &exp, sizeof(exp));
     snprintf(d, sizeof(d), "n=%d after %llu ms, %lld expirations", n, (unsigned long long)ms, (long long)exp);
-    check("timerfd wakes epoll_wait(-1) after 60 ms", n == 1 && out[0].data.u64 == 5 && ms >= 55 && ms < 1000 &&
-                                                           got == 8 && exp == 1,
-          d);
+    check("timerfd wakes epoll_wait(-1) after 60 ms",
+          n == 1 && out[0].data.u64 == 5 && ms >= 55 && ms < 1000 && got == 8 && exp == 1, d);
     close(tfd);
     close(ep);
     close(p[0]);
@@ -280,7 +279,7 @@ static void test_epoll_pipe_timerfd(void)
     int sv[2];
     check("socketpair", socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) == 0, strerror(errno));
     write(sv[0], "ping", 4);
-    char buf[8] = { 0 };
+    char buf[8] = {0};
     check("socketpair carries data both ways",
           read(sv[1], buf, sizeof(buf)) == 4 && write(sv[1], "pong", 4) == 4 && read(sv[0], buf, 4) == 4 &&
               memcmp(buf, "pong", 4) == 0,
@@ -296,7 +295,7 @@ static void test_epoll_pipe_timerfd(void)
 
     fd_set rd;
     FD_ZERO(&rd);
-    struct timeval tv = { .tv_sec = 0, .tv_usec = 30000 };
+    struct timeval tv = {.tv_sec = 0, .tv_usec = 30000};
     t0 = mono_ms();
     n = select(0, &rd, NULL, NULL, &tv);
     ms = mono_ms() - t0;
@@ -349,7 +348,7 @@ static void test_files(void)
         return;
     }
     int fd = open("//selftest/./data/../hello.txt", O_RDONLY);
-    char buf[64] = { 0 };
+    char buf[64] = {0};
     check("open through // . and ..", fd >= 0 && read(fd, buf, sizeof(buf) - 1) > 0, strerror(errno));
     check("file contents", strncmp(buf, "hello", 5) == 0, buf);
     close(fd);

@@ -56,8 +56,8 @@ void memory_init(void);
 /* ---- fds.c: descriptors the adapter implements itself ---- */
 
 enum fd_kind {
-    FD_NONE = 0,  /* not ours: a LionsOS file, or unused */
-    FD_CONSOLE,   /* fds 0-2: the sDDF serial console */
+    FD_NONE = 0, /* not ours: a LionsOS file, or unused */
+    FD_CONSOLE, /* fds 0-2: the sDDF serial console */
     FD_PIPE_READ, /* also each end of a socketpair (a pipe pair) */
     FD_PIPE_WRITE,
     FD_SOCKET, /* one end of a socketpair */

@@ -40,14 +40,14 @@ static long sys(long nr, long a, long b, long c, long d, long e, long f)
     return table[nr](a, b, c, d, e, f);
 }
 
-#define CHECK(name, cond)                                                                          \
-    do {                                                                                           \
-        if (cond) {                                                                                \
-            printf("ok %s\n", name);                                                               \
-        } else {                                                                                   \
-            printf("FAIL %s (line %d)\n", name, __LINE__);                                         \
-            failures++;                                                                            \
-        }                                                                                          \
+#define CHECK(name, cond)                                                                                    \
+    do {                                                                                                     \
+        if (cond) {                                                                                          \
+            printf("ok %s\n", name);                                                                         \
+        } else {                                                                                             \
+            printf("FAIL %s (line %d)\n", name, __LINE__);                                                   \
+            failures++;                                                                                      \
+        }                                                                                                    \
     } while (0)
 
 #define PAGE 4096L
@@ -121,7 +121,8 @@ static void test_memory(void)
     memset((void *)n, 0x77, PAGE);
     long fixedn = anon(n + PAGE, PAGE, MAP_FIXED); /* the page above n is taken: n cannot grow */
     CHECK("setup for a moving mremap", fixedn == n + PAGE);
-    CHECK("mremap without MAYMOVE when blocked: ENOMEM", sys(SYS_mremap, n, PAGE, 8 * PAGE, 0, 0, 0) == -ENOMEM);
+    CHECK("mremap without MAYMOVE when blocked: ENOMEM",
+          sys(SYS_mremap, n, PAGE, 8 * PAGE, 0, 0, 0) == -ENOMEM);
     long moved = sys(SYS_mremap, n, PAGE, 8 * PAGE, MREMAP_MAYMOVE, 0, 0);
     CHECK("mremap MAYMOVE moves", moved > 0 && moved != n);
     CHECK("mremap MAYMOVE keeps the contents", ((unsigned char *)moved)[PAGE - 1] == 0x77);
@@ -134,13 +135,15 @@ static void test_memory(void)
     memset((void *)cur, 0x33, 10 * PAGE);
     CHECK("mmap does not hand out brk pages", anon(cur + PAGE, PAGE, MAP_FIXED) == -ENOMEM);
     CHECK("brk shrinks", sys(SYS_brk, cur + PAGE, 0, 0, 0, 0, 0) == cur + PAGE);
-    CHECK("brk regrown pages read as zero", sys(SYS_brk, cur + 10 * PAGE, 0, 0, 0, 0, 0) == cur + 10 * PAGE &&
-                                                all_zero(cur + PAGE, 9 * PAGE));
-    CHECK("brk past the region keeps the old break", sys(SYS_brk, top + PAGE, 0, 0, 0, 0, 0) == cur + 10 * PAGE);
+    CHECK("brk regrown pages read as zero",
+          sys(SYS_brk, cur + 10 * PAGE, 0, 0, 0, 0, 0) == cur + 10 * PAGE && all_zero(cur + PAGE, 9 * PAGE));
+    CHECK("brk past the region keeps the old break",
+          sys(SYS_brk, top + PAGE, 0, 0, 0, 0, 0) == cur + 10 * PAGE);
 
     /* madvise(DONTNEED) reads back as zero. */
     memset((void *)m, 0x44, 4 * PAGE);
-    CHECK("madvise DONTNEED", sys(SYS_madvise, m, 4 * PAGE, MADV_DONTNEED, 0, 0, 0) == 0 && all_zero(m, 4 * PAGE));
+    CHECK("madvise DONTNEED",
+          sys(SYS_madvise, m, 4 * PAGE, MADV_DONTNEED, 0, 0, 0) == 0 && all_zero(m, 4 * PAGE));
 
     CHECK("too large: ENOMEM", anon(0, HEAP, 0) == -ENOMEM);
     /* Fill what is left with single pages: every page handed out once, all distinct. */
@@ -161,14 +164,14 @@ static void test_paths(void)
     struct {
         const char *base, *rel, *want;
     } cases[] = {
-        { "/", "//lib/kernel/ebin", "/lib/kernel/ebin" },
-        { "/", "/lib/./stdlib/../kernel//ebin/", "/lib/kernel/ebin" },
-        { "/lib", "kernel/ebin", "/lib/kernel/ebin" },
-        { "/lib/", "../releases/27/start.boot", "/releases/27/start.boot" },
-        { "/", "..", "/" },
-        { "/", ".", "/" },
-        { "/a/b", "../../../c", "/c" },
-        { "/ignored", "/abs", "/abs" },
+        {"/", "//lib/kernel/ebin", "/lib/kernel/ebin"},
+        {"/", "/lib/./stdlib/../kernel//ebin/", "/lib/kernel/ebin"},
+        {"/lib", "kernel/ebin", "/lib/kernel/ebin"},
+        {"/lib/", "../releases/27/start.boot", "/releases/27/start.boot"},
+        {"/", "..", "/"},
+        {"/", ".", "/"},
+        {"/a/b", "../../../c", "/c"},
+        {"/ignored", "/abs", "/abs"},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         int r = runtime_path_join(cases[i].base, cases[i].rel, out, sizeof(out));
@@ -177,19 +180,21 @@ static void test_paths(void)
         CHECK(name, r == 0 && strcmp(out, cases[i].want) == 0);
     }
     char small[8];
-    CHECK("path too long: ENAMETOOLONG", runtime_path_join("/", "/abcdefgh", small, sizeof(small)) == -ENAMETOOLONG);
-    CHECK("path exactly fits", runtime_path_join("/", "abcdef", small, sizeof(small)) == 0 && strcmp(small, "/abcdef") == 0);
+    CHECK("path too long: ENAMETOOLONG",
+          runtime_path_join("/", "/abcdefgh", small, sizeof(small)) == -ENAMETOOLONG);
+    CHECK("path exactly fits",
+          runtime_path_join("/", "abcdef", small, sizeof(small)) == 0 && strcmp(small, "/abcdef") == 0);
 }
 
 /* RFC 8439, 2.3.2: the ChaCha20 block function test vector. */
 static void test_chacha(void)
 {
-    uint32_t in[16] = { 0x61707865, 0x3320646e, 0x79622d32, 0x6b206574, 0x03020100, 0x07060504,
-                        0x0b0a0908, 0x0f0e0d0c, 0x13121110, 0x17161514, 0x1b1a1918, 0x1f1e1d1c,
-                        0x00000001, 0x09000000, 0x4a000000, 0x00000000 };
-    const uint32_t want[16] = { 0xe4e7f110, 0x15593bd1, 0x1fdd0f50, 0xc47120a3, 0xc7f4d1c7, 0x0368c033,
-                                0x9aaa2204, 0x4e6cd4c3, 0x466482d2, 0x09aa9f07, 0x05d7c214, 0xa2028bd9,
-                                0xd19c12b5, 0xb94e16de, 0xe883d0cb, 0x4e3c50a2 };
+    uint32_t in[16] = {0x61707865, 0x3320646e, 0x79622d32, 0x6b206574, 0x03020100, 0x07060504,
+                       0x0b0a0908, 0x0f0e0d0c, 0x13121110, 0x17161514, 0x1b1a1918, 0x1f1e1d1c,
+                       0x00000001, 0x09000000, 0x4a000000, 0x00000000};
+    const uint32_t want[16] = {0xe4e7f110, 0x15593bd1, 0x1fdd0f50, 0xc47120a3, 0xc7f4d1c7, 0x0368c033,
+                               0x9aaa2204, 0x4e6cd4c3, 0x466482d2, 0x09aa9f07, 0x05d7c214, 0xa2028bd9,
+                               0xd19c12b5, 0xb94e16de, 0xe883d0cb, 0x4e3c50a2};
     uint32_t out[16];
     entropy_chacha20_block(in, out);
     CHECK("chacha20 block matches RFC 8439 2.3.2", memcmp(out, want, sizeof(want)) == 0);
