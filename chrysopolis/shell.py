@@ -30,37 +30,29 @@ class Shell:
         self.session = session
         self.ready_at = 0.0
 
-    def wait_ready(self, timeout: float = BOOT_TIMEOUT) -> float:
+    def _next_prompt(self, timeout: float, waiting_for: str) -> str:
+        """What the guest printed before its next prompt; a fatal line or a timeout raises."""
         s = self.session
         try:
             idx = s.child.expect([PROMPT, FATAL], timeout=timeout)
         except Exception:
             raise qemu.MarkerTimeout(
-                f"no Erlang shell prompt after {timeout:.0f} s (log: {s.log})"
+                f"no {waiting_for} after {timeout:.0f} s (log: {s.log})"
             ) from None
         if idx == 1:
-            raise UserError(
-                f"boot failed: {s.child.after.decode(errors='replace').strip()} (log: {s.log})"
-            )
-        self.ready_at = s.elapsed()
+            line = s.child.after.decode(errors="replace").strip()
+            raise UserError(f"the system failed before {waiting_for}: {line} (log: {s.log})")
+        return s.child.before.decode(errors="replace").replace("\r", "")
+
+    def wait_ready(self, timeout: float = BOOT_TIMEOUT) -> float:
+        self._next_prompt(timeout, "the Erlang shell prompt")
+        self.ready_at = self.session.elapsed()
         return self.ready_at
 
     def eval(self, expr: str, timeout: float = EVAL_TIMEOUT) -> str:
         """Evaluate one expression (ending in a full stop) and return what the shell printed."""
-        s = self.session
-        s.send(expr + "\r")
-        try:
-            idx = s.child.expect([PROMPT, FATAL], timeout=timeout)
-        except Exception:
-            raise qemu.MarkerTimeout(
-                f"no result for {expr!r} after {timeout:.0f} s (log: {s.log})"
-            ) from None
-        if idx == 1:
-            raise UserError(
-                f"the system failed evaluating {expr!r}: "
-                f"{s.child.after.decode(errors='replace').strip()} (log: {s.log})"
-            )
-        text = s.child.before.decode(errors="replace").replace("\r", "")
+        self.session.send(expr + "\r")
+        text = self._next_prompt(timeout, f"the result of {expr!r}")
         return "\n".join(text.split("\n")[1:]).strip("\n")  # the first line is the echo
 
 
