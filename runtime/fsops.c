@@ -12,12 +12,14 @@
  * - Directory fds for getdents64 over the protocol's dir open/read/close.
  * - pread64/pwrite64 on files (LionsOS has positioned I/O only through lseek).
  * - faccessat as an existence check.
+ * - fstat of a file answers again from the last answer while nothing changed (below).
  */
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <poll.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/syscall.h>
@@ -57,10 +59,88 @@ static long lions(long n, long a, long b, long c, long d, long e, long f)
     return runtime_lions_syscall(n, a, b, c, d, e, f);
 }
 
+#ifdef CHRYSOPOLIS_FS_STATS
+/* Off by default (stage option `fs_stats` of `beam`): count and time the calls that reach
+ * the FAT server, per syscall, and print `fsstats:` lines at the first read of stdin (ERTS
+ * reads it when the first line is typed at the shell: boot-time file I/O is over). */
+static const struct {
+    long n;
+    const char *name;
+} fs_stats_names[] = {{SYS_openat, "openat"}, {SYS_newfstatat, "newfstatat"}, {SYS_fstat, "fstat"},
+                      {SYS_read, "read"},     {SYS_pread64, "pread64"},       {SYS_lseek, "lseek"},
+                      {SYS_close, "close"},   {SYS_write, "write"},           {SYS_pwrite64, "pwrite64"},
+                      {SYS_readv, "readv"}};
+#define FS_STATS_N (sizeof(fs_stats_names) / sizeof(fs_stats_names[0]))
+static struct {
+    uint32_t count;
+    uint64_t ns, bytes;
+} fs_stats[FS_STATS_N + 1]; /* the last slot: any other call */
+static uint64_t fs_wait_ns, fs_first_ns, fs_last_ns;
+static bool fs_stats_printed;
+
+static uint64_t fs_stats_begin(uint64_t asked)
+{
+    uint64_t now = runtime_now_ns();
+    fs_wait_ns += now - asked;
+    if (fs_first_ns == 0) {
+        fs_first_ns = now;
+    }
+    return now;
+}
+
+static void fs_stats_end(long n, uint64_t began, long r)
+{
+    size_t i = 0;
+    while (i < FS_STATS_N && fs_stats_names[i].n != n) {
+        i++;
+    }
+    fs_last_ns = runtime_now_ns();
+    fs_stats[i].count++;
+    fs_stats[i].ns += fs_last_ns - began;
+    if ((n == SYS_read || n == SYS_readv || n == SYS_pread64) && r > 0) {
+        fs_stats[i].bytes += (uint64_t)r;
+    }
+}
+
+static void fs_stats_print(void)
+{
+    uint64_t total = 0;
+    uint32_t count = 0;
+    for (size_t i = 0; i <= FS_STATS_N; i++) {
+        total += fs_stats[i].ns;
+        count += fs_stats[i].count;
+        printf("fsstats: %s %u calls %llu us %llu bytes\n", i < FS_STATS_N ? fs_stats_names[i].name : "other",
+               fs_stats[i].count, (unsigned long long)(fs_stats[i].ns / 1000),
+               (unsigned long long)fs_stats[i].bytes);
+    }
+    printf("fsstats: total %u calls %llu us, lock wait %llu us, first %llu ms, last %llu ms\n", count,
+           (unsigned long long)(total / 1000), (unsigned long long)(fs_wait_ns / 1000),
+           (unsigned long long)(fs_first_ns / 1000000), (unsigned long long)(fs_last_ns / 1000000));
+}
+#define FS_STATS_ASK() uint64_t fs_asked_ = runtime_now_ns()
+#define FS_STATS_BEGIN() uint64_t fs_began_ = fs_stats_begin(fs_asked_)
+#define FS_STATS_END(n, r) fs_stats_end(n, fs_began_, r)
+#define FS_STATS_AT_STDIN(fd)                                                                                \
+    do {                                                                                                     \
+        if ((fd) == 0 && !fs_stats_printed) {                                                                \
+            fs_stats_printed = true;                                                                         \
+            fs_stats_print();                                                                                \
+        }                                                                                                    \
+    } while (0)
+#else
+#define FS_STATS_ASK()
+#define FS_STATS_BEGIN()
+#define FS_STATS_END(n, r)
+#define FS_STATS_AT_STDIN(fd)
+#endif
+
 static long lions_locked(long n, long a, long b, long c, long d, long e, long f)
 {
+    FS_STATS_ASK();
     fs_lock();
+    FS_STATS_BEGIN();
     long r = lions(n, a, b, c, d, e, f);
+    FS_STATS_END(n, r);
     fs_unlock();
     return r;
 }
@@ -68,6 +148,45 @@ static long lions_locked(long n, long a, long b, long c, long d, long e, long f)
 static long missing_is_enoent(long r)
 {
     return r == -EPERM ? -ENOENT : r;
+}
+
+/*
+ * ERTS fstats every file it opens twice (a directory? its size?) and LionsOS answers each
+ * fstat by walking the file's path on the FAT server again, a third of a module load.
+ * The last answer stands until a call that can change an fd or the volume: every openat,
+ * close and dup3, and writes, unlinkat and mkdirat.
+ */
+static uint64_t fs_generation;
+static struct {
+    long fd;
+    uint64_t generation;
+    struct stat st;
+} last_fstat = {.fd = -1};
+
+/* After a call that changed an fd or the volume: a stat taken before its end is void. */
+static long changed(long r)
+{
+    fs_generation++;
+    return r;
+}
+
+static long file_fstat(long fd, long stp)
+{
+    if (stp == 0) {
+        return -EFAULT;
+    }
+    if (last_fstat.fd == fd && last_fstat.generation == fs_generation) {
+        *(struct stat *)stp = last_fstat.st;
+        return 0;
+    }
+    uint64_t generation = fs_generation; /* before the call: a change while it waits voids it */
+    long r = lions_locked(SYS_fstat, fd, stp, 0, 0, 0, 0);
+    if (r == 0) {
+        last_fstat.fd = fd;
+        last_fstat.generation = generation;
+        last_fstat.st = *(struct stat *)stp;
+    }
+    return r;
 }
 
 /* ---- directories ---- */
@@ -288,7 +407,7 @@ static long stat_special(const char *path, struct stat *st)
     return 1;
 }
 
-static long sys_openat(long dirfd, long pathp, long flags, long mode, long e, long f)
+static long open_at(long dirfd, long pathp, long flags, long mode, long e, long f)
 {
     char full[PATH_MAX];
     long r = resolve(dirfd, (const char *)pathp, full);
@@ -311,12 +430,16 @@ static long sys_openat(long dirfd, long pathp, long flags, long mode, long e, lo
     return missing_is_enoent(lions_locked(SYS_openat, AT_FDCWD, (long)full, flags, mode, e, f));
 }
 
+static long sys_openat(long dirfd, long pathp, long flags, long mode, long e, long f)
+{
+    return changed(open_at(dirfd, pathp, flags, mode, e, f));
+}
+
 static long sys_newfstatat(long dirfd, long pathp, long stp, long flags, long e, long f)
 {
     const char *path = (const char *)pathp;
     if (path != NULL && path[0] == '\0' && (flags & AT_EMPTY_PATH)) {
-        return lions_file((int)dirfd) ? lions_locked(SYS_fstat, dirfd, stp, 0, 0, 0, 0)
-                                      : lions(SYS_fstat, dirfd, stp, 0, 0, 0, 0);
+        return lions_file((int)dirfd) ? file_fstat(dirfd, stp) : lions(SYS_fstat, dirfd, stp, 0, 0, 0, 0);
     }
     char full[PATH_MAX];
     long r = resolve(dirfd, path, full);
@@ -351,12 +474,12 @@ static long path_call(long n, long dirfd, long pathp, long arg)
     char full[PATH_MAX];
     long r = resolve(dirfd, (const char *)pathp, full);
     if (r == 1) {
-        return lions_locked(n, dirfd, pathp, arg, 0, 0, 0);
+        return changed(lions_locked(n, dirfd, pathp, arg, 0, 0, 0));
     }
     if (r < 0) {
         return r;
     }
-    return missing_is_enoent(lions_locked(n, AT_FDCWD, (long)full, arg, 0, 0, 0));
+    return changed(missing_is_enoent(lions_locked(n, AT_FDCWD, (long)full, arg, 0, 0, 0)));
 }
 
 static long sys_mkdirat(long dirfd, long pathp, long mode, long d, long e, long f)
@@ -373,22 +496,51 @@ static long sys_unlinkat(long dirfd, long pathp, long flags, long d, long e, lon
 
 /* ---- fd calls: locked when they reach the FAT server ---- */
 
-#define FD_CALL(name, nr)                                                                                    \
-    static long name(long fd, long b, long c, long d, long e, long f)                                        \
-    {                                                                                                        \
-        return lions_file((int)fd) ? lions_locked(nr, fd, b, c, d, e, f) : lions(nr, fd, b, c, d, e, f);     \
-    }
+static long fd_call(long n, long fd, long b, long c, long d, long e, long f)
+{
+    return lions_file((int)fd) ? lions_locked(n, fd, b, c, d, e, f) : lions(n, fd, b, c, d, e, f);
+}
 
-FD_CALL(sys_read, SYS_read)
-FD_CALL(sys_write, SYS_write)
-FD_CALL(sys_readv, SYS_readv)
-FD_CALL(sys_writev, SYS_writev)
-FD_CALL(sys_fstat, SYS_fstat)
+static long sys_read(long fd, long b, long c, long d, long e, long f)
+{
+    FS_STATS_AT_STDIN(fd);
+    return fd_call(SYS_read, fd, b, c, d, e, f);
+}
+
+static long sys_readv(long fd, long b, long c, long d, long e, long f)
+{
+    return fd_call(SYS_readv, fd, b, c, d, e, f);
+}
+
+static long sys_write(long fd, long b, long c, long d, long e, long f)
+{
+    return lions_file((int)fd) ? changed(lions_locked(SYS_write, fd, b, c, d, e, f))
+                               : lions(SYS_write, fd, b, c, d, e, f);
+}
+
+static long sys_writev(long fd, long b, long c, long d, long e, long f)
+{
+    return lions_file((int)fd) ? changed(lions_locked(SYS_writev, fd, b, c, d, e, f))
+                               : lions(SYS_writev, fd, b, c, d, e, f);
+}
+
+static long sys_fstat(long fd, long b, long c, long d, long e, long f)
+{
+    return lions_file((int)fd) ? file_fstat(fd, b) : lions(SYS_fstat, fd, b, c, d, e, f);
+}
+
+/* dup3 closes newfd first: locked if that reaches the FAT server. */
+static long sys_dup3(long oldfd, long newfd, long c, long d, long e, long f)
+{
+    return changed(lions_file((int)newfd) && posix_fd_entry((int)newfd)
+                       ? lions_locked(SYS_dup3, oldfd, newfd, c, d, e, f)
+                       : lions(SYS_dup3, oldfd, newfd, c, d, e, f));
+}
 
 static long sys_close(long fd, long b, long c, long d, long e, long f)
 {
     bool locked = lions_file((int)fd) || fds_kind((int)fd) == FD_DIR;
-    return locked ? lions_locked(SYS_close, fd, b, c, d, e, f) : lions(SYS_close, fd, b, c, d, e, f);
+    return changed(locked ? lions_locked(SYS_close, fd, b, c, d, e, f) : lions(SYS_close, fd, b, c, d, e, f));
 }
 
 static long sys_lseek(long fd, long off, long whence, long d, long e, long f)
@@ -416,13 +568,16 @@ static long positioned(long fd, void *buf, size_t len, off_t off, bool writing)
                    ? (writing ? entry->write(buf, len, (int)fd) : entry->read(buf, len, (int)fd))
                    : -ESPIPE;
     }
+    FS_STATS_ASK();
     fs_lock();
+    FS_STATS_BEGIN();
     off_t saved = entry->file_ptr;
     entry->file_ptr = off;
     long r = writing ? entry->write(buf, len, (int)fd) : entry->read(buf, len, (int)fd);
     entry->file_ptr = saved;
+    FS_STATS_END(writing ? SYS_pwrite64 : SYS_pread64, r);
     fs_unlock();
-    return r;
+    return writing ? changed(r) : r;
 }
 
 static long sys_pread64(long fd, long buf, long len, long off, long e, long f)
@@ -454,6 +609,7 @@ void fsops_init(void)
     runtime_define_syscall(SYS_writev, sys_writev);
     runtime_define_syscall(SYS_fstat, sys_fstat);
     runtime_define_syscall(SYS_close, sys_close);
+    runtime_define_syscall(SYS_dup3, sys_dup3);
     runtime_define_syscall(SYS_lseek, sys_lseek);
     runtime_define_syscall(SYS_pread64, sys_pread64);
     runtime_define_syscall(SYS_pwrite64, sys_pwrite64);

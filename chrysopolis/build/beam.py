@@ -55,6 +55,8 @@ def erts_archives(erts: Path) -> list[Path]:
         "heap_mib": 256,
         "stack_kib": 256,
         "cothread_stack": 0x100000,
+        # Count and time file system calls; print `fsstats:` lines at the first line typed.
+        "fs_stats": False,
     },
     target=True,
 )
@@ -71,7 +73,10 @@ def build(ctx: Context) -> None:
         srcs,
         board,
         extra_libs=libs,
-        defines={"COTHREAD_STACK_SIZE": hex(ctx.options["cothread_stack"])},
+        defines={
+            "COTHREAD_STACK_SIZE": hex(ctx.options["cothread_stack"]),
+            **({"CHRYSOPOLIS_FS_STATS": "1"} if ctx.options["fs_stats"] else {}),
+        },
         ldflags=[*runtime.LINK_FLAGS, "-u", "erl_start"],
     )
     image.assemble(
