@@ -92,3 +92,17 @@ def test_batch_runs_leave_the_image_unchanged(planner):
     assert r.returncode == 0, r.stderr
     assert r.stdout.splitlines() == ["ok", '{ok,<<"written by the guest">>}']
     assert file_hash(disk) == before
+
+
+@pytest.mark.slow
+def test_image_rebuilds_byte_identical(planner):
+    import shutil
+
+    from chrysopolis.treehash import file_hash
+
+    files = ("sel4-beam.img", "disk.img", "beam_server.elf", "chrysopolis.system")
+    out = planner.ensure("beam")
+    before = {f: file_hash(out / f) for f in files}
+    shutil.rmtree(out)
+    again = stages.Planner().ensure("beam")
+    assert {f: file_hash(again / f) for f in files} == before
