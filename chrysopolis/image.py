@@ -64,10 +64,16 @@ def compile_client(
     objdir.mkdir(parents=True, exist_ok=True)
     incs = [f"-I{d}" for d in [*include_dirs(ctx, board), *extra_includes]]
     defs = [f"-D{k}={v}" for k, v in (defines or {}).items()]
+    # Where the checkout and the cache live must not reach the image (debug info, __FILE__).
+    prefix_maps = [
+        f"-ffile-prefix-map={config.ROOT}=/chrysopolis",
+        f"-ffile-prefix-map={config.cache_dir()}=/cache",
+    ]
     objs = []
     for src in sources:
         obj = objdir / (Path(src).stem + ".o")
-        ctx.run([LLVM_BIN / "clang", *CFLAGS, f"-mcpu={b.cpu}", *defs, *incs, "-c", src, "-o", obj])
+        cmd = [LLVM_BIN / "clang", *CFLAGS, f"-mcpu={b.cpu}", *prefix_maps, *defs, *incs]
+        ctx.run([*cmd, "-c", src, "-o", obj], cwd=objdir)  # cwd: the DWARF compile dir
         objs.append(obj)
     elf = ctx.work / "elf" / "beam_server.elf"
     elf.parent.mkdir(parents=True, exist_ok=True)
