@@ -18,6 +18,13 @@ def cache_dir() -> Path:
     return Path(xdg).expanduser().resolve() / "chrysopolis"
 
 
+def runs_dir() -> Path:
+    """Where boots keep their serial logs (and scratch disks): <cache>/runs."""
+    d = cache_dir() / "runs"
+    d.mkdir(parents=True, exist_ok=True)
+    return d
+
+
 def out_dir() -> Path:
     """Where `build` puts the images a user runs: $CHRYSOPOLIS_OUT or ./build."""
     return Path(os.environ.get("CHRYSOPOLIS_OUT", ROOT / "build")).resolve()

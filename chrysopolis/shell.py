@@ -97,8 +97,7 @@ def booted(
 ) -> Iterator[Shell]:
     planner = stages.Planner()
     img = targets.image(planner, target)
-    runs = config.cache_dir() / "runs"
-    runs.mkdir(parents=True, exist_ok=True)
+    runs = config.runs_dir()
     with tempfile.TemporaryDirectory(dir=runs) as tmp:
         d = img.disk
         if paths:
@@ -114,7 +113,7 @@ def booted(
 def run_batch(target: str, exprs: list[str], paths: list[Path], ram: str | None) -> int:
     """`chrysopolis run --eval`: print each result on its own line; non-zero on any failure."""
     exprs = [check_expr(e) for e in exprs] or ["ok."]
-    log = config.cache_dir() / "runs" / "eval.log"
+    log = config.runs_dir() / "eval.log"
     try:
         with booted(target, paths, ram) as shell:
             for e in exprs:

@@ -174,7 +174,7 @@ def booted(
     planner = Planner()
     vm = planner.ensure("linux-vm")
     board = boards.board(boards.DEFAULT_BOARD)
-    log = config.cache_dir() / "runs" / f"{log_name}.log"
+    log = config.runs_dir() / f"{log_name}.log"
     with qemu.boot(command(vm, board, ram), log) as s:
         shell = Shell(s)
         shell.wait_ready(timeout)
