@@ -11,14 +11,26 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from chrysopolis import boards, config, disk, system, targets
-from chrysopolis.build.lionsos import CONFIG, LLVM_BIN, UTIL_LIB
-from chrysopolis.build.sdk import board_dir
 from chrysopolis.stages import Context
+
+
+def _stack():
+    """The LionsOS stage module and the SDK's board_dir. Imported when used: the stage
+    modules import this module for their inputs, and chrysopolis.build imports them all."""
+    from chrysopolis.build import lionsos
+    from chrysopolis.build.sdk import board_dir
+
+    return lionsos, board_dir
+
 
 # The stages a beam_server image stands on, and the sources whose headers it includes.
 DEPS = ("sdk", "lionsos-libc", "sddf", "fatfs", "libmicrokitco-beam")
 SOURCES = ("sddf", "lionsos", "libmicrokitco")
 RUNTIME = "runtime"
+# Our files every such image reads (each stage adds the directory of its own main).
+FILES = (RUNTIME, "chrysopolis/image.py", "chrysopolis/system.py", "chrysopolis/disk.py")
+# The GitHub-hosted sources behind such an image (the SDK's and the stack's): its checks need them.
+NEEDS = ("sel4", "microkit", *SOURCES)
 HOST = ("clang-19", "lld-19", "llvm-19", "mtools", "dosfstools", "device-tree-compiler")
 
 # sDDF's flags for PDs (tools/make/toolchain/clang.mk); no outline atomics: nothing in a PD
@@ -37,9 +49,10 @@ CFLAGS = [
 
 
 def include_dirs(ctx: Context, board: str) -> list[Path]:
+    lionsos, board_dir = _stack()
     return [
         config.ROOT / RUNTIME / "include",
-        board_dir(ctx.dep("sdk"), board, CONFIG) / "include",
+        board_dir(ctx.dep("sdk"), board, lionsos.CONFIG) / "include",
         ctx.dep("lionsos-libc") / "include",
         ctx.src("lionsos") / "include",
         ctx.src("sddf") / "include",
@@ -59,6 +72,8 @@ def compile_client(
     ldflags: Sequence[str] = (),
 ) -> Path:
     """Compile `sources` and link beam_server.elf (no PIE, no gc-sections, not stripped)."""
+    lionsos, board_dir = _stack()
+    llvm = lionsos.LLVM_BIN
     b = boards.board(board)
     objdir = ctx.work / "obj"
     objdir.mkdir(parents=True, exist_ok=True)
@@ -72,15 +87,15 @@ def compile_client(
     objs = []
     for src in sources:
         obj = objdir / (Path(src).stem + ".o")
-        cmd = [LLVM_BIN / "clang", *CFLAGS, f"-mcpu={b.cpu}", *prefix_maps, *defs, *incs]
+        cmd = [llvm / "clang", *CFLAGS, f"-mcpu={b.cpu}", *prefix_maps, *defs, *incs]
         ctx.run([*cmd, "-c", src, "-o", obj], cwd=objdir)  # cwd: the DWARF compile dir
         objs.append(obj)
     elf = ctx.work / "elf" / "beam_server.elf"
     elf.parent.mkdir(parents=True, exist_ok=True)
-    bdir = board_dir(ctx.dep("sdk"), board, CONFIG)
+    bdir = board_dir(ctx.dep("sdk"), board, lionsos.CONFIG)
     ctx.run(
         [
-            LLVM_BIN / "ld.lld",
+            llvm / "ld.lld",
             "-L",
             bdir / "lib",
             "-L",
@@ -89,7 +104,7 @@ def compile_client(
             "--start-group",
             *extra_libs,
             ctx.dep("libmicrokitco-beam") / "lib" / "libmicrokitco.a",
-            ctx.dep("sddf") / "lib" / UTIL_LIB,
+            ctx.dep("sddf") / "lib" / lionsos.UTIL_LIB,
             "-lmicrokit",
             "-lc",
             "--end-group",
@@ -116,6 +131,7 @@ def assemble(
     markers: Mapping[str, str] | None = None,
 ) -> None:
     """Render the system, configure the ELFs, pack `<name>.img`, write disk.img and run.json."""
+    lionsos, _ = _stack()
     elfdir = ctx.work / "elf"
     for stage_name in ("sddf", "fatfs"):
         for elf in (ctx.dep(stage_name) / "elf").glob("*.elf"):
@@ -123,7 +139,7 @@ def assemble(
     outputs = system.generate(
         ctx.work / "system", board, sddf=ctx.src("sddf"), heap_mib=heap_mib, stack_kib=stack_kib
     )
-    system.write_sections(outputs, elfdir, objcopy=str(LLVM_BIN / "llvm-objcopy"))
+    system.write_sections(outputs, elfdir, objcopy=str(lionsos.LLVM_BIN / "llvm-objcopy"))
     image = f"{name}.img"
     ctx.run(
         [
@@ -134,7 +150,7 @@ def assemble(
             "--board",
             board,
             "--config",
-            CONFIG,
+            lionsos.CONFIG,
             "-o",
             ctx.out / image,
             "-r",

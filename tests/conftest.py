@@ -19,3 +19,12 @@ def isolated_cache(tmp_path, monkeypatch):
     """A private cache directory, so a test never touches the user's store."""
     monkeypatch.setenv("CHRYSOPOLIS_CACHE", str(tmp_path / "cache"))
     return tmp_path / "cache"
+
+
+@pytest.fixture(scope="module")
+def stack_planner():
+    """A planner for images on the LionsOS stack; skips unless their sources are stored."""
+    from chrysopolis import image, stages
+
+    require_sources(*image.NEEDS)
+    return stages.Planner()

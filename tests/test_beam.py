@@ -6,9 +6,7 @@ import sys
 import pytest
 from conftest import require_sources
 
-from chrysopolis import checks, stages
-
-SOURCES = ("sel4", "microkit", "lionsos", "sddf", "libmicrokitco")
+from chrysopolis import checks, image, stages
 
 
 def cli(*args, timeout=600):
@@ -21,11 +19,9 @@ def cli(*args, timeout=600):
 
 
 @pytest.fixture(scope="module")
-def planner():
-    require_sources(*SOURCES)
-    p = stages.Planner()
-    p.ensure("beam")
-    return p
+def planner(stack_planner):
+    stack_planner.ensure("beam")
+    return stack_planner
 
 
 @pytest.mark.slow
@@ -69,7 +65,7 @@ def test_eval_without_full_stop_is_refused_before_booting():
 
 
 def test_path_without_beams_is_refused(tmp_path):
-    require_sources(*SOURCES)
+    require_sources(*image.NEEDS)
     r = cli("run", "--path", str(tmp_path), "--eval", "ok.", timeout=300)
     assert r.returncode == 1
     assert "no .beam files there" in r.stderr

@@ -3,19 +3,15 @@
 import re
 
 import pytest
-from conftest import require_sources
 
-from chrysopolis import checks, qemu, stages, targets
+from chrysopolis import checks, qemu, targets
 from chrysopolis.build import bringup
 from chrysopolis.errors import UserError
 
-SOURCES = ("sel4", "microkit", "lionsos", "sddf", "libmicrokitco")
-
 
 @pytest.fixture(scope="module")
-def planner():
-    require_sources(*SOURCES)
-    return stages.Planner()
+def planner(stack_planner):
+    return stack_planner
 
 
 @pytest.mark.slow

@@ -5,19 +5,15 @@ import re
 import subprocess
 
 import pytest
-from conftest import require_sources
 
-from chrysopolis import checks, config, stages, targets
+from chrysopolis import checks, config, targets
 from chrysopolis.build import runtime
 from chrysopolis.build.lionsos import LLVM_BIN
 
-SOURCES = ("sel4", "microkit", "lionsos", "sddf", "libmicrokitco")
-
 
 @pytest.fixture(scope="module")
-def planner():
-    require_sources(*SOURCES)
-    return stages.Planner()
+def planner(stack_planner):
+    return stack_planner
 
 
 @pytest.mark.slow

@@ -41,14 +41,7 @@ def erts_archives(erts: Path) -> list[Path]:
     "beam",
     sources=image.SOURCES,
     deps=(*image.DEPS, "erts", "otp"),
-    files=(
-        image.RUNTIME,
-        "beam",
-        "chrysopolis/image.py",
-        "chrysopolis/system.py",
-        "chrysopolis/disk.py",
-        "chrysopolis/build/runtime.py",
-    ),
+    files=(*image.FILES, "beam", "chrysopolis/build/runtime.py"),
     host=(*image.HOST, "gcc-aarch64-linux-gnu"),
     options={
         "board": boards.DEFAULT_BOARD,
@@ -90,7 +83,7 @@ def build(ctx: Context) -> None:
     )
 
 
-NEEDS = ("sel4", "microkit", "lionsos", "sddf", "libmicrokitco")
+NEEDS = image.NEEDS
 
 # (expression, regex its printed result must match in full)
 SHELL_SMOKE = [
@@ -188,7 +181,7 @@ def _run_exprs(shell: Shell, cases: list[tuple[str, str]]) -> list[str]:
 def boot_smoke(planner: Planner) -> str:
     """Boot the Erlang image: every boot marker in order, then the shell, and no error line."""
     img = targets.image(planner, "beam")
-    log = config.cache_dir() / "runs" / "boot-smoke.log"
+    log = config.runs_dir() / "boot-smoke.log"
     with qemu.boot(qemu.command(img.board, img.loader, img.disk), log) as s:
         for name in ("banner", "clock", "handoff", "erlang", "eshell"):
             m = s.expect(MARKERS[name], 180)
@@ -236,8 +229,7 @@ def shell_deep(planner: Planner) -> str:
 def boot_nootp(planner: Planner) -> str:
     """Boot with a FAT disk that holds no OTP: beam_server says so, and the boot fails."""
     img = targets.image(planner, "beam")
-    runs = config.cache_dir() / "runs"
-    runs.mkdir(parents=True, exist_ok=True)
+    runs = config.runs_dir()
     with tempfile.TemporaryDirectory(dir=runs) as tmp:
         empty = Path(tmp) / "empty.txt"
         empty.write_text("no OTP here\n")

@@ -34,13 +34,7 @@ BAD = re.compile(r"MON\|ERROR|[Ff]ault|Unimplemented syscall|POSIX\|ERROR|assert
     "bringup",
     sources=image.SOURCES,
     deps=image.DEPS,
-    files=(
-        image.RUNTIME,
-        "bringup",
-        "chrysopolis/image.py",
-        "chrysopolis/system.py",
-        "chrysopolis/disk.py",
-    ),
+    files=(*image.FILES, "bringup"),
     host=image.HOST,
     options={"board": boards.DEFAULT_BOARD, "heap_mib": 16, "stack_kib": 64},
     target=True,
@@ -67,7 +61,7 @@ def build(ctx: Context) -> None:
 
 
 def _boot_log(name: str) -> Path:
-    return config.cache_dir() / "runs" / f"{name}.log"
+    return config.runs_dir() / f"{name}.log"
 
 
 def _clean(log: Path) -> None:
@@ -76,7 +70,7 @@ def _clean(log: Path) -> None:
         raise UserError(f"the serial log has an error line: {bad[0].strip()!r} (log: {log})")
 
 
-@check("bringup-smoke", needs=("sel4", "microkit", "lionsos", "sddf", "libmicrokitco"))
+@check("bringup-smoke", needs=image.NEEDS)
 def bringup_smoke(planner: Planner) -> str:
     """Boot the bring-up image: banner, timer, FAT mount, file read, console echo, no errors."""
     img = targets.image(planner, "bringup")
@@ -109,7 +103,7 @@ def _expect_mount_error(planner: Planner, name: str, disk: Path | None) -> str:
     return f"{line.strip()!r} after {at:.2f} s"
 
 
-@check("bringup-baddisk", needs=("sel4", "microkit", "lionsos", "sddf", "libmicrokitco"))
+@check("bringup-baddisk", needs=image.NEEDS)
 def bringup_baddisk(planner: Planner) -> str:
     """Boot the bring-up image with a disk that holds no FAT volume: a clear mount error."""
     with tempfile.TemporaryDirectory() as d:

@@ -55,13 +55,7 @@ BAD = re.compile(rb"MON\|ERROR|[Ff]ault|POSIX\|ERROR|assert")
     "selftest",
     sources=image.SOURCES,
     deps=image.DEPS,
-    files=(
-        image.RUNTIME,
-        "selftest",
-        "chrysopolis/image.py",
-        "chrysopolis/system.py",
-        "chrysopolis/disk.py",
-    ),
+    files=(*image.FILES, "selftest"),
     host=image.HOST,
     options={"board": boards.DEFAULT_BOARD, "heap_mib": 32, "stack_kib": 64},
     target=True,
@@ -94,7 +88,7 @@ def build(ctx: Context) -> None:
 def _boot(planner: Planner, name: str) -> tuple[str, str, Path]:
     """Boot the self-test once: (summary, random hex, log); UserError on any failure."""
     img = targets.image(planner, "selftest")
-    log = config.cache_dir() / "runs" / f"{name}.log"
+    log = config.runs_dir() / f"{name}.log"
     with qemu.boot(qemu.command(img.board, img.loader, img.disk), log) as s:
         s.expect(MARKERS["start"], 60)
         rnd = s.expect(MARKERS["random"], 120).group(1).decode()
@@ -112,7 +106,7 @@ def _boot(planner: Planner, name: str) -> tuple[str, str, Path]:
     return f"{passed} checks passed in {at:.2f} s", rnd, log
 
 
-@check("runtime-selftest", needs=("sel4", "microkit", "lionsos", "sddf", "libmicrokitco"))
+@check("runtime-selftest", needs=image.NEEDS)
 def runtime_selftest(planner: Planner) -> str:
     """Boot the runtime adapter self-test twice: every check passes, getrandom differs per boot."""
     first, r1, _ = _boot(planner, "runtime-selftest-1")
