@@ -120,13 +120,13 @@ int fds_open(enum fd_kind kind, void *obj, int flags, ssize_t (*read)(void *, si
     return fd;
 }
 
-static ssize_t no_read(void *buf, size_t len, int fd)
+ssize_t fd_no_read(void *buf, size_t len, int fd)
 {
     (void)buf, (void)len, (void)fd;
     return -EBADF;
 }
 
-static ssize_t no_write(const void *buf, size_t len, int fd)
+ssize_t fd_no_write(const void *buf, size_t len, int fd)
 {
     (void)buf, (void)len, (void)fd;
     return -EBADF;
@@ -155,8 +155,8 @@ static unsigned console_ready(int fd, void *obj, bool arm)
 {
     (void)obj;
     fd_entry_t *e = posix_fd_entry(fd);
-    unsigned ev = (e->write != no_write) ? POLLOUT : 0;
-    if (e->read == no_read || serial_config.rx.queue.vaddr == NULL) {
+    unsigned ev = (e->write != fd_no_write) ? POLLOUT : 0;
+    if (e->read == fd_no_read || serial_config.rx.queue.vaddr == NULL) {
         return ev;
     }
     serial_queue_handle_t *rx = &serial_rx_queue_handle;
@@ -184,10 +184,10 @@ static void console_fds_init(void)
             continue;
         }
         if (e->read == NULL) {
-            e->read = no_read;
+            e->read = fd_no_read;
         }
         if (e->write == NULL) {
-            e->write = no_write;
+            e->write = fd_no_write;
         }
         e->close = our_close;
         e->dup3 = our_dup3;
@@ -337,13 +337,13 @@ static long sys_pipe2(long fdsp, long flags, long c, long d, long e, long f)
     if (p == NULL) {
         return -ENOMEM;
     }
-    int rd = fds_open(FD_PIPE_READ, p, O_RDONLY | open_flags(flags), pipe_read, no_write, pipe_fstat);
+    int rd = fds_open(FD_PIPE_READ, p, O_RDONLY | open_flags(flags), pipe_read, fd_no_write, pipe_fstat);
     if (rd < 0) {
         free(p);
         return rd;
     }
     p->readers = 1;
-    int wr = fds_open(FD_PIPE_WRITE, p, O_WRONLY | open_flags(flags), no_read, pipe_write, pipe_fstat);
+    int wr = fds_open(FD_PIPE_WRITE, p, O_WRONLY | open_flags(flags), fd_no_read, pipe_write, pipe_fstat);
     if (wr < 0) {
         close(rd);
         return wr;

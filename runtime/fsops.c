@@ -210,12 +210,6 @@ static ssize_t dir_read(void *buf, size_t len, int fd)
     return -EISDIR;
 }
 
-static ssize_t dir_write(const void *buf, size_t len, int fd)
-{
-    (void)buf, (void)len, (void)fd;
-    return -EBADF;
-}
-
 static int dir_fstat(int fd, struct stat *st)
 {
     (void)fd;
@@ -279,7 +273,7 @@ static long dir_open(const char *path, long flags)
     d->refs = 1;
     d->server_fd = cmpl.data.dir_open.fd;
     memcpy(d->path, path, len + 1);
-    int fd = fds_open(FD_DIR, d, O_RDONLY | O_DIRECTORY | (int)(flags & O_CLOEXEC), dir_read, dir_write,
+    int fd = fds_open(FD_DIR, d, O_RDONLY | O_DIRECTORY | (int)(flags & O_CLOEXEC), dir_read, fd_no_write,
                       dir_fstat);
     if (fd < 0) {
         fs_lock();

@@ -78,6 +78,9 @@ struct fd_ops {
     void (*retain)(void *obj);
 };
 
+/* read/write handlers of descriptors that refuse the direction: -EBADF. */
+ssize_t fd_no_read(void *buf, size_t len, int fd);
+ssize_t fd_no_write(const void *buf, size_t len, int fd);
 /* Allocate a LionsOS fd whose read/write/close/dup3/fstat are ours and whose kind is
  * `kind`; returns the fd or -EMFILE. `flags` are the open flags (O_NONBLOCK, O_CLOEXEC). */
 int fds_open(enum fd_kind kind, void *obj, int flags, ssize_t (*read)(void *, size_t, int),
