@@ -67,7 +67,7 @@ def eval_code(exprs: list[str]) -> str:
 
 def command(beam: Path, root: Path, home: Path, exprs: list[str]) -> list[str]:
     return [
-        "qemu-aarch64-static",
+        toolchain.path("qemu-aarch64-static"),
         str(beam),
         *EMU_FLAGS,
         "--",
@@ -102,10 +102,9 @@ def run(
     beam: Path, root: Path, exprs: list[str], timeout: float = 300
 ) -> tuple[list[str], str, float]:
     """Boot, evaluate, halt: (result lines, full output, seconds from start to exit)."""
-    toolchain.need("qemu-aarch64-static")
     with tempfile.TemporaryDirectory(prefix="chrysopolis-baseline-") as home:
         env = {
-            **os.environ,
+            **toolchain.env(),
             "BINDIR": str(root / "bin"),
             "ROOTDIR": str(root),
             "EMU": "beam",

@@ -1,6 +1,7 @@
 """The `chrysopolis` command: setup, doctor, sources, build, run, check, baseline, fmt."""
 
-import shutil
+import os
+import shlex
 import subprocess
 import sys
 import time
@@ -45,44 +46,72 @@ def main() -> None:
 @main.command()
 @click.option("--dry-run", is_flag=True, help="Print the commands instead of running them.")
 def setup(dry_run: bool) -> None:
-    """Install the host tools and Python packages the build needs (idempotent)."""
+    """Install the pinned Debian packages and Python packages the build needs (idempotent).
+
+    Decides by package and version (lock.toml [host.debian]), not by commands on PATH;
+    apt runs through sudo when you are not root. Python packages go into the environment
+    the tool runs in (.venv from ./quickstart), never into the system's Python.
+    """
     cmds = toolchain.setup_commands(lock.load())
     if not cmds:
-        click.echo("everything the build needs is installed")
+        click.echo("every pinned host package and Python package is installed")
         return
-    for cmd in cmds:
-        click.echo("$ " + " ".join(cmd))
-        if not dry_run and subprocess.call(cmd) != 0:
+    log = config.cache_dir() / "logs" / "setup.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    for label, cmd in cmds:
+        click.echo("$ " + shlex.join(cmd))
+        if dry_run:
+            continue
+        with open(log, "a") as f, progress.step(label):
+            f.write(f"$ {shlex.join(cmd)}\n")
+            f.flush()
+            rc = subprocess.call(
+                cmd,
+                stdout=f,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+            )
+        if rc != 0:
+            from chrysopolis.stages import log_tail
+
+            tail = log_tail(log, 15)
+            click.echo(f"--- last lines of {log} ---\n{tail}", err=True)
+            why = next((ln for ln in reversed(tail.splitlines()) if ln.startswith("E: ")), "")
             raise UserError(
-                f"`{' '.join(cmd[:3])} …` failed; run it by hand to see why (are you root?)"
+                f"`{label}` exited {rc}{': ' + why if why else ''}; "
+                "fix that and run `chrysopolis setup` again (`chrysopolis doctor` shows "
+                "what is installed)"
             )
 
 
 @main.command()
 def doctor() -> None:
-    """Report which host tools, Python packages and sources are present, and how to fix gaps."""
+    """Report what the build will use (path, package, version) and how to fix any gap."""
     lk = lock.load()
     bad = 0
-    click.echo("host tools:")
-    have = toolchain.debian_versions(list(lk.host_debian))
-    for t in toolchain.TOOLS:
-        path = shutil.which(t.command)
-        pinned = lk.host_debian.get(t.package, "")
-        got = have.get(t.package, "")
-        if path is None:
-            bad += 1
-            click.echo(f"  ✗ {t.command:24} missing: run `chrysopolis setup` (apt: {t.package})")
-        else:
-            drift = (
-                f" (installed {got}, lock has {pinned})" if pinned and got and got != pinned else ""
-            )
-            click.echo(f"  ✓ {t.command:24} {path}{drift}")
-    click.echo("python packages:")
+    click.echo(
+        f"host packages (pins: {lk.path} [host.debian]; commands from {toolchain.SYSTEM_PATH}):"
+    )
+    have = toolchain.debian_versions(toolchain.packages())
+    rows = [(t.command, t.package) for t in toolchain.TOOLS]
+    rows += [("", p) for p in toolchain.EXTRA_PACKAGES]
+    for command, pkg in rows:
+        path = toolchain.find(command) if command else ""
+        got, pin = have[pkg], lk.host_debian.get(pkg, "")
+        ok = got and got == pin and (path or not command)
+        bad += not ok
+        where = (path or "missing") if command else "(no command)"
+        state = got or "not installed"
+        drift = "" if got == pin else f", lock has {pin or 'no pin'}"
+        fix = "" if ok else "  fix: chrysopolis setup"
+        click.echo(f"  {'✓' if ok else '✗'} {command or pkg:24} {where}  {pkg} {state}{drift}{fix}")
+    venv = "" if toolchain.in_venv() else " (the system's: run ./quickstart for .venv)"
+    click.echo(f"python packages ({sys.executable}{venv}):")
     for name, want in lk.host_pypi.items():
         got = toolchain.pypi_versions([name])[name]
         mark = "✓" if got == want else "✗"
         bad += got != want
-        fix = "" if got == want else f"  fix: pip install {name}=={want}"
+        fix = "" if got == want else "  fix: chrysopolis setup"
         click.echo(f"  {mark} {name:24} {got or 'missing'} (lock {want}){fix}")
     click.echo(f"sources (store: {sources.store_dir()}):")
     for s in lk.sources.values():
@@ -91,7 +120,9 @@ def doctor() -> None:
         else:
             click.echo(f"  - {s.name:24} absent: {sources.bring_hint(s)}")
     if bad:
-        raise UserError(f"{bad} host prerequisite(s) missing; run `chrysopolis setup`")
+        raise UserError(
+            f"{bad} host prerequisite(s) missing or not at their pin; run `chrysopolis setup`"
+        )
 
 
 @main.group("sources")
@@ -110,8 +141,19 @@ def sources_list() -> None:
 
 @sources_group.command("fetch")
 @click.argument("names", nargs=-1)
-def sources_fetch(names: tuple[str, ...]) -> None:
-    """Download sources by their pinned URL and verify them (all when no NAME is given)."""
+@click.option(
+    "--mirror",
+    "mirrors",
+    multiple=True,
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    help="A local mirror directory to try before the network (repeatable; "
+    f"also ${sources.MIRROR_ENV}, ':'-separated).",
+)
+def sources_fetch(names: tuple[str, ...], mirrors: tuple[Path, ...]) -> None:
+    """Bring sources from a mirror or their pinned URL and verify them (all without NAME)."""
+    if mirrors:
+        had = os.environ.get(sources.MIRROR_ENV, "")
+        os.environ[sources.MIRROR_ENV] = os.pathsep.join([*map(str, mirrors), *filter(None, [had])])
     lk = lock.load()
     for s in [lk.source(n) for n in names] if names else lk.sources.values():
         with progress.step(f"fetch {s.name} {s.pin}"):
@@ -276,7 +318,7 @@ def fmt(check_only: bool) -> None:
     py = [sys.executable, "-m", "ruff", "format", *(["--check"] if check_only else []), str(root)]
     rc = subprocess.call(py)
     cfiles = [str(p) for p in c_sources()]
-    clang_format = shutil.which("clang-format-19")
+    clang_format = toolchain.find("clang-format-19")
     if cfiles and clang_format:
         args = ["--dry-run", "--Werror"] if check_only else ["-i"]
         rc |= subprocess.call([clang_format, *args, *cfiles])

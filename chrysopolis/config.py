@@ -3,8 +3,10 @@
 import os
 from pathlib import Path
 
-# The tool runs from a checkout: our C files, patches and the lock file sit beside the package.
-ROOT = Path(__file__).resolve().parent.parent
+# Our C files, patches and the lock file: beside the package in a checkout (or an editable
+# install), in the package's _project folder in a wheel (setup.py puts them there).
+PACKAGE = Path(__file__).resolve().parent
+ROOT = PACKAGE.parent if (PACKAGE.parent / "lock.toml").is_file() else PACKAGE / "_project"
 LOCK_FILE = ROOT / "lock.toml"
 PATCHES = ROOT / "patches"
 

@@ -10,13 +10,13 @@ created in sorted order, so short-name tails and directory slots never depend on
 
 import math
 import os
-import shutil
 import struct
 import subprocess
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
+from chrysopolis import toolchain
 from chrysopolis.errors import UserError
 
 SECTOR = 512
@@ -137,7 +137,12 @@ def mbr(partition_sectors: int) -> bytes:
 
 def _mtools_env() -> dict[str, str]:
     # TZ: mtools converts the epoch to local time; MTOOLS_SKIP_CHECK: the volume is ours.
-    return {**os.environ, "TZ": "UTC", "SOURCE_DATE_EPOCH": str(EPOCH), "MTOOLS_SKIP_CHECK": "1"}
+    return {
+        **toolchain.env(),
+        "TZ": "UTC",
+        "SOURCE_DATE_EPOCH": str(EPOCH),
+        "MTOOLS_SKIP_CHECK": "1",
+    }
 
 
 def _run(cmd: list[str], what: str) -> None:
@@ -163,9 +168,7 @@ def build_disk(
     transfer size (one request per cluster), so FAT32 needs at least about 260 MiB then (the
     image is sparse); 512-byte clusters allow 33 MiB.
     """
-    for tool, pkg in (("mkfs.fat", "dosfstools"), ("mcopy", "mtools"), ("mmd", "mtools")):
-        if shutil.which(tool) is None:
-            raise UserError(f"{tool} is missing (Debian package {pkg}); run `chrysopolis setup`")
+    toolchain.need("mkfs.fat", "mcopy")
     if cluster_bytes not in (512, 1024, 2048, 4096, 8192, 16384, 32768):
         raise UserError(
             f"cluster size {cluster_bytes} is not a power of two from 512 to 32768 bytes"

@@ -27,8 +27,9 @@ def _stack():
 DEPS = ("sdk", "lionsos-libc", "sddf", "fatfs", "libmicrokitco-beam")
 SOURCES = ("sddf", "lionsos", "libmicrokitco")
 RUNTIME = "runtime"
-# Our files every such image reads (each stage adds the directory of its own main).
-FILES = (RUNTIME, "chrysopolis/image.py", "chrysopolis/system.py", "chrysopolis/disk.py")
+# Our files every such image reads (each stage adds the directory of its own main); our
+# Python modules are keyed by import (stages.module_closure).
+FILES = (RUNTIME,)
 # The GitHub-hosted sources behind such an image (the SDK's and the stack's): its checks need them.
 NEEDS = ("sel4", "microkit", *SOURCES)
 HOST = ("clang-19", "lld-19", "llvm-19", "mtools", "dosfstools", "device-tree-compiler")

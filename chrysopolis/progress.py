@@ -1,4 +1,8 @@
-"""Progress on long work: a live line on a terminal, plain lines elsewhere (CI logs)."""
+"""Progress on long work: a live display on a terminal, plain lines elsewhere (CI logs).
+
+A terminal has one live display at a time (rich refuses a second), so every step and
+download opened while one is showing becomes a line of that same display.
+"""
 
 import sys
 import time
@@ -6,8 +10,35 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 from rich.console import Console
+from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
 console = Console(stderr=True, highlight=False)
+_live: Progress | None = None
+
+
+@contextmanager
+def _task(label: str, total: int | None = None) -> Iterator[tuple[Progress, int]]:
+    """A line of the one live display, opening the display if none is showing."""
+    global _live
+    owner = _live is None
+    if owner:
+        _live = Progress(
+            SpinnerColumn(),
+            TextColumn("{task.description}"),
+            TimeElapsedColumn(),
+            console=console,
+            transient=True,
+        )
+        _live.start()
+    live = _live
+    task = live.add_task(label, total=total)
+    try:
+        yield live, task
+    finally:
+        live.remove_task(task)
+        if owner:
+            live.stop()
+            _live = None
 
 
 @contextmanager
@@ -16,16 +47,7 @@ def step(label: str) -> Iterator[None]:
     t0 = time.monotonic()
     try:
         if console.is_terminal:
-            from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
-
-            with Progress(
-                SpinnerColumn(),
-                TextColumn("{task.description}"),
-                TimeElapsedColumn(),
-                console=console,
-                transient=True,
-            ) as p:
-                p.add_task(label, total=None)
+            with _task(label):
                 yield
         else:
             print(f"… {label}", file=sys.stderr, flush=True)
@@ -36,19 +58,23 @@ def step(label: str) -> Iterator[None]:
     console.print(f"[green]✓[/] {label} ({time.monotonic() - t0:.1f} s)")
 
 
+def _mib(n: int) -> str:
+    return f"{n / (1 << 20):.1f}"
+
+
 @contextmanager
 def bytes_task(label: str, total: int) -> Iterator[Callable[[int], None]]:
+    """A download's progress: `advance(n)` after each chunk; its line shows MiB done."""
     if not console.is_terminal:
         yield lambda n: None
         return
-    from rich.progress import DownloadColumn, Progress, TransferSpeedColumn
+    done = 0
+    with _task(label, total or None) as (live, task):
 
-    with Progress(
-        *Progress.get_default_columns(),
-        DownloadColumn(),
-        TransferSpeedColumn(),
-        console=console,
-        transient=True,
-    ) as p:
-        task = p.add_task(label, total=total or None)
-        yield lambda n: p.advance(task, n)
+        def advance(n: int) -> None:
+            nonlocal done
+            done += n
+            of = f"/{_mib(total)}" if total else ""
+            live.update(task, advance=n, description=f"{label} {_mib(done)}{of} MiB")
+
+        yield advance

@@ -1,7 +1,6 @@
 """The QEMU harness: boot an image, keep the serial log, wait for markers, always clean up."""
 
 import re
-import shutil
 import signal
 import subprocess
 import time
@@ -13,6 +12,7 @@ from pathlib import Path
 
 import pexpect
 
+from chrysopolis import toolchain
 from chrysopolis.boards import Board
 from chrysopolis.errors import UserError
 
@@ -23,12 +23,7 @@ class MarkerTimeout(UserError):
 
 def machine(board: Board, ram: str | None = None, interactive: bool = False) -> list[str]:
     """QEMU with the board's machine, CPU, RAM and console: what every guest boots in."""
-    qemu = shutil.which("qemu-system-aarch64")
-    if qemu is None:
-        raise UserError(
-            "qemu-system-aarch64 is missing (Debian package qemu-system-arm); "
-            "run `chrysopolis setup`"
-        )
+    qemu = toolchain.path("qemu-system-aarch64")
     return [
         qemu,
         "-machine",

@@ -56,6 +56,17 @@ class Shell:
         return "\n".join(text.split("\n")[1:]).strip("\n")  # the first line is the echo
 
 
+def require_shell(target: str) -> None:
+    """Refuse, before building or booting, a target whose console is no Erlang shell."""
+    st = stages.get(target)
+    if not st.shell:
+        with_shell = ", ".join(sorted(n for n, s in stages.load_all().items() if s.shell))
+        raise UserError(
+            f"target '{target}' has no Erlang shell, so --eval and --path cannot run on it; "
+            f"use `chrysopolis run {target}` to boot it, or a target with a shell: {with_shell}"
+        )
+
+
 def check_expr(expr: str) -> str:
     e = expr.strip()
     if not e.endswith("."):
@@ -112,6 +123,7 @@ def booted(
 
 def run_batch(target: str, exprs: list[str], paths: list[Path], ram: str | None) -> int:
     """`chrysopolis run --eval`: print each result on its own line; non-zero on any failure."""
+    require_shell(target)
     exprs = [check_expr(e) for e in exprs] or ["ok."]
     log = config.runs_dir() / "eval.log"
     try:

@@ -2,9 +2,14 @@
 
 Layout: <cache>/sources/<name>/<sha256>/ holds the unpacked tree. A tree is moved into
 place only after its hash matched the lock, so a present directory is a verified one.
+
+`fetch` looks in local mirror directories ($CHRYSOPOLIS_MIRROR, `--mirror`) before the
+network: a git pin as `<name>-<commit>.tar.*` (a `git archive` of the commit), a Debian
+pin as its files by name, an archive pin by its file name.
 """
 
 import lzma
+import os
 import shutil
 import subprocess
 import tarfile
@@ -14,10 +19,12 @@ import urllib.request
 import zlib
 from pathlib import Path
 
-from chrysopolis import config, progress
+from chrysopolis import config, progress, toolchain
 from chrysopolis.errors import UserError
 from chrysopolis.lock import Source
 from chrysopolis.treehash import file_hash, tree_hash
+
+MIRROR_ENV = "CHRYSOPOLIS_MIRROR"
 
 
 def store_dir() -> Path:
@@ -44,7 +51,8 @@ def bring_hint(src: Source) -> str:
     if src.kind == "git":
         return (
             f"run `chrysopolis sources import {src.name} PATH` with a checkout or mirror holding "
-            f"{src.commit[:12]}, or `chrysopolis sources fetch {src.name}` with internet access"
+            f"{src.commit[:12]}, or `chrysopolis sources fetch {src.name}` with a directory of "
+            f"{src.name}-{src.commit}.tar.xz in {MIRROR_ENV} or with internet access"
         )
     return f"run `chrysopolis sources fetch {src.name}`"
 
@@ -70,10 +78,36 @@ def _install(src: Source, tree: Path, origin: str) -> Path:
     return dest
 
 
-def _unpack_tarball(archive: Path, dest: Path) -> None:
+def _check_member(m: tarfile.TarInfo, dest: Path) -> None:
+    """Refuse what tarfile's "tar" filter refuses; Debian 12's Python 3.11.2 has no filters."""
+    target = (dest / m.name).resolve()
+    if Path(m.name).is_absolute() or not target.is_relative_to(dest.resolve()):
+        raise tarfile.TarError(f"member {m.name!r} would land outside the tree")
+    if m.islnk() and not (dest / m.linkname).resolve().is_relative_to(dest.resolve()):
+        raise tarfile.TarError(f"hard link {m.name!r} points outside the tree")
+    if m.isdev():
+        raise tarfile.TarError(f"member {m.name!r} is a device file")
+
+
+def _extract(tar: tarfile.TarFile, dest: Path) -> None:
+    """Extract every member (works on streams too), checked as the "tar" filter would."""
+    for m in tar:
+        _check_member(m, dest)
+        if m.isreg() or m.isdir():
+            m.mode &= 0o755  # no setuid, no group/other write
+        if hasattr(tarfile, "tar_filter"):
+            tar.extract(m, dest, filter="tar")
+        else:
+            tar.extract(m, dest)
+
+
+def _unpack_tarball(archive: Path, dest: Path, origin: str, fix: str) -> None:
     """Unpack, stripping the single top-level directory release tarballs carry."""
-    with tarfile.open(archive) as tar:
-        tar.extractall(dest, filter="tar")
+    try:
+        with tarfile.open(archive) as tar:
+            _extract(tar, dest)
+    except (tarfile.TarError, EOFError, lzma.LZMAError, zlib.error) as e:  # truncated, corrupt
+        raise UserError(f"{origin} is not a readable tarball ({e}); {fix}") from None
     entries = list(dest.iterdir())
     if len(entries) == 1 and entries[0].is_dir():
         top = entries[0]
@@ -113,11 +147,10 @@ def _unpack_debian(src: Source, files_dir: Path, tree: Path) -> None:
     dsc = next((f.name for f in src.files if f.name.endswith(".dsc")), None)
     if dsc is None:
         raise UserError(f"'{src.name}' lists no .dsc file in the lock")
-    if not shutil.which("dpkg-source"):
-        raise UserError("dpkg-source is missing; run `chrysopolis setup` (Debian package dpkg-dev)")
+    dpkg_source = toolchain.path("dpkg-source")
     tree.rmdir()
     r = subprocess.run(
-        ["dpkg-source", "--no-check", "-x", str(files_dir / dsc), str(tree)],
+        [dpkg_source, "--no-check", "-x", str(files_dir / dsc), str(tree)],
         capture_output=True,
         text=True,
     )
@@ -142,9 +175,37 @@ def _unpack_debs(src: Source, files_dir: Path, tree: Path) -> None:
             )
 
 
+def mirror_dirs() -> list[Path]:
+    """The local mirror directories of $CHRYSOPOLIS_MIRROR (separated by ':'), in order."""
+    dirs = [Path(d).expanduser() for d in os.environ.get(MIRROR_ENV, "").split(os.pathsep) if d]
+    for d in dirs:
+        if not d.is_dir():
+            raise UserError(f"{MIRROR_ENV} names {d}, which is not a directory; fix or unset it")
+    return dirs
+
+
+def in_mirror(src: Source) -> Path | None:
+    """What a mirror holds of `src`: a tarball of the pinned commit or the pinned files."""
+    for d in mirror_dirs():
+        if src.kind == "git":
+            hits = sorted(d.glob(f"{src.name}-{src.commit}.tar*"))
+            if hits:
+                return hits[0]
+        elif src.kind in ("debian", "deb"):
+            if all((d / f.name).is_file() for f in src.files):
+                return d
+        elif (d / src.archive_url().rsplit("/", 1)[-1]).is_file():
+            return d / src.archive_url().rsplit("/", 1)[-1]
+    return None
+
+
 def fetch(src: Source) -> Path:
+    """The stored tree of `src`: from the store, else a mirror, else its pinned URL."""
     if present(src):
         return path_of(src)
+    hit = in_mirror(src)
+    if hit is not None:
+        return import_path(src, hit)
     stage = _staging()
     try:
         tree = stage / "tree"
@@ -168,17 +229,7 @@ def fetch(src: Source) -> Path:
                 _download(url, archive)
             except UserError as e:
                 raise UserError(f"{e}; offline, {bring_hint(src)}") from None
-            try:
-                _unpack_tarball(archive, tree)
-            except (
-                tarfile.TarError,
-                EOFError,
-                lzma.LZMAError,
-                zlib.error,
-            ) as e:  # truncated or corrupt
-                raise UserError(
-                    f"{url} is not a readable tarball ({e}); check the URL in the lock"
-                ) from None
+            _unpack_tarball(archive, tree, url, "check the URL in the lock")
         return _install(
             src,
             tree,
@@ -189,7 +240,9 @@ def fetch(src: Source) -> Path:
 
 
 def _git(path: Path, *args: str, **kw) -> subprocess.CompletedProcess:
-    return subprocess.run(["git", "-C", str(path), *args], capture_output=True, **kw)
+    return subprocess.run(
+        [toolchain.path("git"), "-C", str(path), *args], capture_output=True, **kw
+    )
 
 
 def _git_root(path: Path) -> Path | None:
@@ -210,9 +263,7 @@ def import_path(src: Source, path: Path) -> Path:
         raise UserError(
             f"{path} does not exist; give a directory, a git checkout or a bare repository"
         )
-    if present(src):
-        return path_of(src)
-    stage = _staging()
+    stage = _staging()  # even when the store has it: PATH is always read and verified
     try:
         tree = stage / "tree"
         tree.mkdir()
@@ -221,7 +272,7 @@ def import_path(src: Source, path: Path) -> Path:
         elif src.kind == "deb":
             _unpack_debs(src, path if path.is_dir() else path.parent, tree)
         elif path.is_file():
-            _unpack_tarball(path, tree)
+            _unpack_tarball(path, tree, str(path), f"give a tarball of {src.name} {src.pin}")
         elif src.kind == "git" and _git_root(path) is not None:
             want = f"{src.commit}^{{commit}}"
             if _git(path, "cat-file", "-e", want).returncode != 0:
@@ -230,10 +281,11 @@ def import_path(src: Source, path: Path) -> Path:
                     f"run `git -C {path} fetch origin {src.commit}` or use another mirror"
                 )
             archive = subprocess.Popen(
-                ["git", "-C", str(path), "archive", src.commit], stdout=subprocess.PIPE
+                [toolchain.path("git"), "-C", str(path), "archive", src.commit],
+                stdout=subprocess.PIPE,
             )
             with tarfile.open(fileobj=archive.stdout, mode="r|") as tar:
-                tar.extractall(tree, filter="tar")
+                _extract(tar, tree)
             if archive.wait() != 0:
                 raise UserError(f"git archive of {src.commit[:12]} failed in {path}")
         else:

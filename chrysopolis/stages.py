@@ -1,16 +1,19 @@
 """The stage cache: each build stage is a pure function of its inputs, kept by their hash.
 
 A stage's key hashes the lock hashes of its sources, the keys of the stages it uses, our
-own files it names (patches, C code), its Python module, its options and the Debian
+own files it names (patches, C code), its Python module and every module of ours that one
+imports (boards, toolchain, ...: their values reach the build), its options and the Debian
 versions of the host tools it runs. It builds into a temporary directory beside the
 cache entry and is renamed into place only on success: an interrupted or failed stage
 leaves nothing that a later build would take for done. Every stage keeps its log.
 """
 
+import ast
 import fcntl
+import functools
 import hashlib
 import importlib
-import inspect
+import importlib.util
 import json
 import os
 import shlex
@@ -28,7 +31,18 @@ from chrysopolis.errors import StageFailed, UserError
 from chrysopolis.treehash import file_hash, tree_hash
 
 # Bump to invalidate every cached stage (a change in how stages are keyed or laid out).
-CACHE_FORMAT = 1
+CACHE_FORMAT = 2
+
+# Our modules whose code never reaches a stage's output: this cache (CACHE_FORMAT stands
+# for it), the source store and lock (a source is keyed by its tree hash), the host tool
+# table (a tool by its package's version), progress, errors, checks, the boot harness, the CLI.
+NOT_INPUTS = frozenset(
+    f"chrysopolis.{m}"
+    for m in (
+        *("stages", "sources", "lock", "treehash", "toolchain"),
+        *("progress", "errors", "checks", "qemu", "shell", "cli"),
+    )
+)
 
 # Modules that define stages; importing one registers its stages.
 STAGE_MODULES = ["chrysopolis.build"]
@@ -46,6 +60,7 @@ class Stage:
     pypi: tuple[str, ...] = ()  # PyPI packages likewise
     options: Mapping[str, object] = field(default_factory=dict)
     target: bool = False  # a user-facing `build` target (its outputs land in the out dir)
+    shell: bool = False  # a target whose console is an Erlang shell (`run --eval`, `--path`)
 
 
 REGISTRY: dict[str, Stage] = {}
@@ -62,6 +77,7 @@ def stage(
     pypi: Sequence[str] = (),
     options: Mapping[str, object] | None = None,
     target: bool = False,
+    shell: bool = False,
 ):
     """Register the decorated function as the build of stage `name`."""
 
@@ -79,6 +95,7 @@ def stage(
             tuple(pypi),
             dict(options or {}),
             target,
+            shell,
         )
         return fn
 
@@ -105,6 +122,42 @@ def cache_root() -> Path:
     return config.cache_dir() / "stages"
 
 
+def _module_file(name: str) -> Path | None:
+    try:
+        spec = importlib.util.find_spec(name)
+    except ModuleNotFoundError:  # `from chrysopolis.errors import UserError`: not a module
+        return None
+    return Path(spec.origin) if spec and spec.origin and spec.origin.endswith(".py") else None
+
+
+def _imports_of(name: str, file: Path) -> set[str]:
+    """The chrysopolis modules `file` imports (anywhere in it, function bodies too)."""
+    found = set()
+    for node in ast.walk(ast.parse(file.read_text(), str(file))):
+        if isinstance(node, ast.Import):
+            found |= {a.name for a in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            found.add(node.module)
+            # `from chrysopolis import boards`: boards is a module too
+            found |= {f"{node.module}.{a.name}" for a in node.names}
+    return {m for m in found if m.split(".")[0] == "chrysopolis" and _module_file(m)} - {name}
+
+
+@functools.cache
+def module_closure(name: str) -> dict[str, str]:
+    """{module: file hash} for `name` and every module of ours it imports, transitively."""
+    out: dict[str, str] = {}
+    todo = [name]
+    while todo:
+        m = todo.pop()
+        file = _module_file(m)
+        if m in out or m in NOT_INPUTS or file is None:
+            continue
+        out[m] = file_hash(file)
+        todo += sorted(_imports_of(m, file))
+    return dict(sorted(out.items()))
+
+
 def _our_files_digest(paths: Sequence[str]) -> dict[str, str]:
     out = {}
     for rel in paths:
@@ -127,14 +180,13 @@ class Planner:
         load_all()
 
     def inputs(self, st: Stage) -> dict:
-        module_file = inspect.getsourcefile(st.build)
         return {
             "format": CACHE_FORMAT,
             "stage": st.name,
             "sources": {n: self.lock.source(n).sha256 for n in st.sources},
             "deps": {d: self.key(d) for d in st.deps},
             "files": _our_files_digest(st.files),
-            "module": file_hash(Path(module_file)) if module_file else "",
+            "modules": module_closure(st.build.__module__),
             "host": toolchain.debian_versions(st.host),
             "pypi": toolchain.pypi_versions(st.pypi),
             "options": st.options,
@@ -259,7 +311,7 @@ class Context:
         """Run a command with its output appended to the stage log; a failure fails the stage."""
         text = cmd if isinstance(cmd, str) else shlex.join(str(c) for c in cmd)
         self.note(f"$ {text}" + (f"   (in {cwd})" if cwd else ""))
-        full_env = {**os.environ, **(env or {})}
+        full_env = toolchain.env(dict(env or {}))
         t0 = time.monotonic()
         r = subprocess.run(
             cmd if shell or not isinstance(cmd, str) else shlex.split(cmd),

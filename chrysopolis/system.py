@@ -11,14 +11,13 @@ each blob into its ELF. The picture, top to bottom:
 """
 
 import re
-import shutil
 import subprocess
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 
-from chrysopolis import boards
+from chrysopolis import boards, toolchain
 from chrysopolis.errors import UserError
 
 KIB = 1024
@@ -192,12 +191,8 @@ def virtio_mmio_bus(sb: SystemBoard, node: str) -> int:
 
 def compile_dts(dts: Path, dtb: Path) -> Path:
     """Compile sDDF's board device tree with dtc, as sDDF's common.mk does."""
-    if shutil.which("dtc") is None:
-        raise UserError(
-            "dtc is missing (Debian package device-tree-compiler); run `chrysopolis setup`"
-        )
     r = subprocess.run(
-        ["dtc", "-q", "-I", "dts", "-O", "dtb", "-o", str(dtb), str(dts)],
+        [toolchain.path("dtc"), "-q", "-I", "dts", "-O", "dtb", "-o", str(dtb), str(dts)],
         capture_output=True,
         text=True,
     )

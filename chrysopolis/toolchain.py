@@ -1,13 +1,25 @@
-"""Host tools: what the build runs, which package brings it, and how to check for it."""
+"""Host tools: what the build runs, which Debian package brings it, at which pinned version.
+
+Set-up decides by package and version (lock.toml [host.debian]), never by whether a command
+of that name is somewhere on PATH. The build runs each tool from the system's own
+directories: a rustup, pyenv or Homebrew toolchain earlier on the user's PATH changes
+nothing that is built.
+"""
 
 import functools
+import os
 import shutil
 import subprocess
 import sys
 from dataclasses import dataclass
 from importlib import metadata
+from pathlib import Path
 
 from chrysopolis.errors import UserError
+
+# Where Debian's packages put commands. Stages and checks search only these (after the
+# Python environment the tool runs in, whose packages seL4's CMake scripts import).
+SYSTEM_PATH = "/usr/sbin:/usr/bin:/sbin:/bin"
 
 
 @dataclass(frozen=True)
@@ -27,6 +39,7 @@ TOOLS = [
     Tool("cmake", "cmake", "seL4 kernel build"),
     Tool("ninja", "ninja-build", "seL4 kernel build"),
     Tool("dtc", "device-tree-compiler", "seL4 and sdfgen device trees"),
+    Tool("xmllint", "libxml2-utils", "seL4's tools/xmllint.sh checks its generated XML"),
     # bookworm-security's cargo-web/rustc-web (1.96): bookworm's cargo 0.66/rustc 1.63 is too old.
     Tool("cargo", "cargo-web", "the microkit tool (offline, Debian crates)"),
     Tool("rustc", "rustc-web", "the microkit tool"),
@@ -40,6 +53,7 @@ TOOLS = [
     Tool("cc", "gcc", "build-host tools of upstream builds (ERTS's YCF)"),
     Tool("perl", "perl", "ERTS's code generators"),
     Tool("git", "git", "importing from mirrors"),
+    Tool("xz", "xz-utils", "unpacking .tar.xz sources"),
     Tool("clang-format-19", "clang-format-19", "`chrysopolis fmt` for our C"),
 ]
 
@@ -51,12 +65,39 @@ EXTRA_PACKAGES = [
     "librust-serde-json-dev",
     "librust-roxmltree-dev",
     "g++-aarch64-linux-gnu",
-    "xz-utils",
 ]
 
 
 def packages() -> list[str]:
     return sorted({t.package for t in TOOLS} | set(EXTRA_PACKAGES))
+
+
+def find(command: str) -> str | None:
+    """Where the build finds `command`: the system's directories only."""
+    return shutil.which(command, path=SYSTEM_PATH)
+
+
+def path(command: str) -> str:
+    """The absolute path the build runs `command` from, or an error naming its package."""
+    found = find(command)
+    if found is None:
+        row = next((t for t in TOOLS if t.command == command), None)
+        pkg = f" (Debian package {row.package})" if row else ""
+        raise UserError(f"{command} is missing{pkg}; run `chrysopolis setup`")
+    return found
+
+
+def need(*commands: str) -> None:
+    """Fail with the fix if any of `commands` is missing."""
+    for c in commands:
+        path(c)
+
+
+def env(extra: dict[str, str] | None = None) -> dict[str, str]:
+    """The environment every build step and boot runs in: PATH is this Python's
+    environment, then the system's directories; nothing else of the user's PATH."""
+    pybin = str(Path(sys.executable).parent)
+    return {**os.environ, "PATH": f"{pybin}:{SYSTEM_PATH}", **(extra or {})}
 
 
 @functools.cache
@@ -92,27 +133,63 @@ def pypi_versions(pkgs: tuple[str, ...] | list[str]) -> dict[str, str]:
     return out
 
 
-def need(*commands: str) -> None:
-    """Fail with the fix if any of `commands` is missing."""
-    for c in commands:
-        if shutil.which(c) is None:
-            row = next((t for t in TOOLS if t.command == c), None)
-            pkg = f" (Debian package {row.package})" if row else ""
-            raise UserError(f"{c} is missing{pkg}; run `chrysopolis setup`")
+def debian_gaps(lock) -> dict[str, tuple[str, str]]:
+    """Each needed package not installed at its pinned version: {package: (installed, pin)}."""
+    pkgs = packages()
+    unpinned = [p for p in pkgs if p not in lock.host_debian]
+    if unpinned:
+        raise UserError(
+            f"{lock.path}: no [host.debian] pin for {', '.join(unpinned)}; add their versions"
+        )
+    have = debian_versions(pkgs)
+    return {p: (have[p], lock.host_debian[p]) for p in pkgs if have[p] != lock.host_debian[p]}
 
 
-def setup_commands(lock) -> list[list[str]]:
-    """The commands `setup` runs: apt for host tools, pip for Python packages. Idempotent."""
-    cmds: list[list[str]] = []
-    have = debian_versions(packages())
-    missing = sorted(
-        {t.package for t in TOOLS if shutil.which(t.command) is None}
-        | {p for p in EXTRA_PACKAGES if not have[p]}
-    )
-    if missing:
-        cmds.append(["apt-get", "update"])
-        cmds.append(["apt-get", "install", "-y", "--no-install-recommends", *missing])
-    want_py = [f"{n}=={v}" for n, v in lock.host_pypi.items() if pypi_versions([n])[n] != v]
+def pypi_gaps(lock) -> dict[str, tuple[str, str]]:
+    have = pypi_versions(list(lock.host_pypi))
+    return {n: (have[n], v) for n, v in lock.host_pypi.items() if have[n] != v}
+
+
+def in_venv() -> bool:
+    return sys.prefix != sys.base_prefix
+
+
+def _as_root() -> list[str]:
+    """How apt is run: directly as root, else through sudo; never prompting for a dialog."""
+    quiet = ["env", "DEBIAN_FRONTEND=noninteractive"]
+    if os.geteuid() == 0:
+        return quiet
+    if find("sudo"):
+        return ["sudo", *quiet]
+    raise UserError("installing Debian packages needs root: run as root, or install sudo")
+
+
+def setup_commands(lock) -> list[tuple[str, list[str]]]:
+    """What `setup` runs, each with a label: apt for host packages, pip for Python ones.
+    Empty when everything is at its pin (idempotent)."""
+    cmds: list[tuple[str, list[str]]] = []
+    gaps = debian_gaps(lock)
+    if gaps:
+        root = _as_root()
+        cmds.append(("apt-get update", [*root, "apt-get", "update", "-q"]))
+        install = [
+            *root,
+            "apt-get",
+            "install",
+            "-y",
+            "-q",
+            "--no-install-recommends",
+            "--allow-downgrades",
+            *[f"{p}={pin}" for p, (_, pin) in sorted(gaps.items())],
+        ]
+        cmds.append((f"apt-get install {len(gaps)} pinned packages", install))
+    want_py = [f"{n}=={v}" for n, (_, v) in pypi_gaps(lock).items()]
     if want_py:
-        cmds.append([sys.executable, "-m", "pip", "install", *want_py])
+        if not in_venv():
+            raise UserError(
+                f"Python packages {', '.join(want_py)} are missing and this Python is the "
+                "system's; run `./quickstart`, which installs them into .venv"
+            )
+        pip = [sys.executable, "-m", "pip", "install", "-q", *want_py]
+        cmds.append((f"pip install {len(want_py)} pinned packages", pip))
     return cmds

@@ -6,7 +6,7 @@ import tarfile
 
 import pytest
 
-from chrysopolis import lock
+from chrysopolis import lock, sources
 from chrysopolis.errors import UserError
 from chrysopolis.treehash import tree_hash
 
@@ -80,5 +80,5 @@ def test_hash_of_git_archive_equals_hash_of_checkout(tmp_path):
     arch = subprocess.run([*git, "archive", "HEAD"], capture_output=True, check=True).stdout
     (tmp_path / "a.tar").write_bytes(arch)
     with tarfile.open(tmp_path / "a.tar") as t:
-        t.extractall(out, filter="tar")
+        sources._extract(t, out)  # as an import unpacks it (Python 3.11.2 has no filters)
     assert tree_hash(out) == tree_hash(repo)

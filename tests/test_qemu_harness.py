@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from chrysopolis import boards, qemu
+from chrysopolis import boards, qemu, toolchain
 from chrysopolis.errors import UserError
 
 GUEST = textwrap.dedent("""
@@ -94,7 +94,7 @@ def test_command_has_board_flags_and_pinned_disk(tmp_path):
 
 
 def test_missing_qemu_names_the_fix(tmp_path, monkeypatch):
-    monkeypatch.setattr(qemu.shutil, "which", lambda _: None)
+    monkeypatch.setattr(toolchain, "find", lambda _: None)
     with pytest.raises(UserError, match="qemu-system-aarch64 is missing .*chrysopolis setup"):
         qemu.command(boards.board("qemu_virt_aarch64"), tmp_path / "l.img")
 

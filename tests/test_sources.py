@@ -4,6 +4,7 @@ import functools
 import http.server
 import io
 import subprocess
+import sys
 import tarfile
 import threading
 
@@ -147,3 +148,74 @@ def test_require_absent_source_names_import_command(isolated_cache):
     s = lock.load().source("sel4")
     with pytest.raises(UserError, match="chrysopolis sources import sel4 PATH"):
         sources.require(s)
+
+
+def test_import_reads_the_path_even_when_the_store_has_the_source(
+    isolated_cache, upstream, tmp_path
+):
+    s = source(upstream)
+    stored = sources.import_path(s, upstream["tree"])
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "x").write_text("not it")
+    with pytest.raises(UserError, match="hash mismatch for 'demo'"):
+        sources.import_path(s, other)
+    assert sources.present(s) and tree_hash(stored) == upstream["hash"]
+
+
+def test_cli_import_of_a_path_without_the_pin_fails_when_stored(tmp_path):
+    from conftest import require_sources
+
+    require_sources("sel4")
+    before = sorted(p.name for p in sources.store_dir().glob("sel4/*"))
+    r = subprocess.run(
+        [sys.executable, "-m", "chrysopolis", "sources", "import", "sel4", str(tmp_path)],
+        capture_output=True,
+        text=True,
+    )
+    assert r.returncode == 1 and "hash mismatch for 'sel4'" in r.stderr
+    assert "✓" not in r.stderr + r.stdout
+    assert sorted(p.name for p in sources.store_dir().glob("sel4/*")) == before
+
+
+def test_fetch_takes_the_pin_from_a_mirror_first(isolated_cache, upstream, tmp_path, monkeypatch):
+    mirror = tmp_path / "mirror"
+    mirror.mkdir()
+    (mirror / f"demo-{upstream['commit']}.tar.gz").write_bytes(tarball(FILES))
+    other = tmp_path / "other-mirror"
+    other.mkdir()
+    monkeypatch.setenv("CHRYSOPOLIS_MIRROR", f"{other}:{mirror}")
+    s = source(upstream, archive="http://127.0.0.1:9/unreachable.tar.gz")
+    assert tree_hash(sources.fetch(s)) == upstream["hash"]
+
+
+def test_a_mirror_tarball_with_other_content_is_refused(
+    isolated_cache, upstream, tmp_path, monkeypatch
+):
+    mirror = tmp_path / "mirror"
+    mirror.mkdir()
+    (mirror / f"demo-{upstream['commit']}.tar.gz").write_bytes(tarball({"other": "x\n"}))
+    monkeypatch.setenv("CHRYSOPOLIS_MIRROR", str(mirror))
+    with pytest.raises(UserError, match="hash mismatch for 'demo'"):
+        sources.fetch(source(upstream))
+    assert not sources.present(source(upstream))
+
+
+def test_a_mirror_that_is_no_directory_is_named(isolated_cache, upstream, tmp_path, monkeypatch):
+    monkeypatch.setenv("CHRYSOPOLIS_MIRROR", str(tmp_path / "nowhere"))
+    with pytest.raises(
+        UserError, match="CHRYSOPOLIS_MIRROR names .*nowhere, which is not a directory"
+    ):
+        sources.fetch(source(upstream))
+
+
+def test_a_tarball_member_outside_the_tree_is_refused(isolated_cache, upstream, tmp_path):
+    bad = tmp_path / "bad.tar.gz"
+    with tarfile.open(bad, "w:gz") as t:
+        data = b"owned\n"
+        info = tarfile.TarInfo("../../escaped.txt")
+        info.size = len(data)
+        t.addfile(info, io.BytesIO(data))
+    with pytest.raises(UserError, match="is not a readable tarball .*outside the tree"):
+        sources.import_path(source(upstream), bad)
+    assert not (tmp_path / "escaped.txt").exists() and not sources.present(source(upstream))

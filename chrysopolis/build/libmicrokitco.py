@@ -25,8 +25,6 @@ from chrysopolis.stages import Context, stage
 
 # LionsOS's options header for the FAT server, and the header it includes.
 FAT_OPTS = "components/fs/fat/config"
-# The make helpers come from there: its changes must reach these stages' keys too.
-HELPERS = "chrysopolis/build/lionsos.py"
 BEAM_MAX_COTHREADS = 32
 
 
@@ -61,7 +59,6 @@ def _build(ctx: Context, opts: Path) -> None:
     "libmicrokitco-fat",
     sources=("libmicrokitco", "lionsos"),
     deps=("sdk",),
-    files=(HELPERS,),
     host=HOST,
     options={"board": boards.DEFAULT_BOARD, "config": CONFIG},
     doc="libmicrokitco for the LionsOS FAT server (its options header: FAT_THREAD_NUM cothreads)",
@@ -74,7 +71,6 @@ def build_fat(ctx: Context) -> None:
     "libmicrokitco-beam",
     sources=("libmicrokitco",),
     deps=("sdk",),
-    files=(HELPERS,),
     host=HOST,
     options={
         "board": boards.DEFAULT_BOARD,

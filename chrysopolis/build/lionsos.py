@@ -19,13 +19,12 @@ Compilers: the sDDF clang toolchain snippet calls `clang`, `ld.lld`, `llvm-ar`..
 installs those unversioned names for LLVM 19 in /usr/lib/llvm-19/bin, put first on PATH.
 """
 
-import os
 import shutil
 import subprocess
 from collections.abc import Sequence
 from pathlib import Path
 
-from chrysopolis import boards, system
+from chrysopolis import boards, system, toolchain
 from chrysopolis.build.sdk import board_dir
 from chrysopolis.errors import UserError
 from chrysopolis.stages import Context, stage
@@ -33,7 +32,6 @@ from chrysopolis.stages import Context, stage
 MK = "mk/lionsos.mk"
 PATCHES = "patches/lionsos"
 GOT_LD = "mk/got.ld"  # keeps musl's GOT out of the IPC buffer page (every PD link uses it)
-SYSTEM = "chrysopolis/system.py"  # the config sections each ELF is checked for
 CONFIG = "debug"  # sDDF and LionsOS print through the debug kernel; release prints nothing
 HOST = ("clang-19", "lld-19", "llvm-19", "make")
 LLVM_BIN = Path("/usr/lib/llvm-19/bin")
@@ -57,7 +55,7 @@ def llvm_env() -> dict[str, str]:
             f"{LLVM_BIN} lacks clang or ld.lld (Debian clang-19, lld-19); "
             "run `chrysopolis setup`"
         )
-    return {"PATH": f"{LLVM_BIN}:{os.environ.get('PATH', '')}"}
+    return {"PATH": f"{LLVM_BIN}:{toolchain.env()['PATH']}"}
 
 
 def make_vars(ctx: Context, *, sdk_only: bool = False, lionsos: Path | None = None) -> list[str]:
@@ -139,7 +137,7 @@ def _install_elfs(ctx: Context, bld: Path, names: Sequence[str]) -> None:
     "lionsos-libc",
     sources=("lionsos", "sddf", "libmicrokitco"),
     deps=("sdk", "musl"),
-    files=(MK, GOT_LD, SYSTEM),
+    files=(MK, GOT_LD),
     host=HOST,
     options=OPTIONS,
     doc="LionsOS libc: musl (sel4 variant) + LionsOS posix, compiler_rt and fs helpers",
@@ -163,7 +161,7 @@ def build_libc(ctx: Context) -> None:
     "sddf",
     sources=("lionsos", "sddf", "libmicrokitco"),
     deps=("sdk", "lionsos-libc"),
-    files=(MK, GOT_LD, SYSTEM),
+    files=(MK, GOT_LD),
     host=HOST,
     options=OPTIONS,
     doc="sDDF: util library, PL011 serial + virtualisers, ARM timer, virtio-blk + blk virtualiser",
@@ -181,7 +179,7 @@ def build_sddf(ctx: Context) -> None:
     "fatfs",
     sources=("lionsos", "sddf", "libmicrokitco"),
     deps=("sdk", "lionsos-libc", "libmicrokitco-fat", "sddf"),
-    files=(MK, GOT_LD, SYSTEM, PATCHES),
+    files=(MK, GOT_LD, PATCHES),
     host=(*HOST, "patch"),
     options=OPTIONS,
     doc="The LionsOS FAT file server PD (FatFs R0.15 over the sDDF block protocol)",

@@ -400,7 +400,6 @@ def build(ctx: Context) -> None:
 @stage(
     "otp-disk",
     deps=("otp",),
-    files=("chrysopolis/disk.py",),
     host=("mtools", "dosfstools"),
     doc="FAT32 disk image (MBR, partition at LBA 2048) holding the OTP tree",
 )
