@@ -1,4 +1,4 @@
-"""The `chrysopolis` command: setup, doctor, sources, build, run, check, baseline, fmt."""
+"""The `chrysopolis` command: setup, doctor, sources, build, run, disk, check, baseline, fmt."""
 
 import os
 import shlex
@@ -189,7 +189,11 @@ def build(target: str, list_: bool) -> None:
     t0 = time.monotonic()
     st = stages.get(target)
     if st.target:
-        dest = targets.publish(targets.image(planner, target), target)
+        from chrysopolis import userdisk
+
+        img = targets.image(planner, target)
+        userdisk.adopt_legacy(img, target)  # the guest's writes in an old ./build/TARGET/disk.img
+        dest = targets.publish(img, target)
     else:
         dest = planner.ensure(target)
     click.echo(f"{target}: {dest}  ({time.monotonic() - t0:.1f} s)")
@@ -209,26 +213,99 @@ def build(target: str, list_: bool) -> None:
     "paths",
     multiple=True,
     type=click.Path(exists=True, file_okay=False, path_type=Path),
-    help="Put DIR's .beam files on the disk and in the code path (repeatable).",
+    help="Put DIR's .beam files on a scratch copy of your disk and in the code path (repeatable).",
 )
 @click.option("--ram", default=None, help="RAM for QEMU, e.g. 512M (default: the board's).")
-def run(target: str, exprs: tuple[str, ...], paths: tuple[Path, ...], ram: str | None) -> None:
-    """Boot TARGET in QEMU with its serial console on this terminal (Ctrl-A X quits)."""
-    from chrysopolis import qemu, stages, targets
+@click.option(
+    "--keep-writes",
+    is_flag=True,
+    help="With --eval: write to your disk instead of a throw-away overlay.",
+)
+@click.option(
+    "--fresh-disk",
+    is_flag=True,
+    help="Start from a clean disk: replace your disk with the image's pristine one first.",
+)
+def run(
+    target: str,
+    exprs: tuple[str, ...],
+    paths: tuple[Path, ...],
+    ram: str | None,
+    keep_writes: bool,
+    fresh_disk: bool,
+) -> None:
+    """Boot TARGET in QEMU with its serial console on this terminal (Ctrl-A X quits).
+
+    \b
+    Which disk boots (`chrysopolis disk path` prints where yours is):
+      interactive        your disk, build/TARGET-disk/disk.img; the guest's writes persist
+                         across runs and rebuilds (a new image updates the OTP tree on it
+                         and keeps your files)
+      --eval / --path    a throw-away overlay of your disk: your files are there, nothing
+                         the run writes is kept (--keep-writes keeps it; --path puts the
+                         modules on a scratch copy)
+    Start clean with --fresh-disk or `chrysopolis disk reset` (the old disk is kept as
+    previous-disk.img).
+    """
+    from chrysopolis import qemu, stages, targets, userdisk
 
     if exprs or paths:
         from chrysopolis import shell
 
-        sys.exit(shell.run_batch(target, list(exprs), list(paths), ram))
+        sys.exit(shell.run_batch(target, list(exprs), list(paths), ram, keep_writes, fresh_disk))
     img = targets.image(stages.Planner(), target)
-    # Boot the published copy: what the guest writes to its disk stays in ./build/TARGET.
+    userdisk.adopt_legacy(img, target)  # the guest's writes in an old ./build/TARGET/disk.img
     dest = targets.publish(img, target)
-    disk = dest / img.disk.name if img.disk else None
-    cmd = qemu.command(
-        img.board, dest / img.loader.name, disk, ram=ram, interactive=True, persist=True
-    )
-    click.echo(f"booting {dest / img.loader.name} (Ctrl-A X quits QEMU)", err=True)
-    sys.exit(qemu.interactive(cmd))
+    with userdisk.in_use(img, target, fresh=fresh_disk) as disk:
+        cmd = qemu.command(
+            img.board, dest / img.loader.name, disk, ram=ram, interactive=True, persist=True
+        )
+        where = f"; disk {disk} (writes persist)" if disk else ""
+        click.echo(f"booting {dest / img.loader.name}{where} (Ctrl-A X quits QEMU)", err=True)
+        rc = qemu.interactive(cmd)
+    sys.exit(rc)
+
+
+@main.group("disk")
+def disk_group() -> None:
+    """Your disk: the FAT disk interactive runs boot and write to (kept across rebuilds)."""
+
+
+def _disk_image(target: str):
+    from chrysopolis import stages, targets
+
+    img = targets.image(stages.Planner(), target)
+    if img.disk is None:
+        raise UserError(
+            f"target '{target}' boots without a disk; give a target that has one, e.g. `beam`"
+        )
+    return img
+
+
+@disk_group.command("path")
+@click.argument("target", required=False, default=DEFAULT_TARGET)
+def disk_path(target: str) -> None:
+    """Print where TARGET's disk is (the first `chrysopolis run` makes it)."""
+    from chrysopolis import userdisk
+
+    _disk_image(target)
+    p = userdisk.path(target)
+    click.echo(p)
+    if not p.exists():
+        click.echo(f"(not made yet: `chrysopolis run {target}` makes it)", err=True)
+
+
+@disk_group.command("reset")
+@click.argument("target", required=False, default=DEFAULT_TARGET)
+def disk_reset(target: str) -> None:
+    """Replace TARGET's disk with the image's pristine one (the old one: previous-disk.img)."""
+    from chrysopolis import userdisk
+
+    img = _disk_image(target)
+    had = userdisk.path(target).exists()
+    p = userdisk.reset(img, target)
+    kept = f"; the old one is {p.with_name(userdisk.PREVIOUS)}" if had else ""
+    click.echo(f"{target}: a fresh disk at {p}{kept}")
 
 
 @main.command()

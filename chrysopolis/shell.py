@@ -12,7 +12,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
-from chrysopolis import config, disk, qemu, stages, targets
+from chrysopolis import config, qemu, stages, targets, userdisk
 from chrysopolis.errors import UserError
 
 PROMPT = rb"\n(\d+)> "
@@ -78,8 +78,9 @@ def check_expr(expr: str) -> str:
     return e
 
 
-def user_disk(otp_root: Path, paths: Sequence[Path], dest: Path) -> Path:
-    """The OTP disk plus each DIR's .beam files at /user/N, in the code path and loaded.
+def with_modules(base: Path, paths: Sequence[Path], dest: Path) -> Path:
+    """A scratch copy of the disk `base` plus each DIR's .beam files at /user/N, in the code
+    path and loaded (the user's own files on `base` stay visible).
 
     The system boots in embedded mode, which loads nothing on demand: init loads the
     user's modules itself (`-eval`), once the boot script has run.
@@ -91,47 +92,71 @@ def user_disk(otp_root: Path, paths: Sequence[Path], dest: Path) -> Path:
         beams = sorted(Path(d).glob("*.beam"))
         if not beams:
             raise UserError(f"--path {d}: no .beam files there; compile your modules first (erlc)")
-        extra[f"/user/{i}"] = Path(d)
+        extra.update({f"/user/{i}/{b.name}": b for b in beams})  # the .beam files only
         args += ["-pa", f"/user/{i}"]
         modules += [b.stem for b in beams]
     args += ["-eval", "code:ensure_modules_loaded([" + ",".join(f"'{m}'" for m in modules) + "])."]
     argfile = dest.parent / "args"
     argfile.write_text("".join(a + "\n" for a in args))  # one argument per line
     extra[USER_ARGS] = argfile
-    disk.build_disk(otp_root, dest, extra=extra)
+    userdisk.copy(base, dest)
+    userdisk.add_files(dest, extra)
     return dest
 
 
 @contextmanager
 def booted(
-    target: str, paths: Sequence[Path] = (), ram: str | None = None, log_name: str = "eval"
+    target: str,
+    paths: Sequence[Path] = (),
+    ram: str | None = None,
+    log_name: str = "eval",
+    disk: Path | None = None,
+    persist: bool = False,
 ) -> Iterator[Shell]:
-    planner = stages.Planner()
-    img = targets.image(planner, target)
+    """Boot TARGET headless to its shell. The disk is `disk` (default: the image's pristine
+    disk), behind a throw-away overlay unless `persist`; with `paths`, a scratch copy of it
+    plus the modules."""
+    img = targets.image(stages.Planner(), target)
     runs = config.runs_dir()
     with tempfile.TemporaryDirectory(dir=runs) as tmp:
-        d = img.disk
+        d = disk or img.disk
         if paths:
-            d = user_disk(planner.ensure("otp") / "root", paths, Path(tmp) / "disk.img")
-        with qemu.boot(
-            qemu.command(img.board, img.loader, d, ram=ram), runs / f"{log_name}.log"
-        ) as s:
+            if d is None:
+                raise UserError(f"--path: target '{target}' has no disk to put modules on")
+            d = with_modules(d, paths, Path(tmp) / "disk.img")
+        cmd = qemu.command(img.board, img.loader, d, ram=ram, persist=persist and not paths)
+        with qemu.boot(cmd, runs / f"{log_name}.log") as s:
             shell = Shell(s)
             shell.wait_ready()
             yield shell
 
 
-def run_batch(target: str, exprs: list[str], paths: list[Path], ram: str | None) -> int:
-    """`chrysopolis run --eval`: print each result on its own line; non-zero on any failure."""
+def run_batch(
+    target: str,
+    exprs: list[str],
+    paths: list[Path],
+    ram: str | None,
+    keep_writes: bool = False,
+    fresh_disk: bool = False,
+) -> int:
+    """`chrysopolis run --eval`: print each result on its own line; non-zero on any failure.
+    The user's disk boots behind a throw-away overlay; with `keep_writes`, writes persist."""
     require_shell(target)
     exprs = [check_expr(e) for e in exprs] or ["ok."]
+    if keep_writes and paths:
+        raise UserError(
+            "--keep-writes with --path: the modules go on a scratch copy of your disk, which "
+            "is thrown away; drop one of the two options"
+        )
+    img = targets.image(stages.Planner(), target)
     log = config.runs_dir() / "eval.log"
-    try:
-        with booted(target, paths, ram) as shell:
-            for e in exprs:
-                print(shell.eval(e), flush=True)
-    except UserError as err:
-        print(f"error: {err}", file=sys.stderr)
-        print(f"--- last lines of {log} ---\n{qemu.tail(log)}", file=sys.stderr)
-        return 1
+    with userdisk.in_use(img, target, fresh=fresh_disk) as d:
+        try:
+            with booted(target, paths, ram, disk=d, persist=keep_writes) as shell:
+                for e in exprs:
+                    print(shell.eval(e), flush=True)
+        except UserError as err:
+            print(f"error: {err}", file=sys.stderr)
+            print(f"--- last lines of {log} ---\n{qemu.tail(log)}", file=sys.stderr)
+            return 1
     return 0

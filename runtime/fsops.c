@@ -537,6 +537,16 @@ static long sys_close(long fd, long b, long c, long d, long e, long f)
     return changed(locked ? lions_locked(SYS_close, fd, b, c, d, e, f) : lions(SYS_close, fd, b, c, d, e, f));
 }
 
+/* fsync/fdatasync of a file: the FAT server writes it out (our LionsOS patch 0002). Our
+   own fds (console, pipes, ...) have nothing to sync: EINVAL, as Linux says for them. */
+static long sys_fsync(long fd, long b, long c, long d, long e, long f)
+{
+    if (fds_kind((int)fd) != FD_NONE) {
+        return -EINVAL;
+    }
+    return lions_locked(SYS_fsync, fd, b, c, d, e, f);
+}
+
 static long sys_lseek(long fd, long off, long whence, long d, long e, long f)
 {
     enum fd_kind k = fds_kind((int)fd);
@@ -607,4 +617,6 @@ void fsops_init(void)
     runtime_define_syscall(SYS_lseek, sys_lseek);
     runtime_define_syscall(SYS_pread64, sys_pread64);
     runtime_define_syscall(SYS_pwrite64, sys_pwrite64);
+    runtime_define_syscall(SYS_fsync, sys_fsync);
+    runtime_define_syscall(SYS_fdatasync, sys_fsync);
 }

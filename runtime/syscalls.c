@@ -207,8 +207,6 @@ void runtime_adapter_init(void)
     runtime_define_syscall(SYS_tkill, zero);
     runtime_define_syscall(SYS_tgkill, zero);
     runtime_define_syscall(SYS_setsid, zero);
-    runtime_define_syscall(SYS_fsync, zero);
-    runtime_define_syscall(SYS_fdatasync, zero);
     runtime_define_syscall(SYS_clone, sys_clone);
     runtime_define_syscall(SYS_getsockopt, sys_getsockopt);
 }

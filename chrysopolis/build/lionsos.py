@@ -137,13 +137,16 @@ def _install_elfs(ctx: Context, bld: Path, names: Sequence[str]) -> None:
     "lionsos-libc",
     sources=("lionsos", "sddf", "libmicrokitco"),
     deps=("sdk", "musl"),
-    files=(MK, GOT_LD),
-    host=HOST,
+    files=(MK, GOT_LD, PATCHES),
+    host=(*HOST, "patch"),
     options=OPTIONS,
     doc="LionsOS libc: musl (sel4 variant) + LionsOS posix, compiler_rt and fs helpers",
 )
 def build_libc(ctx: Context) -> None:
     bld = ctx.work / "build"
+    # Our patches (fsync reaching the FAT server) apply to the libc as to the server.
+    lionsos = ctx.copy_source("lionsos")
+    ctx.apply_patches(PATCHES, lionsos)
     musl = ctx.dep("musl")
     # libc.mk builds its musl into $(BUILD)/musllibc and installs headers into libc/include:
     # the musl stage did both (headers first, so nothing races ahead of them).
@@ -151,7 +154,13 @@ def build_libc(ctx: Context) -> None:
     shutil.copyfile(musl / "sel4" / "lib" / "libc.a", bld / "musllibc" / "lib" / "libc.a")
     shutil.copytree(musl / "include", bld / "libc" / "include")
     libc_a = bld / "libc" / "lib" / "libc.a"
-    _make(ctx, bld, [str(libc_a)], given=["musllibc/lib/libc.a", str(bld / "libc" / "include")])
+    _make(
+        ctx,
+        bld,
+        [str(libc_a)],
+        given=["musllibc/lib/libc.a", str(bld / "libc" / "include")],
+        lionsos=lionsos,
+    )
     shutil.copytree(bld / "libc" / "include", ctx.out / "include")
     (ctx.out / "lib").mkdir()
     shutil.copyfile(libc_a, ctx.out / "lib" / "libc.a")

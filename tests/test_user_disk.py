@@ -1,0 +1,372 @@
+"""The user's disk: what the guest writes survives rebuilds; headless runs change nothing.
+
+Host tests build small real FAT disks and read them back with mtools; boot tests run the
+Erlang image (they skip unless its sources are stored). Every test has its own out dir
+(CHRYSOPOLIS_OUT), so ./build is never touched.
+"""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pexpect
+import pytest
+
+from chrysopolis import boards, config, disk, qemu, shell, targets, userdisk
+from chrysopolis.errors import UserError
+from chrysopolis.treehash import file_hash
+
+
+@pytest.fixture
+def out(tmp_path, monkeypatch):
+    monkeypatch.setenv("CHRYSOPOLIS_OUT", str(tmp_path / "out"))
+    return tmp_path / "out"
+
+
+def read(image: Path, p: str) -> bytes | None:
+    """A file's bytes on a disk image (mtools), None when it is not there."""
+    r = subprocess.run(
+        ["mtype", "-i", userdisk._vol(image), f"::{p}"],
+        capture_output=True,
+        env=disk._mtools_env(),
+    )
+    return r.stdout if r.returncode == 0 else None
+
+
+def pristine(tmp: Path, name: str, files: dict[str, str]) -> targets.Image:
+    """A target image whose pristine disk holds `files` (the loader is never booted)."""
+    tree = tmp / f"{name}-tree"
+    for rel, text in files.items():
+        (tree / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tree / rel).write_text(text)
+    d = disk.build_disk(tree, tmp / name / "disk.img", cluster_bytes=512).image
+    return targets.Image(
+        d.parent, d.parent / "loader.img", d, boards.board(boards.DEFAULT_BOARD), {}
+    )
+
+
+def write(image: Path, files: dict[str, str], tmp: Path) -> None:
+    """Put files on a disk image in place, as the guest would."""
+    extra = {}
+    for i, (p, text) in enumerate(files.items()):
+        src = tmp / f"w{i}" / Path(p).name
+        src.parent.mkdir(parents=True, exist_ok=True)
+        src.write_text(text)
+        extra[p] = src
+    userdisk.add_files(image, extra)
+
+
+V1 = {
+    "lib/a.beam": "A1",
+    "lib/old.beam": "OLD",
+    "lib/old-1.0/ebin/o.beam": "O",
+    "releases/27/OTP_VERSION": "27.1\n",
+}
+V2 = {
+    "lib/a.beam": "A2",
+    "lib/new.beam": "NEW",
+    "releases/27/OTP_VERSION": "27.2\n",
+}
+
+
+def use(img: targets.Image, target: str = "t", fresh: bool = False) -> Path:
+    with userdisk.in_use(img, target, fresh=fresh) as d:
+        return d
+
+
+# --- host: the update logic on real disk images ------------------------------------------
+
+
+def test_first_use_is_a_sparse_copy_of_the_pristine_disk(out, tmp_path):
+    v1 = pristine(tmp_path, "v1", V1)
+    d = use(v1)
+    assert d == out / "t-disk" / "disk.img"
+    assert file_hash(d) == file_hash(v1.disk)
+    st = d.stat()
+    assert st.st_blocks * 512 < st.st_size / 4  # holes stay holes
+    state = userdisk._read_state(d.parent)
+    assert state["pristine_sha256"] == file_hash(v1.disk)
+    assert state["files"] == userdisk.listing(v1.disk)[0]
+    assert "/lib/old-1.0/ebin/o.beam" in state["files"]
+
+
+def test_user_files_survive_a_pristine_update_and_otp_files_are_replaced(out, tmp_path):
+    v1 = pristine(tmp_path, "v1", V1)
+    d = use(v1)
+    write(
+        d,
+        {
+            "/keep.txt": "data",
+            "/lib/mine.txt": "mine, in an OTP directory",
+            "/notes/deep/n.txt": "n",
+            "/lib/a.beam": "edited by the guest",  # an OTP file: the new OTP's wins
+        },
+        tmp_path,
+    )
+    before = file_hash(d)
+    v2 = pristine(tmp_path, "v2", V2)
+    assert use(v2) == d
+    assert read(d, "/keep.txt") == b"data"
+    assert read(d, "/lib/mine.txt") == b"mine, in an OTP directory"
+    assert read(d, "/notes/deep/n.txt") == b"n"
+    assert read(d, "/lib/a.beam") == b"A2"
+    assert read(d, "/lib/new.beam") == b"NEW"
+    assert read(d, "/releases/27/OTP_VERSION") == b"27.2\n"
+    assert read(d, "/lib/old.beam") is None
+    files, dirs = userdisk.listing(d)
+    assert "/lib/old-1.0" not in dirs  # the old OTP's directories go with their files
+    assert files == sorted(
+        [*userdisk.listing(v2.disk)[0], "/keep.txt", "/lib/mine.txt", "/notes/deep/n.txt"]
+    )
+    state = userdisk._read_state(d.parent)
+    assert state["pristine_sha256"] == file_hash(v2.disk)
+    assert state["files"] == userdisk.listing(v2.disk)[0]
+    assert file_hash(d.with_name(userdisk.PREVIOUS)) == before
+    st = d.stat()
+    assert st.st_blocks * 512 < st.st_size / 4
+    # The same pristine disk again: nothing to do, the disk is not rewritten.
+    mtime = d.stat().st_mtime_ns
+    use(v2)
+    assert d.stat().st_mtime_ns == mtime
+
+
+def test_reset_restores_the_pristine_disk(out, tmp_path):
+    v1 = pristine(tmp_path, "v1", V1)
+    d = use(v1)
+    write(d, {"/keep.txt": "data"}, tmp_path)
+    assert userdisk.reset(v1, "t") == d
+    assert file_hash(d) == file_hash(v1.disk)
+    assert read(d, "/keep.txt") is None
+    assert read(d.with_name(userdisk.PREVIOUS), "/keep.txt") == b"data"
+    # --fresh-disk is the same reset, before a boot
+    write(d, {"/again.txt": "x"}, tmp_path)
+    assert file_hash(use(v1, fresh=True)) == file_hash(v1.disk)
+
+
+def test_an_update_that_cannot_keep_a_file_changes_nothing(out, tmp_path):
+    v1 = pristine(tmp_path, "v1", V1)
+    d = use(v1)
+    write(d, {"/lib/new.beam": "a file where the new OTP has a directory"}, tmp_path)
+    before, state = file_hash(d), userdisk._read_state(d.parent)
+    v2 = {k: v for k, v in V2.items() if k != "lib/new.beam"}
+    v2 = pristine(tmp_path, "v2", {**v2, "lib/new.beam/x.beam": "X"})
+    with pytest.raises(UserError, match=r"chrysopolis disk reset t"):
+        use(v2)
+    assert file_hash(d) == before
+    assert userdisk._read_state(d.parent) == state
+
+
+def test_a_disk_in_use_is_not_reset_or_updated(out, tmp_path):
+    v1, v2 = pristine(tmp_path, "v1", V1), pristine(tmp_path, "v2", V2)
+    with userdisk.in_use(v1, "t") as d:
+        before = file_hash(d)
+        with pytest.raises(UserError, match="in use by another"):
+            userdisk.reset(v1, "t")
+        with pytest.raises(UserError, match="in use by another"):
+            use(v2)
+        assert use(v1) == d  # another boot of the same disk may share it
+        assert file_hash(d) == before
+
+
+def test_the_old_published_disk_is_adopted_with_the_guests_files(out, tmp_path):
+    v1, v2 = pristine(tmp_path, "v1", V1), pristine(tmp_path, "v2", V2)
+    legacy = out / "t" / "disk.img"  # where `run` booted the disk before user disks
+    legacy.parent.mkdir(parents=True)
+    userdisk.copy(v1.disk, legacy)
+    write(legacy, {"/keep.txt": "data"}, tmp_path)
+    userdisk.adopt_legacy(v2, "t")
+    d = use(v2)
+    assert read(d, "/keep.txt") == b"data"
+    assert read(d, "/lib/a.beam") == b"A2"
+    userdisk.adopt_legacy(v2, "t")  # once only: the user's disk now exists
+    assert read(d, "/keep.txt") == b"data"
+
+
+def test_modules_go_on_a_scratch_copy_of_the_users_disk(out, tmp_path):
+    d = use(pristine(tmp_path, "v1", V1))
+    write(d, {"/keep.txt": "data"}, tmp_path)
+    before = file_hash(d)
+    ebin = tmp_path / "ebin"
+    ebin.mkdir()
+    (ebin / "greet.beam").write_bytes(b"FOR1 not really a beam")
+    (tmp_path / "scratch").mkdir()
+    scratch = shell.with_modules(d, [ebin], tmp_path / "scratch" / "disk.img")
+    assert read(scratch, "/keep.txt") == b"data"
+    assert read(scratch, "/user/0/greet.beam") == b"FOR1 not really a beam"
+    assert b"-pa\n/user/0\n" in read(scratch, shell.USER_ARGS)
+    assert read(scratch, "/lib/a.beam") == b"A1"
+    assert file_hash(d) == before
+
+
+def test_a_target_without_a_disk_has_no_user_disk(out, tmp_path):
+    img = targets.Image(
+        tmp_path, tmp_path / "loader.img", None, boards.board("qemu_virt_aarch64"), {}
+    )
+    with userdisk.in_use(img, "hello") as d:
+        assert d is None
+    with pytest.raises(UserError, match="has no disk"):
+        userdisk.reset(img, "hello")
+    assert not out.exists()
+
+
+# --- boots: the Erlang image --------------------------------------------------------------
+
+
+def cli(*args, timeout=600):
+    return subprocess.run(
+        [sys.executable, "-m", "chrysopolis", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+@pytest.fixture(scope="module")
+def beam(stack_planner):
+    return targets.image(stack_planner, "beam")
+
+
+def evals(*exprs: str) -> list[str]:
+    r = cli("run", *[a for e in exprs for a in ("--eval", e)])
+    assert r.returncode == 0, r.stderr
+    return r.stdout.splitlines()
+
+
+@pytest.mark.slow
+def test_a_guest_file_survives_rebuilds_and_an_otp_update(out, beam, tmp_path):
+    r = cli("run", "--keep-writes", "--eval", 'file:write_file("/keep.txt", <<"data">>).')
+    assert r.returncode == 0 and r.stdout.strip() == "ok", r.stdout + r.stderr
+    d = userdisk.path("beam")
+    assert read(d, "/keep.txt") == b"data"
+    r = cli("build")  # republishes build/beam: rmtree + copy
+    assert r.returncode == 0, r.stderr
+    assert file_hash(out / "beam" / "disk.img") == file_hash(beam.disk)
+    assert read(d, "/keep.txt") == b"data"
+    # A new image with a different OTP tree on its disk: the user's disk is updated.
+    tree = tmp_path / "otp"
+    userdisk.extract(beam.disk, tree)
+    (tree / "releases" / "27" / "CHANGED").write_text("only in the other image\n")
+    other = disk.build_disk(tree, tmp_path / "other" / "disk.img").image
+    use(targets.Image(beam.dir, beam.loader, other, beam.board, beam.markers), "beam")
+    assert read(d, "/releases/27/CHANGED") == b"only in the other image\n"
+    assert read(d, "/keep.txt") == b"data"
+    # Back to this image (its pristine disk differs again): updated on the run, then booted.
+    assert evals(
+        'file:read_file("/keep.txt").',
+        'file:read_file("/releases/27/CHANGED").',
+        'file:read_file("/releases/27/OTP_VERSION").',
+    ) == ['{ok,<<"data">>}', "{error,enoent}", '{ok,<<"27.3.4.1\\n">>}']
+    assert userdisk._read_state(d.parent)["pristine_sha256"] == file_hash(beam.disk)
+
+
+@pytest.mark.slow
+def test_an_interactive_run_writes_to_the_users_disk(out, beam):
+    child = pexpect.spawn(sys.executable, ["-m", "chrysopolis", "run"], timeout=120)
+    try:
+        child.expect(r"\n1> ")
+        child.send('ok = file:write_file("/typed.txt", <<"typed">>).\r')
+        child.expect(r"\n2> ")
+        child.sendcontrol("a")
+        child.send("x")
+        child.expect(pexpect.EOF, timeout=30)
+    finally:
+        child.close(force=True)
+    assert read(userdisk.path("beam"), "/typed.txt") == b"typed"
+    assert cli("build").returncode == 0
+    assert evals('file:read_file("/typed.txt").') == ['{ok,<<"typed">>}']
+
+
+@pytest.mark.slow
+def test_a_synced_write_survives_sigkill(out, beam):
+    """The interactive path (the user's disk, persist=True), then QEMU killed hard."""
+    log = config.runs_dir() / "test-user-disk-sigkill.log"
+    with userdisk.in_use(beam, "beam") as d:
+        cmd = qemu.command(beam.board, beam.loader, d, persist=True)
+        with qemu.boot(cmd, log) as s:
+            sh = shell.Shell(s)
+            sh.wait_ready()
+            got = sh.eval(
+                '{ok, F} = file:open("/k.txt", [write]), ok = file:write(F, <<"x">>), '
+                "ok = file:sync(F)."
+            )
+            os.kill(s.child.pid, signal.SIGKILL)  # right after the sync returned
+            t = time.monotonic()
+            assert got == "ok"
+            s.child.expect(pexpect.EOF, timeout=10)
+        print(f"QEMU gone {1000 * (time.monotonic() - t):.0f} ms after the SIGKILL")
+    assert read(d, "/k.txt") == b"x"
+    assert evals('file:read_file("/k.txt").') == ['{ok,<<"x">>}']
+
+
+@pytest.mark.slow
+def test_headless_runs_see_the_users_files_and_change_nothing(out, beam):
+    r = cli("run", "--keep-writes", "--eval", 'file:write_file("/keep.txt", <<"data">>).')
+    assert r.returncode == 0, r.stderr
+    d = userdisk.path("beam")
+    before = file_hash(d)
+    assert evals(
+        'file:read_file("/keep.txt").',
+        'file:write_file("/scratch.txt", <<"thrown away">>).',
+        'file:read_file("/scratch.txt").',
+    ) == ['{ok,<<"data">>}', "ok", '{ok,<<"thrown away">>}']
+    assert file_hash(d) == before
+    assert evals('file:read_file("/scratch.txt").') == ["{error,enoent}"]
+
+
+@pytest.mark.slow
+def test_run_path_boots_a_scratch_copy_of_the_users_disk(out, beam, tmp_path):
+    r = cli("run", "--keep-writes", "--eval", 'file:write_file("/keep.txt", <<"data">>).')
+    assert r.returncode == 0, r.stderr
+    d = userdisk.path("beam")
+    before = file_hash(d)
+    mods = tmp_path / "mods"
+    mods.mkdir()
+    src = mods / "greet.erl"
+    src.write_text("-module(greet).\n-export([hi/1]).\nhi(Name) -> {hello, Name}.\n")
+    r = cli("baseline", "--eval", f'compile:file("{src}", [{{outdir, "{mods}"}}]).')
+    assert r.returncode == 0 and "{ok,greet}" in r.stdout, r.stdout + r.stderr
+    r = cli(
+        "run",
+        "--path",
+        str(mods),
+        "--eval",
+        "greet:hi(world).",
+        "--eval",
+        'file:read_file("/keep.txt").',
+    )
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.splitlines() == ["{hello,world}", '{ok,<<"data">>}']
+    assert file_hash(d) == before
+    r = cli("run", "--keep-writes", "--path", str(mods), "--eval", "ok.")
+    assert r.returncode == 1 and "drop one of the two options" in r.stderr
+
+
+@pytest.mark.slow
+def test_disk_reset_from_the_cli(out, beam):
+    r = cli("run", "--keep-writes", "--eval", 'file:write_file("/keep.txt", <<"data">>).')
+    assert r.returncode == 0, r.stderr
+    r = cli("disk", "path")
+    assert r.returncode == 0 and r.stdout.strip() == str(userdisk.path("beam"))
+    r = cli("disk", "reset")
+    assert r.returncode == 0, r.stderr
+    assert file_hash(userdisk.path("beam")) == file_hash(beam.disk)
+    assert evals('file:read_file("/keep.txt").') == ["{error,enoent}"]
+
+
+@pytest.mark.slow
+def test_run_hello_has_no_disk(out, stack_planner):
+    targets.image(stack_planner, "hello")
+    child = pexpect.spawn(sys.executable, ["-m", "chrysopolis", "run", "hello"], timeout=120)
+    try:
+        child.expect(r"hello from Chrysopolis on seL4")
+        child.sendcontrol("a")
+        child.send("x")
+        child.expect(pexpect.EOF, timeout=30)
+    finally:
+        child.close(force=True)
+    assert not (out / "hello-disk").exists()
+    r = cli("disk", "reset", "hello")
+    assert r.returncode == 1 and "boots without a disk" in r.stderr
