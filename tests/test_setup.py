@@ -36,6 +36,21 @@ def lock_with(tmp_path: Path, old: str, new: str) -> dict[str, str]:
     return {**os.environ, "CHRYSOPOLIS_LOCK": str(p)}
 
 
+def copy_checkout(dest: Path, *paths: str) -> Path:
+    """The checkout's tracked and untracked (not ignored) files under `paths` (all: none)."""
+    listed = subprocess.run(
+        ["git", "-C", str(ROOT), "ls-files", "-z", "-co", "--exclude-standard", "--", *paths],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split("\0")
+    for rel in filter(None, listed):
+        if (ROOT / rel).is_file():
+            (dest / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(ROOT / rel, dest / rel)
+    return dest
+
+
 def test_every_package_the_build_needs_is_pinned():
     lk = lock.load()
     assert set(toolchain.packages()) <= set(lk.host_debian)
@@ -141,17 +156,7 @@ def test_download_progress_on_a_terminal(tmp_path, isolated_cache):
 
 @pytest.mark.slow
 def test_non_editable_install_works_outside_the_checkout(tmp_path, isolated_cache):
-    files = subprocess.run(
-        ["git", "-C", str(ROOT), "ls-files", "-z", "-co", "--exclude-standard"],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.split("\0")
-    src = tmp_path / "src"
-    for rel in filter(None, files):
-        if (ROOT / rel).is_file():
-            (src / rel).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(ROOT / rel, src / rel)
+    src = copy_checkout(tmp_path / "src")
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
     r = subprocess.run(
@@ -184,27 +189,9 @@ def test_non_editable_install_works_outside_the_checkout(tmp_path, isolated_cach
 
 def test_stage_key_covers_the_modules_whose_values_reach_it(tmp_path):
     """Editing boards.py (its CPU goes into -mcpu) must rebuild the SDK and what uses it."""
-    files = subprocess.run(
-        [
-            "git",
-            "-C",
-            str(ROOT),
-            "ls-files",
-            "-z",
-            "chrysopolis",
-            "lock.toml",
-            "patches",
-            "hello",
-            "runtime",
-        ],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.split("\0")
-    copy = tmp_path / "checkout"
-    for rel in filter(None, files):
-        (copy / rel).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(ROOT / rel, copy / rel)
+    copy = copy_checkout(
+        tmp_path / "checkout", "chrysopolis", "lock.toml", "patches", "hello", "runtime"
+    )
     probe = (
         "from chrysopolis import stages; p = stages.Planner(); "
         "print(p.key('sdk'), p.key('hello'), p.key('musl'), p.is_built('sdk'))"
