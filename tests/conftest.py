@@ -1,10 +1,24 @@
 """Shared fixtures. Tests that need GitHub-hosted sources skip, naming the command."""
 
 import os
+import subprocess
+import sys
 
 import pytest
 
 from chrysopolis import lock, sources
+
+
+def cli(*args, env=None, cwd=None, timeout=600) -> subprocess.CompletedProcess:
+    """`chrysopolis ARGS` as a user runs it: its exit code, stdout and stderr."""
+    return subprocess.run(
+        [sys.executable, "-m", "chrysopolis", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=cwd,
+        timeout=timeout,
+    )
 
 
 def require_sources(*names: str) -> None:

@@ -1,21 +1,9 @@
 """The Erlang image on seL4: boot, shell, batch evaluation, user code (needs the sources)."""
 
-import subprocess
-import sys
-
 import pytest
-from conftest import require_sources
+from conftest import cli, require_sources
 
 from chrysopolis import checks, image, stages
-
-
-def cli(*args, timeout=600):
-    return subprocess.run(
-        [sys.executable, "-m", "chrysopolis", *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
 
 
 @pytest.fixture(scope="module")

@@ -1,13 +1,8 @@
 """The command line as a user meets it: one-line errors, exit codes, nothing changed."""
 
 import subprocess
-import sys
 
-
-def cli(*args, env=None):
-    return subprocess.run(
-        [sys.executable, "-m", "chrysopolis", *args], capture_output=True, text=True, env=env
-    )
+from conftest import cli
 
 
 def test_help_lists_the_verbs():

@@ -10,21 +10,11 @@ from pathlib import Path
 
 import pexpect
 import pytest
+from conftest import cli
 
 from chrysopolis import config, lock, stages, toolchain
 
 ROOT = config.ROOT
-
-
-def cli(*args, env=None, cwd=None, timeout=120):
-    return subprocess.run(
-        [sys.executable, "-m", "chrysopolis", *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=cwd,
-        timeout=timeout,
-    )
 
 
 def lock_with(tmp_path: Path, old: str, new: str) -> dict[str, str]:

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pexpect
 import pytest
+from conftest import cli
 
 from chrysopolis import boards, config, disk, qemu, shell, targets, userdisk
 from chrysopolis.errors import UserError
@@ -215,13 +216,11 @@ def test_a_target_without_a_disk_has_no_user_disk(out, tmp_path):
 # --- boots: the Erlang image --------------------------------------------------------------
 
 
-def cli(*args, timeout=600):
-    return subprocess.run(
-        [sys.executable, "-m", "chrysopolis", *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
+def quit_qemu(child: pexpect.spawn) -> None:
+    """Ctrl-A X, as a user leaves an interactive run; QEMU must then exit."""
+    child.sendcontrol("a")
+    child.send("x")
+    child.expect(pexpect.EOF, timeout=30)
 
 
 @pytest.fixture(scope="module")
@@ -269,9 +268,7 @@ def test_an_interactive_run_writes_to_the_users_disk(out, beam):
         child.expect(r"\n1> ")
         child.send('ok = file:write_file("/typed.txt", <<"typed">>).\r')
         child.expect(r"\n2> ")
-        child.sendcontrol("a")
-        child.send("x")
-        child.expect(pexpect.EOF, timeout=30)
+        quit_qemu(child)
     finally:
         child.close(force=True)
     assert read(userdisk.path("beam"), "/typed.txt") == b"typed"
@@ -362,9 +359,7 @@ def test_run_hello_has_no_disk(out, stack_planner):
     child = pexpect.spawn(sys.executable, ["-m", "chrysopolis", "run", "hello"], timeout=120)
     try:
         child.expect(r"hello from Chrysopolis on seL4")
-        child.sendcontrol("a")
-        child.send("x")
-        child.expect(pexpect.EOF, timeout=30)
+        quit_qemu(child)
     finally:
         child.close(force=True)
     assert not (out / "hello-disk").exists()
