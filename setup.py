@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-2-Clause
 """Packs the project's own files that are not Python (the lock, our patches and C) into the
 wheel as chrysopolis/_project, so a non-editable install (`pip install .`, pipx) works;
 config.ROOT finds them there. An editable install reads them from the checkout."""
@@ -14,10 +15,7 @@ PROJECT_FILES = (
     "patches",
     "mk",
     "runtime",
-    "beam",
-    "bringup",
-    "hello",
-    "selftest",
+    "targets",
 )
 
 

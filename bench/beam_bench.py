@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-2-Clause
 """Erlang on seL4 against the same ERTS on Linux, in the same QEMU and in user mode, interleaved.
 
     python3 bench/beam_bench.py [ROUNDS]
@@ -22,9 +23,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from chrysopolis import baseline, config, qemu, stages, targets
-from chrysopolis.build import linux_vm
+from chrysopolis import baseline, cache, config, qemu, targets
 from chrysopolis.shell import Shell
+from chrysopolis.stages import linux_vm
 
 W = (
     "W = fun() -> T0 = erlang:monotonic_time(millisecond), "
@@ -37,7 +38,7 @@ W = (
 
 def sel4_round(img: targets.Image, ram: str | None = None, workload: bool = True):
     log = config.cache_dir() / "runs" / "bench.log"
-    with qemu.boot(qemu.command(img.board, img.loader, img.disk, ram=ram), log) as s:
+    with qemu.boot(img.command(ram=ram), log) as s:
         shell = Shell(s)
         prompt = shell.wait_ready(300)
         w = int(shell.eval(W, timeout=600)) / 1000 if workload else None
@@ -67,7 +68,7 @@ def vm_boots_with(ram: str) -> bool:
 
 def main() -> None:
     rounds = int(sys.argv[1]) if len(sys.argv) > 1 else 3
-    planner = stages.Planner()
+    planner = cache.Planner()
     planner.ensure("baseline")
     vm = planner.ensure("linux-vm")
     img = targets.image(planner, "beam")

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-2-Clause
 """Disk-image build time and size for the full OTP tree (the `otp` stage's root/).
 
 Usage: python3 bench/disk_bench.py [runs]   (builds the `otp` stage first if needed)
@@ -12,8 +13,8 @@ import time
 from pathlib import Path
 
 from chrysopolis import disk, sources
-from chrysopolis.build import otp
-from chrysopolis.stages import Planner
+from chrysopolis.cache import Planner
+from chrysopolis.stages import otp
 
 
 def main() -> None:

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-2-Clause
 """ERTS figures: cold and cached stage times, archive sizes, baseline boot-to-result.
 
 Cold builds run in a private cache (the source store is shared read-only through a
@@ -15,7 +16,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from chrysopolis import baseline, config, stages
+from chrysopolis import baseline, cache, config
 
 ARCHIVES = (
     "libbeam.a",
@@ -28,20 +29,22 @@ ARCHIVES = (
 )
 
 
-def build(stage: str, cache: Path) -> float:
+def build(stage: str, cache_dir: Path) -> float:
     t0 = time.monotonic()
     subprocess.run(
         [sys.executable, "-m", "chrysopolis", "build", stage],
         check=True,
-        env={**os.environ, "CHRYSOPOLIS_CACHE": str(cache)},
+        env={**os.environ, "CHRYSOPOLIS_CACHE": str(cache_dir)},
         stdout=subprocess.DEVNULL,
     )
     return time.monotonic() - t0
 
 
-def stage_out(stage: str, cache: Path) -> Path:
+def stage_out(stage: str, cache_dir: Path) -> Path:
     outs = [
-        p for p in (cache / "stages" / stage).iterdir() if p.is_dir() and not p.name.startswith(".")
+        p
+        for p in (cache_dir / "stages" / stage).iterdir()
+        if p.is_dir() and not p.name.startswith(".")
     ]
     assert len(outs) == 1, outs
     return outs[0]
@@ -55,19 +58,19 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--runs", type=int, default=3, help="baseline boots to take the median of")
     args = ap.parse_args()
-    root = stages.Planner().ensure("otp") / "root"
+    root = cache.Planner().ensure("otp") / "root"
     with tempfile.TemporaryDirectory(prefix="erts-bench-") as tmp:
-        cache = Path(tmp)
-        (cache / "sources").symlink_to(config.cache_dir() / "sources")
-        print(f"cold musl stage:     {build('musl', cache):6.1f} s")
-        print(f"cold erts stage:     {build('erts', cache):6.1f} s  (musl built)")
-        print(f"cold baseline stage: {build('baseline', cache):6.1f} s  (link beam.smp)")
+        tmp_cache = Path(tmp)
+        (tmp_cache / "sources").symlink_to(config.cache_dir() / "sources")
+        print(f"cold musl stage:     {build('musl', tmp_cache):6.1f} s")
+        print(f"cold erts stage:     {build('erts', tmp_cache):6.1f} s  (musl built)")
+        print(f"cold baseline stage: {build('baseline', tmp_cache):6.1f} s  (link beam.smp)")
         print(
-            f"cached erts build:   {build('erts', cache):6.1f} s  (whole `chrysopolis build erts`)"
+            f"cached erts build:   {build('erts', tmp_cache):6.1f} s  (whole `chrysopolis build erts`)"
         )
 
-        lib = stage_out("erts", cache) / "lib"
-        stripped = cache / "stripped"
+        lib = stage_out("erts", tmp_cache) / "lib"
+        stripped = tmp_cache / "stripped"
         stripped.mkdir()
         total = total_stripped = 0
         for name in ARCHIVES:
@@ -78,7 +81,7 @@ def main() -> None:
             print(f"  {name:22} {mib(size):>10} with -g, {mib(small):>10} without debug info")
         both = f"{mib(total):>10} with -g, {mib(total_stripped):>10} without debug info"
         print(f"  {'all archives':22} {both}")
-        beam = stage_out("baseline", cache) / "bin" / "beam.smp"
+        beam = stage_out("baseline", tmp_cache) / "bin" / "beam.smp"
         print(f"  {'beam.smp (static)':22} {mib(beam.stat().st_size):>10} with -g")
 
         times = []

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-2-Clause
 """Cold build time of the LionsOS stack stages, and the system generation time.
 
 Usage: python3 bench/lionsos_bench.py [runs]
@@ -14,7 +15,7 @@ import time
 from pathlib import Path
 
 from chrysopolis import config, system
-from chrysopolis.stages import Planner
+from chrysopolis.cache import Planner
 
 SHARED = ("sdk", "musl")
 STAGES = ("lionsos-libc", "libmicrokitco-fat", "libmicrokitco-beam", "sddf", "fatfs")

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-2-Clause
 """Benchmark: cold `sdk` stage, no-op `chrysopolis build hello`, hello boot time.
 
 Runs in a private cache (the sel4 and microkit sources imported from the user's store),
@@ -52,8 +53,8 @@ def main() -> None:
         noop = [timed(["chrysopolis", "build", "hello"], env) for _ in range(args.runs)]
 
         os.environ.update(CHRYSOPOLIS_CACHE=env["CHRYSOPOLIS_CACHE"])
-        from chrysopolis.build.hello import boot_time
-        from chrysopolis.stages import Planner
+        from chrysopolis.cache import Planner
+        from chrysopolis.targets.hello import boot_time
 
         boots = [boot_time(Planner()) for _ in range(args.runs)]
     finally:

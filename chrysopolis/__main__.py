@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-2-Clause
 from chrysopolis.cli import main
 
 main()

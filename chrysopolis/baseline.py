@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-2-Clause
 """The Linux baseline: the image's ERTS as a static aarch64 beam.smp under qemu-aarch64.
 
 The same emulator objects as the seL4 image (stage `baseline`) boot the same OTP tree
@@ -148,9 +149,9 @@ def run(
 
 def evaluate(exprs: list[str]) -> list[str]:
     """Each expression's result (shell syntax, one line each), evaluated on the baseline."""
-    from chrysopolis import stages
+    from chrysopolis import cache
 
-    planner = stages.Planner()
+    planner = cache.Planner()
     beam = planner.ensure("baseline") / "bin" / "beam.smp"
     root = planner.ensure("otp") / "root"
     return run(beam, root, exprs)[0]

@@ -1,4 +1,5 @@
-"""The stage cache: each build stage is a pure function of its inputs, kept by their hash.
+# SPDX-License-Identifier: BSD-2-Clause
+"""The stage cache: each stage is a pure function of its inputs, kept by their hash.
 
 A stage's key hashes the lock hashes of its sources, the keys of the stages it uses, our
 own files it names (patches, C code), its Python module and every module of ours that one
@@ -12,7 +13,6 @@ import ast
 import fcntl
 import functools
 import hashlib
-import importlib
 import importlib.util
 import json
 import os
@@ -28,6 +28,7 @@ from pathlib import Path
 
 from chrysopolis import config, lock, progress, sources, toolchain
 from chrysopolis.errors import StageFailed, UserError
+from chrysopolis.registry import Registry
 from chrysopolis.treehash import file_hash, tree_hash
 
 # Bump to invalidate every cached stage (a change in how stages are keyed or laid out).
@@ -39,19 +40,16 @@ CACHE_FORMAT = 2
 NOT_INPUTS = frozenset(
     f"chrysopolis.{m}"
     for m in (
-        *("stages", "sources", "lock", "treehash", "toolchain"),
-        *("progress", "errors", "checks", "qemu", "shell", "cli"),
+        *("cache", "registry", "sources", "lock", "treehash", "toolchain"),
+        *("progress", "errors", "logs", "checks", "qemu", "shell", "cli"),
     )
 )
-
-# Modules that define stages; importing one registers its stages.
-STAGE_MODULES = ["chrysopolis.build"]
 
 
 @dataclass
 class Stage:
     name: str
-    build: Callable[["Context"], None]
+    recipe: Callable[["Context"], None]  # builds the stage's output into ctx.out
     doc: str = ""
     sources: tuple[str, ...] = ()
     deps: tuple[str, ...] = ()
@@ -63,7 +61,8 @@ class Stage:
     shell: bool = False  # a target whose console is an Erlang shell (`run --eval`, `--path`)
 
 
-REGISTRY: dict[str, Stage] = {}
+# Upstream components' recipes, then the bootable targets built from them.
+REGISTRY: Registry[Stage] = Registry("stage", ["chrysopolis.stages", "chrysopolis.targets"])
 
 
 def stage(
@@ -79,23 +78,24 @@ def stage(
     target: bool = False,
     shell: bool = False,
 ):
-    """Register the decorated function as the build of stage `name`."""
+    """Register the decorated function as the recipe of stage `name`."""
 
     def register(fn: Callable[["Context"], None]) -> Callable[["Context"], None]:
-        if name in REGISTRY:
-            raise RuntimeError(f"stage {name} defined twice")
-        REGISTRY[name] = Stage(
+        REGISTRY.add(
             name,
-            fn,
-            doc or (fn.__doc__ or "").strip().split("\n")[0],
-            tuple(sources),
-            tuple(deps),
-            tuple(files),
-            tuple(host),
-            tuple(pypi),
-            dict(options or {}),
-            target,
-            shell,
+            Stage(
+                name,
+                fn,
+                doc or (fn.__doc__ or "").strip().split("\n")[0],
+                tuple(sources),
+                tuple(deps),
+                tuple(files),
+                tuple(host),
+                tuple(pypi),
+                dict(options or {}),
+                target,
+                shell,
+            ),
         )
         return fn
 
@@ -103,15 +103,12 @@ def stage(
 
 
 def load_all() -> dict[str, Stage]:
-    for m in STAGE_MODULES:
-        importlib.import_module(m)
-    return REGISTRY
+    return REGISTRY.load()
 
 
 def get(name: str) -> Stage:
-    load_all()
     if name not in REGISTRY:
-        targets = ", ".join(sorted(n for n, s in REGISTRY.items() if s.target))
+        targets = ", ".join(sorted(n for n, s in load_all().items() if s.target))
         raise UserError(
             f"unknown target '{name}'; targets: {targets} (see `chrysopolis build --list`)"
         )
@@ -177,7 +174,6 @@ class Planner:
     def __init__(self) -> None:
         self.lock = lock.load()
         self._keys: dict[str, str] = {}
-        load_all()
 
     def inputs(self, st: Stage) -> dict:
         return {
@@ -186,7 +182,7 @@ class Planner:
             "sources": {n: self.lock.source(n).sha256 for n in st.sources},
             "deps": {d: self.key(d) for d in st.deps},
             "files": _our_files_digest(st.files),
-            "modules": module_closure(st.build.__module__),
+            "modules": module_closure(st.recipe.__module__),
             "host": toolchain.debian_versions(st.host),
             "pypi": toolchain.pypi_versions(st.pypi),
             "options": st.options,
@@ -238,7 +234,7 @@ class Planner:
             with open(log, "w") as ctx._log, progress.step(f"stage {st.name}"):
                 ctx.note(f"stage {st.name} key {self.key(st.name)}")
                 ctx.note(json.dumps(self.inputs(st), sort_keys=True, indent=1, default=str))
-                st.build(ctx)
+                st.recipe(ctx)
             (tmp / ".chrysopolis-inputs.json").write_text(
                 json.dumps(self.inputs(st), sort_keys=True, indent=1, default=str)
             )
@@ -326,10 +322,3 @@ class Context:
         if r.returncode != 0:
             first = text if len(text) < 80 else text[:77] + "…"
             raise StageFailed(self.stage.name, self.log_path, f"`{first}` exited {r.returncode}")
-
-
-def log_tail(path: Path, lines: int = 25) -> str:
-    try:
-        return "\n".join(Path(path).read_text(errors="replace").splitlines()[-lines:])
-    except OSError:
-        return ""

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-2-Clause
 """The `chrysopolis` command: setup, doctor, sources, build, run, disk, check, baseline, fmt."""
 
 import os
@@ -18,9 +19,9 @@ DEFAULT_TARGET = "beam"
 def _fail(e: UserError) -> None:
     click.secho(f"error: {e}", fg="red", err=True)
     if isinstance(e, StageFailed):
-        from chrysopolis.stages import log_tail
+        from chrysopolis import logs
 
-        tail = log_tail(e.log)
+        tail = logs.tail(e.log)
         if tail:
             click.echo(f"--- last lines of {e.log} ---\n{tail}", err=True)
     sys.exit(1)
@@ -72,9 +73,9 @@ def setup(dry_run: bool) -> None:
                 stdin=subprocess.DEVNULL,
             )
         if rc != 0:
-            from chrysopolis.stages import log_tail
+            from chrysopolis import logs
 
-            tail = log_tail(log, 15)
+            tail = logs.tail(log, 15)
             click.echo(f"--- last lines of {log} ---\n{tail}", err=True)
             why = next((ln for ln in reversed(tail.splitlines()) if ln.startswith("E: ")), "")
             raise UserError(
@@ -177,22 +178,22 @@ def sources_import(name: str, path: Path) -> None:
 @click.option("--list", "list_", is_flag=True, help="List targets and stages with their state.")
 def build(target: str, list_: bool) -> None:
     """Build TARGET (default: the Erlang image) and put its files in the out directory."""
-    from chrysopolis import stages, targets
+    from chrysopolis import cache, targets
 
-    planner = stages.Planner()
+    planner = cache.Planner()
     if list_:
-        for st in sorted(stages.load_all().values(), key=lambda s: (not s.target, s.name)):
+        for st in sorted(cache.load_all().values(), key=lambda s: (not s.target, s.name)):
             kind = "target" if st.target else "stage"
             state = "built" if planner.is_built(st.name) else "-"
             click.echo(f"{st.name:16} {kind:7} {state:6} {st.doc}")
         return
     t0 = time.monotonic()
-    st = stages.get(target)
+    st = cache.get(target)
     if st.target:
         from chrysopolis import userdisk
 
         img = targets.image(planner, target)
-        userdisk.adopt_legacy(img, target)  # the guest's writes in an old ./build/TARGET/disk.img
+        userdisk.adopt_legacy(img, target)  # the user's disk where older versions kept it
         dest = targets.publish(img, target)
     else:
         dest = planner.ensure(target)
@@ -238,7 +239,7 @@ def run(
 
     \b
     Which disk boots (`chrysopolis disk path` prints where yours is):
-      interactive        your disk, build/TARGET-disk/disk.img; the guest's writes persist
+      interactive        your disk, out/TARGET-disk/disk.img; the guest's writes persist
                          across runs and rebuilds (a new image updates the OTP tree on it
                          and keeps your files)
       --eval / --path    a throw-away overlay of your disk: your files are there, nothing
@@ -247,14 +248,14 @@ def run(
     Start clean with --fresh-disk or `chrysopolis disk reset` (the old disk is kept as
     previous-disk.img).
     """
-    from chrysopolis import qemu, stages, targets, userdisk
+    from chrysopolis import cache, qemu, targets, userdisk
 
     if exprs or paths:
         from chrysopolis import shell
 
         sys.exit(shell.run_batch(target, list(exprs), list(paths), ram, keep_writes, fresh_disk))
-    img = targets.image(stages.Planner(), target)
-    userdisk.adopt_legacy(img, target)  # the guest's writes in an old ./build/TARGET/disk.img
+    img = targets.image(cache.Planner(), target)
+    userdisk.adopt_legacy(img, target)  # the user's disk where older versions kept it
     dest = targets.publish(img, target)
     with userdisk.in_use(img, target, fresh=fresh_disk) as disk:
         cmd = qemu.command(
@@ -272,9 +273,9 @@ def disk_group() -> None:
 
 
 def _disk_image(target: str):
-    from chrysopolis import stages, targets
+    from chrysopolis import cache, targets
 
-    img = targets.image(stages.Planner(), target)
+    img = targets.image(cache.Planner(), target)
     if img.disk is None:
         raise UserError(
             f"target '{target}' boots without a disk; give a target that has one, e.g. `beam`"
@@ -313,7 +314,7 @@ def disk_reset(target: str) -> None:
 @click.option("--list", "list_", is_flag=True, help="List the checks.")
 def check(names: tuple[str, ...], list_: bool) -> None:
     """Boot images headless and assert on their serial output (all checks when no NAME)."""
-    from chrysopolis import checks, stages
+    from chrysopolis import cache, checks
 
     known = checks.load_all()
     if list_:
@@ -323,7 +324,7 @@ def check(names: tuple[str, ...], list_: bool) -> None:
     for n in names:
         if n not in known:
             raise UserError(f"unknown check '{n}'; see `chrysopolis check --list`")
-    planner = stages.Planner()
+    planner = cache.Planner()
     wanted = names or tuple(known)
     absent = sorted(
         {s for n in wanted for s in known[n].needs if not sources.present(planner.lock.source(s))}
@@ -343,11 +344,11 @@ def check(names: tuple[str, ...], list_: bool) -> None:
         except UserError as e:
             failed += 1
             click.secho(f"FAIL {n}: {e}", fg="red")
-            from chrysopolis.qemu import tail
+            from chrysopolis import logs
 
             log = getattr(e, "log", None) or _log_in(str(e))
             if log:
-                click.echo(tail(Path(log)))
+                click.echo(logs.tail(Path(log), 20))
             continue
         click.secho(f"PASS {n} ({time.monotonic() - t0:.1f} s): {summary}", fg="green")
     if failed:
@@ -379,7 +380,7 @@ def baseline(exprs: tuple[str, ...]) -> None:
 
 
 # Our C, by directory; musl-sel4 holds musl's own arch files in musl's style.
-C_DIRS = ("runtime", "beam", "bringup", "hello", "selftest", "tests/runtime_host")
+C_DIRS = ("runtime", "targets", "tests/runtime_host")
 
 
 def c_sources() -> list[Path]:

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-2-Clause
 """Where things live: the project checkout and the cache (sources, stages, logs)."""
 
 import os
@@ -28,5 +29,12 @@ def runs_dir() -> Path:
 
 
 def out_dir() -> Path:
-    """Where `build` puts the images a user runs: $CHRYSOPOLIS_OUT or ./build."""
-    return Path(os.environ.get("CHRYSOPOLIS_OUT", ROOT / "build")).resolve()
+    """Where `build` puts the images a user runs, and the user's disks: $CHRYSOPOLIS_OUT or
+    ./out (output only: no source lives there)."""
+    return Path(os.environ.get("CHRYSOPOLIS_OUT", ROOT / "out")).resolve()
+
+
+def legacy_out_dir() -> Path | None:
+    """./build, the output folder before ./out, when the default is in use (userdisk takes
+    the user's disks over from it)."""
+    return None if os.environ.get("CHRYSOPOLIS_OUT") else (ROOT / "build").resolve()

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-2-Clause
 """Reproducible FAT disk images: an MBR with one FAT32 partition built from a directory tree.
 
 The layout is what sDDF's block virtualiser and the LionsOS FAT server expect: a DOS MBR

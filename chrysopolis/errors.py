@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-2-Clause
 """Errors the CLI prints as one line, naming the fix, with a non-zero exit."""
 
 

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-2-Clause
 """Assembling a bootable system around a beam_server PD of ours.
 
 `compile_client` builds beam_server.elf from our C against the LionsOS stack; `assemble`
@@ -11,14 +12,14 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from chrysopolis import boards, config, disk, system, targets
-from chrysopolis.stages import Context
+from chrysopolis.cache import Context
 
 
 def _stack():
-    """The LionsOS stage module and the SDK's board_dir. Imported when used: the stage
-    modules import this module for their inputs, and chrysopolis.build imports them all."""
-    from chrysopolis.build import lionsos
-    from chrysopolis.build.sdk import board_dir
+    """The LionsOS stage module and the SDK's board_dir, imported when used (they are
+    stage recipes; this module is shared by the targets)."""
+    from chrysopolis.stages import lionsos
+    from chrysopolis.stages.sdk import board_dir
 
     return lionsos, board_dir
 
@@ -27,15 +28,40 @@ def _stack():
 DEPS = ("sdk", "lionsos-libc", "sddf", "fatfs", "libmicrokitco-beam")
 SOURCES = ("sddf", "lionsos", "libmicrokitco")
 RUNTIME = "runtime"
-# Our files every such image reads (each stage adds the directory of its own main); our
-# Python modules are keyed by import (stages.module_closure).
+# The runtime's C (docs/architecture.md): the PD base every beam_server links, and the
+# POSIX adapter that ERTS needs on top of it.
+PD_FILES = ("pd.c", "libc.c", "console.c", "time.c", "files.c")
+POSIX_FILES = (
+    "threads.c",
+    "clocks.c",
+    "memory.c",
+    "fds.c",
+    "poll.c",
+    "paths.c",
+    "fsops.c",
+    "entropy.c",
+    "syscalls.c",
+)
+# The POSIX adapter's cothreads: --wrap every libmicrokitco call that can switch cothreads,
+# so the __wrap_ functions keep tpidr_el0 (musl's thread pointer) with its cothread and
+# give channel waits wake-all semantics (docs/threads.md).
+WRAPPED = (
+    "microkit_cothread_yield",
+    "microkit_cothread_semaphore_wait",
+    "microkit_cothread_semaphore_signal",
+    "microkit_cothread_wait_on_channel",
+    "microkit_cothread_recv_ntfn",
+)
+POSIX_LINK_FLAGS = tuple(f"--wrap={s}" for s in WRAPPED)
+# Our files every such image reads (each target adds the directory of its own C); our
+# Python modules are keyed by import (cache.module_closure).
 FILES = (RUNTIME,)
 # The GitHub-hosted sources behind such an image (the SDK's and the stack's): its checks need them.
 NEEDS = ("sel4", "microkit", *SOURCES)
 HOST = ("clang-19", "lld-19", "llvm-19", "mtools", "dosfstools", "device-tree-compiler")
 
 # sDDF's flags for PDs (tools/make/toolchain/clang.mk); no outline atomics: nothing in a PD
-# may call getauxval before musl is up (PORTING.md trap 1).
+# may call getauxval before musl is up (docs/boot.md).
 CFLAGS = [
     "-target",
     "aarch64-none-elf",
@@ -47,6 +73,12 @@ CFLAGS = [
     "-Wall",
     "-Wno-unused-function",
 ]
+
+
+def runtime_sources(ctx: Context, posix: bool) -> list[Path]:
+    """The runtime's C for a beam_server: the PD base, and with `posix` the POSIX adapter."""
+    rt = ctx.ours(RUNTIME)
+    return [rt / f for f in (*PD_FILES, *(POSIX_FILES if posix else ()))]
 
 
 def include_dirs(ctx: Context, board: str) -> list[Path]:
@@ -162,4 +194,11 @@ def assemble(
     shutil.copyfile(elfdir / "beam_server.elf", ctx.out / "beam_server.elf")
     info = disk.build_disk(disk_tree, ctx.out / "disk.img", extra=disk_extra)
     ctx.note(f"disk: {info}")
-    targets.write_manifest(ctx.out, image, board, disk="disk.img", markers=dict(markers or {}))
+    targets.write_manifest(
+        ctx.out,
+        image,
+        board,
+        disk="disk.img",
+        disk_bus=outputs.blk_bus,
+        markers=dict(markers or {}),
+    )

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-2-Clause
 """The lock file: every upstream input pinned by version or commit and content hash."""
 
 import os

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-2-Clause
 """Progress on long work: a live display on a terminal, plain lines elsewhere (CI logs).
 
 A terminal has one live display at a time (rich refuses a second), so every step and

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-2-Clause
 """The QEMU harness: boot an image, keep the serial log, wait for markers, always clean up."""
 
 import re
@@ -53,9 +54,12 @@ def command(
     ram: str | None = None,
     interactive: bool = False,
     persist: bool = False,
+    disk_bus: int | None = None,
 ) -> list[str]:
-    """QEMU booting a Microkit loader image. Unless `persist`, the guest's disk writes go to
-    a throw-away overlay: checks and batch runs never change an image (or the cache)."""
+    """QEMU booting a Microkit loader image, the disk on virtio-mmio bus `disk_bus` (the
+    image's system description chose it: targets.Image.command passes it). Unless
+    `persist`, the guest's disk writes go to a throw-away overlay: checks and batch runs
+    never change an image (or the cache)."""
     if ram is not None and ram_bytes(ram) < ram_bytes(board.ram):
         # seL4's memory map for the board comes from QEMU's device tree at SDK build time.
         raise UserError(
@@ -68,18 +72,20 @@ def command(
         f"loader,file={loader},addr={board.loader_addr:#x},cpu-num=0",
     ]
     if disk is not None:
+        if disk_bus is None:
+            raise ValueError("a disk needs the virtio-mmio bus of the system description")
         if not Path(disk).is_file():
             raise UserError(
                 f"disk image {disk} does not exist; rebuild the target " "(`chrysopolis build`)"
             )
-        # Modern virtio-mmio, disk pinned to bus 1: the blk node the system description uses.
+        # Modern virtio-mmio; the disk on the bus of the blk node the system description uses.
         cmd += [
             "-global",
             "virtio-mmio.force-legacy=false",
             "-drive",
             f"file={disk},if=none,format=raw,id=hd0{'' if persist else ',snapshot=on'}",
             "-device",
-            "virtio-blk-device,drive=hd0,bus=virtio-mmio-bus.1",
+            f"virtio-blk-device,drive=hd0,bus=virtio-mmio-bus.{disk_bus}",
         ]
     return cmd
 
@@ -111,13 +117,6 @@ class Session:
 
     def send(self, text: str) -> None:
         self.child.send(text)
-
-
-def tail(log: Path, lines: int = 20) -> str:
-    try:
-        return "\n".join(log.read_text(errors="replace").splitlines()[-lines:])
-    except OSError:
-        return ""
 
 
 @contextmanager

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-2-Clause
 """Driving the Erlang shell on the serial console: boot, evaluate, read results back.
 
 The Eshell runs in dumb mode: the PD echoes each typed line, the shell prints the result
@@ -12,17 +13,15 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
-from chrysopolis import config, qemu, stages, targets, userdisk
+from chrysopolis import cache, checks, config, logs, qemu, targets, userdisk
 from chrysopolis.errors import UserError
 
 PROMPT = rb"\n(\d+)> "
 BOOT_TIMEOUT = 180.0  # QEMU start to the first prompt; about 6 s on an idle machine
 EVAL_TIMEOUT = 120.0
-# Lines that mean the system, not just an expression, went wrong.
-FATAL = re.compile(
-    rb"MON\|ERROR|VMFault|Kernel pid terminated|Crash dump|beam_server: ERROR[^\r\n]*\r*\n"
-)
-USER_ARGS = "/chrysopolis/args"  # read by beam/main.c: extra init arguments, one per line
+# A whole line that means the system, not just an expression, went wrong.
+FATAL = re.compile(rb"(?:" + checks.FATAL_LINE.pattern + rb")[^\r\n]*\r*\n")
+USER_ARGS = "/chrysopolis/args"  # read by targets/beam/main.c: extra init arguments, one per line
 
 
 class Shell:
@@ -58,9 +57,9 @@ class Shell:
 
 def require_shell(target: str) -> None:
     """Refuse, before building or booting, a target whose console is no Erlang shell."""
-    st = stages.get(target)
+    st = cache.get(target)
     if not st.shell:
-        with_shell = ", ".join(sorted(n for n, s in stages.load_all().items() if s.shell))
+        with_shell = ", ".join(sorted(n for n, s in cache.load_all().items() if s.shell))
         raise UserError(
             f"target '{target}' has no Erlang shell, so --eval and --path cannot run on it; "
             f"use `chrysopolis run {target}` to boot it, or a target with a shell: {with_shell}"
@@ -116,7 +115,7 @@ def booted(
     """Boot TARGET headless to its shell. The disk is `disk` (default: the image's pristine
     disk), behind a throw-away overlay unless `persist`; with `paths`, a scratch copy of it
     plus the modules."""
-    img = targets.image(stages.Planner(), target)
+    img = targets.image(cache.Planner(), target)
     runs = config.runs_dir()
     with tempfile.TemporaryDirectory(dir=runs) as tmp:
         d = disk or img.disk
@@ -124,7 +123,7 @@ def booted(
             if d is None:
                 raise UserError(f"--path: target '{target}' has no disk to put modules on")
             d = with_modules(d, paths, Path(tmp) / "disk.img")
-        cmd = qemu.command(img.board, img.loader, d, ram=ram, persist=persist and not paths)
+        cmd = img.command(d, ram=ram, persist=persist and not paths)
         with qemu.boot(cmd, runs / f"{log_name}.log") as s:
             shell = Shell(s)
             shell.wait_ready()
@@ -148,7 +147,7 @@ def run_batch(
             "--keep-writes with --path: the modules go on a scratch copy of your disk, which "
             "is thrown away; drop one of the two options"
         )
-    img = targets.image(stages.Planner(), target)
+    img = targets.image(cache.Planner(), target)
     log = config.runs_dir() / "eval.log"
     with userdisk.in_use(img, target, fresh=fresh_disk) as d:
         try:
@@ -157,6 +156,6 @@ def run_batch(
                     print(shell.eval(e), flush=True)
         except UserError as err:
             print(f"error: {err}", file=sys.stderr)
-            print(f"--- last lines of {log} ---\n{qemu.tail(log)}", file=sys.stderr)
+            print(f"--- last lines of {log} ---\n{logs.tail(log, 20)}", file=sys.stderr)
             return 1
     return 0

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-2-Clause
 """The source store: pinned upstream trees, fetched or imported, verified, then kept.
 
 Layout: <cache>/sources/<name>/<sha256>/ holds the unpacked tree. A tree is moved into

@@ -1,6 +1,8 @@
-"""The system description: which protection domains run, what they share, and their configs.
+# SPDX-License-Identifier: BSD-2-Clause
+"""The system descriptions: which protection domains run, what they share, and their configs.
 
-`generate` renders the Microkit `.system` file and every PD's config blob with sdfgen
+Every topology a target boots is here: `single_pd` (hello) and `generate`, the LionsOS
+stack beneath beam_server (bringup, selftest, beam). `generate` renders the Microkit `.system` file and every PD's config blob with sdfgen
 0.28.1 (the version whose blob layouts match our sDDF pin), then `write_sections` puts
 each blob into its ELF. The picture, top to bottom:
 
@@ -38,36 +40,6 @@ HEAP_BASE_SYMBOL = "beam_heap_base"
 HEAP_SIZE_SYMBOL = "beam_heap_size"
 CLIENT = "beam_server"
 SDFGEN_VERSION = "0.28.1"  # pairs with sDDF d1f5252 (LionsOS main's meta.py asserts 0.28)
-
-
-@dataclass(frozen=True)
-class SystemBoard:
-    """What sdfgen needs about a board beyond `boards.Board` (from sDDF's tools/meta/board.py)."""
-
-    paddr_top: int  # sdfgen allocates physical DMA regions below this
-    serial: str  # device tree node paths
-    timer: str
-    blk: str  # a virtio_mmio@ node: QEMU must put the disk on the matching bus
-    partition: int  # the MBR partition the FAT server mounts
-    # The largest single allocation the Microkit tool can make from the board's untyped
-    # memory: it allocates all pages of one size (every MR in 2 MiB pages, say) as one block.
-    max_single_alloc: int
-    virtio_mmio_base: int  # QEMU virt: virtio-mmio-bus.N sits at base + N * stride
-    virtio_mmio_stride: int
-
-
-SYSTEM_BOARDS = {
-    "qemu_virt_aarch64": SystemBoard(
-        paddr_top=0x6000_0000,
-        serial="pl011@9000000",
-        timer="timer",
-        blk="virtio_mmio@a000200",
-        partition=0,
-        max_single_alloc=512 * MIB,
-        virtio_mmio_base=0xA00_0000,
-        virtio_mmio_stride=0x200,
-    ),
-}
 
 
 @dataclass(frozen=True)
@@ -130,16 +102,6 @@ def check_sdfgen() -> None:
         )
 
 
-def system_board(name: str) -> SystemBoard:
-    boards.board(name)  # an unknown name fails there, listing the boards
-    if name not in SYSTEM_BOARDS:
-        raise UserError(
-            f"board '{name}' has no system description; "
-            "add it to SYSTEM_BOARDS in chrysopolis/system.py"
-        )
-    return SYSTEM_BOARDS[name]
-
-
 def check_heap(heap_mib: int) -> int:
     """The heap size in bytes, or a one-line refusal naming the fix."""
     if not isinstance(heap_mib, int) or isinstance(heap_mib, bool) or heap_mib <= 0:
@@ -177,18 +139,6 @@ def check_stack(stack_kib: int) -> int:
     return size
 
 
-def virtio_mmio_bus(sb: SystemBoard, node: str) -> int:
-    """QEMU's virtio-mmio bus number for a device tree node such as virtio_mmio@a000200."""
-    m = re.fullmatch(r"virtio_mmio@([0-9a-f]+)", node)
-    offset = int(m.group(1), 16) - sb.virtio_mmio_base if m else -1
-    if offset < 0 or offset % sb.virtio_mmio_stride:
-        raise UserError(
-            f"block node '{node}' is not a virtio-mmio slot of this board; "
-            f"use virtio_mmio@<address>, e.g. {sb.blk}"
-        )
-    return offset // sb.virtio_mmio_stride
-
-
 def compile_dts(dts: Path, dtb: Path) -> Path:
     """Compile sDDF's board device tree with dtc, as sDDF's common.mk does."""
     r = subprocess.run(
@@ -208,32 +158,30 @@ def _node(dtb, path: str, role: str):
     except Exception:
         raise UserError(
             f"device tree node '{path}' ({role}) is not in the board's device tree; "
-            "pass a node path that exists (e.g. virtio_mmio@a000200)"
+            "fix the board's row in chrysopolis/boards.py"
         ) from None
 
 
 def generate(
     out_dir: Path,
-    board: str = boards.DEFAULT_BOARD,
+    board: str | boards.Board = boards.DEFAULT_BOARD,
     *,
     sddf: Path | None = None,
     heap_mib: int = 256,
     stack_kib: int = 1024,
     client_elf: str = "beam_server.elf",
-    blk_node: str | None = None,
-    serial_node: str | None = None,
-    timer_node: str | None = None,
     system_name: str = "chrysopolis.system",
 ) -> SystemOutputs:
-    """Render the system into `out_dir`: the .system file, the DTB and every config blob.
+    """Render the LionsOS stack into `out_dir`: the .system file, the DTB and every config blob.
 
-    `sddf` is the sDDF tree whose device tree is used (default: the stored pinned source).
-    Bad options are refused with a UserError before the Microkit tool would see them.
+    `board` is a name from chrysopolis/boards.py (or a row of that table). `sddf` is the sDDF
+    tree whose device tree is used (default: the stored pinned source). Bad options are
+    refused with a UserError before the Microkit tool would see them.
     """
     check_sdfgen()
     from sdfgen import DeviceTree, LionsOs, Sddf, SystemDescription
 
-    sb = system_board(board)
+    sb = board if isinstance(board, boards.Board) else boards.board(board)
     heap_size = check_heap(heap_mib)
     stack_size = check_stack(stack_kib)
     if sddf is None:
@@ -242,13 +190,12 @@ def generate(
         sddf = sources.require(lock.load().source("sddf"))
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    dtb_path = compile_dts(Path(sddf) / boards.board(board).sddf_dts, out_dir / f"{board}.dtb")
+    blk_bus = boards.virtio_mmio_bus(sb, sb.blk_node)
+    dtb_path = compile_dts(Path(sddf) / sb.sddf_dts, out_dir / f"{sb.name}.dtb")
     dtb = DeviceTree(dtb_path.read_bytes())
-    blk_path = blk_node or sb.blk
-    blk_bus = virtio_mmio_bus(sb, blk_path)
-    serial_dev = _node(dtb, serial_node or sb.serial, "serial")
-    timer_dev = _node(dtb, timer_node or sb.timer, "timer")
-    blk_dev = _node(dtb, blk_path, "block")
+    serial_dev = _node(dtb, sb.serial_node, "serial")
+    timer_dev = _node(dtb, sb.timer_node, "timer")
+    blk_dev = _node(dtb, sb.blk_node, "block")
 
     PD = SystemDescription.ProtectionDomain
     sdf = SystemDescription(SystemDescription.Arch.AARCH64, sb.paddr_top)
@@ -310,13 +257,13 @@ def generate(
         fits = (heap_size - (large - sb.max_single_alloc)) // LARGE_PAGE * LARGE_PAGE // MIB
         raise UserError(
             f"heap of {heap_mib} MiB does not fit: with the other 2 MiB-page regions it needs "
-            f"{large // MIB} MiB in one allocation, Microkit's maximum on {board} is "
+            f"{large // MIB} MiB in one allocation, Microkit's maximum on {sb.name} is "
             f"{sb.max_single_alloc // MIB} MiB; use at most {fits} MiB"
         )
     if small > sb.max_single_alloc:
         raise UserError(
             f"the system needs {small // MIB} MiB in 4 KiB pages, more than Microkit's "
-            f"{sb.max_single_alloc // MIB} MiB on {board}; lower the beam_server stack size"
+            f"{sb.max_single_alloc // MIB} MiB on {sb.name}; lower the beam_server stack size"
         )
     system_file = out_dir / system_name
     system_file.write_text(xml)
@@ -331,7 +278,7 @@ def generate(
                 f"sdfgen wrote no {b.data.name}; is sdfgen 0.28.1 installed (`chrysopolis setup`)?"
             )
     return SystemOutputs(
-        system_file, dtb_path, blobs, heap_size, HEAP_VADDR, blk_path, blk_bus, large, small
+        system_file, dtb_path, blobs, heap_size, HEAP_VADDR, sb.blk_node, blk_bus, large, small
     )
 
 
@@ -400,3 +347,15 @@ def write_sections(outputs: SystemOutputs, elf_dir: Path, objcopy: str = "llvm-o
                 f"cannot write {b.data.name} into {b.elf} section {b.section}: {last} "
                 "(the ELF and sdfgen must come from the pinned sDDF/LionsOS)"
             )
+
+
+def single_pd(board: boards.Board, name: str, elf: str, priority: int = 100) -> str:
+    """The Microkit system file of one PD running `elf`, and nothing else."""
+    check_sdfgen()
+    from sdfgen import SystemDescription
+
+    sdf = SystemDescription(SystemDescription.Arch.AARCH64, board.paddr_top)
+    # Keep the PD referenced until render(): sdfgen frees its native object on __del__.
+    pd = SystemDescription.ProtectionDomain(name, elf, priority=priority)
+    sdf.add_pd(pd)
+    return sdf.render()

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-2-Clause
 """Host tools: what the build runs, which Debian package brings it, at which pinned version.
 
 Set-up decides by package and version (lock.toml [host.debian]), never by whether a command

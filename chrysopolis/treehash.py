@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-2-Clause
 """The canonical content hash of a source tree.
 
 sha256 of a deterministic POSIX (ustar/pax) tar stream of the tree:

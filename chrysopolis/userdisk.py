@@ -1,9 +1,10 @@
+# SPDX-License-Identifier: BSD-2-Clause
 """The user's disk: the FAT disk the guest writes to, kept apart from the image's pristine disk.
 
 A target with a disk has two of them:
-- the pristine disk, `disk.img` in the target's cache entry (copied into build/TARGET/ by
+- the pristine disk, `disk.img` in the target's cache entry (copied into out/TARGET/ by
   every publish): what the image stage built, OTP and nothing else;
-- the user's disk, build/TARGET-disk/disk.img: what `chrysopolis run` boots and the guest
+- the user's disk, out/TARGET-disk/disk.img: what `chrysopolis run` boots and the guest
   writes to. No build and no publish touches it.
 
 Beside the user's disk, state.json records which pristine disk (sha256) it was made or last
@@ -43,7 +44,7 @@ LOCK = ".lock"
 
 
 def disk_dir(target: str) -> Path:
-    """build/TARGET-disk: the user's disk of TARGET and its state file."""
+    """out/TARGET-disk: the user's disk of TARGET and its state file."""
     return config.out_dir() / f"{target}-disk"
 
 
@@ -228,12 +229,28 @@ def _update(target: str, pristine: Path, d: Path, old: dict | None, new: dict) -
 
 
 def adopt_legacy(img: targets.Image, target: str) -> None:
-    """Before this module, `run` booted build/TARGET/disk.img itself: take that disk as the
-    user's disk (once, before a publish replaces it), so what the guest wrote there stays."""
+    """Take over a user's disk from where earlier versions kept it, once, so what the guest
+    wrote there stays: ./build/TARGET-disk (the output folder before ./out) is moved here;
+    before user disks, `run` booted the published TARGET/disk.img itself."""
     if img.disk is None or disk_dir(target).exists():
         return
-    old = config.out_dir() / target / img.disk.name
-    if old.is_file():
+    legacy = config.legacy_out_dir()
+    if legacy is not None and (legacy / f"{target}-disk" / DISK).is_file():
+        disk_dir(target).parent.mkdir(parents=True, exist_ok=True)
+        try:
+            os.rename(legacy / f"{target}-disk", disk_dir(target))
+        except FileExistsError:  # another run got there first
+            pass
+        return
+    old = next(
+        (
+            d / target / img.disk.name
+            for d in (config.out_dir(), legacy)
+            if d is not None and (d / target / img.disk.name).is_file()
+        ),
+        None,
+    )
+    if old is not None:
         d = disk_dir(target)
         try:
             d.mkdir(parents=True)

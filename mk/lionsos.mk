@@ -1,5 +1,6 @@
+# SPDX-License-Identifier: BSD-2-Clause
 # LionsOS and sDDF components built with their own Makefile snippets, wired as LionsOS's
-# examples/posix_test/posix_test.mk wires them. Chrysopolis's stages (chrysopolis/build/
+# examples/posix_test/posix_test.mk wires them. Chrysopolis's stages (chrysopolis/stages/
 # lionsos.py) run it in an empty build directory, passing LIONSOS, SDDF, LIBMICROKITCO_PATH,
 # MICROKIT_SDK, MICROKIT_BOARD and MICROKIT_CONFIG, and name the targets they want. What an
 # earlier stage built (musl, LionsOS libc, libmicrokitco, the sDDF util library) is copied

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-2-Clause
 """Shared fixtures. Tests that need GitHub-hosted sources skip, naming the command."""
 
 import os
@@ -40,10 +41,10 @@ def isolated_cache(tmp_path, monkeypatch):
 @pytest.fixture(scope="module")
 def stack_planner():
     """A planner for images on the LionsOS stack; skips unless their sources are stored."""
-    from chrysopolis import image, stages
+    from chrysopolis import cache, image
 
     require_sources(*image.NEEDS)
-    return stages.Planner()
+    return cache.Planner()
 
 
 def pytest_sessionfinish(session, exitstatus):

@@ -1,9 +1,10 @@
+# SPDX-License-Identifier: BSD-2-Clause
 """The Erlang image on seL4: boot, shell, batch evaluation, user code (needs the sources)."""
 
 import pytest
 from conftest import cli, require_sources
 
-from chrysopolis import checks, image, stages
+from chrysopolis import cache, checks, image
 
 
 @pytest.fixture(scope="module")
@@ -88,5 +89,5 @@ def test_image_rebuilds_byte_identical(planner):
     out = planner.ensure("beam")
     before = {f: file_hash(out / f) for f in files}
     shutil.rmtree(out)
-    again = stages.Planner().ensure("beam")
+    again = cache.Planner().ensure("beam")
     assert {f: file_hash(again / f) for f in files} == before

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-2-Clause
 """The command line as a user meets it: one-line errors, exit codes, nothing changed."""
 
 import subprocess

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-2-Clause
 """The `deb` source kind: a set of binary .deb files, verified, unpacked into one tree."""
 
 import functools

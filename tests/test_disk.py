@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-2-Clause
 """The FAT disk builder: MBR layout, FAT32 contents read back with mtools, reproducibility."""
 
 import os

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-2-Clause
 """musl, ERTS and the Linux baseline: all inputs come from Debian's archive, so these run
 anywhere the registries are reachable (the sources are fetched when absent)."""
 
@@ -10,7 +11,7 @@ from pathlib import Path
 import pytest
 from elftools.elf.elffile import ELFFile
 
-from chrysopolis import baseline, config, lock, sources, stages
+from chrysopolis import baseline, cache, config, lock, sources
 from chrysopolis.errors import UserError
 
 
@@ -20,7 +21,7 @@ def _fetch_for(*names: str) -> None:
     seen: set[str] = set()
     todo = list(names)
     while todo:
-        st = stages.get(todo.pop())
+        st = cache.get(todo.pop())
         if st.name in seen:
             continue
         seen.add(st.name)
@@ -34,9 +35,9 @@ def _fetch_for(*names: str) -> None:
 
 
 @pytest.fixture(scope="module")
-def planner() -> stages.Planner:
+def planner() -> cache.Planner:
     _fetch_for("baseline", "otp")
-    return stages.Planner()
+    return cache.Planner()
 
 
 def _ar_members(path: Path) -> dict[str, bytes]:
@@ -179,7 +180,7 @@ def test_corrupted_otp_archive_is_refused_before_configure(tmp_path, monkeypatch
         assert not sources.present(src)
         assert not list((tmp_path / "cache" / "sources").glob("otp/*"))
 
-    planner = stages.Planner()
+    planner = cache.Planner()
     with pytest.raises(
         UserError, match=r"source 'otp' .* is not in the store; run `chrysopolis sources fetch otp`"
     ):

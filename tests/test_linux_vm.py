@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-2-Clause
 """The full-system Linux peer (stage linux-vm): every input comes from Debian's archive, so
 these run anywhere the registries are reachable (the sources are fetched when absent)."""
 
@@ -6,8 +7,8 @@ import stat
 import pexpect
 import pytest
 
-from chrysopolis import config, lock, sources, stages
-from chrysopolis.build import linux_vm
+from chrysopolis import cache, config, lock, sources
+from chrysopolis.stages import linux_vm
 
 
 def _newc(data: bytes) -> list[tuple[str, int, int, int, bytes]]:
@@ -63,13 +64,13 @@ def vm_built() -> None:
     lk = lock.load()
     todo, seen = ["linux-vm"], set()
     while todo:
-        st = stages.get(todo.pop())
+        st = cache.get(todo.pop())
         if st.name not in seen:
             seen.add(st.name)
             todo.extend(st.deps)
             for s in st.sources:
                 sources.fetch(lk.source(s))
-    stages.Planner().ensure("linux-vm")
+    cache.Planner().ensure("linux-vm")
 
 
 @pytest.mark.slow

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-2-Clause
 """The LionsOS stack stages: LionsOS libc, libmicrokitco per user, sDDF PDs, the FAT server."""
 
 import dataclasses
@@ -8,8 +9,8 @@ import pytest
 from conftest import require_sources
 from elftools.elf.elffile import ELFFile
 
-from chrysopolis import stages, system
-from chrysopolis.build import libmicrokitco, lionsos
+from chrysopolis import cache, system
+from chrysopolis.stages import libmicrokitco, lionsos
 
 LLVM = lionsos.LLVM_BIN
 
@@ -17,7 +18,7 @@ LLVM = lionsos.LLVM_BIN
 @pytest.fixture(scope="module")
 def planner():
     require_sources("sel4", "microkit", "lionsos", "sddf", "libmicrokitco", "musl")
-    return stages.Planner()
+    return cache.Planner()
 
 
 @pytest.fixture(scope="module")

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-2-Clause
 """The lock file and the canonical tree hash."""
 
 import os

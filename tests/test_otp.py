@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-2-Clause
 """The `otp` stage: Debian's OTP 27.3.4.1 .beam files laid out for the disk, versions checked."""
 
 import os
@@ -8,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from chrysopolis import disk, lock, sources
-from chrysopolis.build import otp
+from chrysopolis import disk, erlterm, lock, sources
 from chrysopolis.errors import UserError
+from chrysopolis.stages import otp
 
 BOOTED = ("kernel", "stdlib", "compiler", "sasl")
 
@@ -67,7 +68,7 @@ def test_no_native_executables_on_the_disk(tree):
 def test_start_boot_loads_compiler_and_every_module_exists(tree):
     root, manifest = tree
     boot = root / "releases/27/start.boot"
-    _, _, instrs = otp.etf_decode(boot.read_bytes())
+    _, _, instrs = erlterm.etf_decode(boot.read_bytes())
     loaded = [
         i[1][2][0][1] for i in instrs if i[0] == "apply" and i[1][:2] == ("application", "load")
     ]
@@ -91,22 +92,22 @@ def test_boot_codec_and_app_loading_match_systools(inputs):
     rel = inputs[0] / otp.DEB_ROOT / "releases/27"
     for name in ("start_clean.boot", "start_sasl.boot", "no_dot_erlang.boot"):
         data = (rel / name).read_bytes()
-        assert otp.etf_encode(otp.etf_decode(data)) == data
-    clean = otp.etf_decode((rel / "start_clean.boot").read_bytes())
-    spec = otp.app_spec(inputs[0] / otp.DEB_ROOT / "lib/sasl-4.2.2/ebin/sasl.app")[2]
+        assert erlterm.etf_encode(erlterm.etf_decode(data)) == data
+    clean = erlterm.etf_decode((rel / "start_clean.boot").read_bytes())
+    spec = erlterm.app_spec(inputs[0] / otp.DEB_ROOT / "lib/sasl-4.2.2/ebin/sasl.app")[2]
     ours = otp.add_loaded_app(clean, "sasl-4.2.2", spec)
-    sasl = otp.etf_decode((rel / "start_sasl.boot").read_bytes())
+    sasl = erlterm.etf_decode((rel / "start_sasl.boot").read_bytes())
     start = (
-        otp.Atom("apply"),
+        erlterm.Atom("apply"),
         (
-            otp.Atom("application"),
-            otp.Atom("start_boot"),
-            [otp.Atom("sasl"), otp.Atom("permanent")],
+            erlterm.Atom("application"),
+            erlterm.Atom("start_boot"),
+            [erlterm.Atom("sasl"), erlterm.Atom("permanent")],
         ),
     )
-    assert otp.etf_encode((sasl[0], sasl[1], [i for i in sasl[2] if i != start])) == otp.etf_encode(
-        ours
-    )
+    assert erlterm.etf_encode(
+        (sasl[0], sasl[1], [i for i in sasl[2] if i != start])
+    ) == erlterm.etf_encode(ours)
 
 
 def fake_otp(tmp: Path, src_vsn: dict[str, str], beam_vsn: dict[str, str]) -> tuple[Path, Path]:

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-2-Clause
 """The QEMU harness, driven by a stand-in guest so it runs without any image."""
 
 import os
@@ -7,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from chrysopolis import boards, qemu, toolchain
+from chrysopolis import boards, logs, qemu, toolchain
 from chrysopolis.errors import UserError
 
 GUEST = textwrap.dedent("""
@@ -56,7 +57,7 @@ def test_timeout_names_log_and_guest_is_ended(tmp_path):
             pid = s.child.pid
             s.expect("never", timeout=1)
     assert not alive(pid)
-    assert "Bootstrapping kernel" in qemu.tail(log)
+    assert "Bootstrapping kernel" in logs.tail(log)
 
 
 def test_guest_exit_before_marker(tmp_path):
@@ -84,7 +85,7 @@ def test_guest_ignoring_sigterm_is_killed(tmp_path):
 def test_command_has_board_flags_and_pinned_disk(tmp_path):
     b = boards.board("qemu_virt_aarch64")
     (tmp_path / "disk.img").touch()
-    cmd = qemu.command(b, tmp_path / "loader.img", tmp_path / "disk.img")
+    cmd = qemu.command(b, tmp_path / "loader.img", tmp_path / "disk.img", disk_bus=1)
     joined = " ".join(cmd)
     assert "-machine virt,virtualization=on -cpu cortex-a53" in joined
     assert f"loader,file={tmp_path}/loader.img,addr=0x70000000,cpu-num=0" in joined

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-2-Clause
 """The runtime adapter's pure parts, built for the host and run: memory.c (the heap region
 allocator behind mmap/munmap/mremap/brk), paths.c (path folding) and entropy.c (the
 ChaCha20 DRBG). tests/runtime_host/harness.c drives the real sources through their

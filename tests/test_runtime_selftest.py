@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-2-Clause
 """The runtime adapter on seL4: the self-test image boots and every check passes
 (needs the GitHub-hosted sources)."""
 
@@ -6,9 +7,8 @@ import subprocess
 
 import pytest
 
-from chrysopolis import checks, config, targets
-from chrysopolis.build import runtime
-from chrysopolis.build.lionsos import LLVM_BIN
+from chrysopolis import checks, config, image, targets
+from chrysopolis.stages.lionsos import LLVM_BIN
 
 
 @pytest.fixture(scope="module")
@@ -48,5 +48,5 @@ def test_musl_threads_run_over_our_clone(planner):
         check=True,
     ).stdout
     assert dwarf.count("threads.c") >= 2
-    for fn in runtime.WRAPPED:
+    for fn in image.WRAPPED:
         assert re.search(rf" T __wrap_{fn}$", syms, re.M)

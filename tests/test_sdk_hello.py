@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-2-Clause
 """The Microkit SDK stage and the `hello` target: built from the pinned sources, booted in QEMU."""
 
 import subprocess
@@ -7,10 +8,10 @@ import pytest
 from conftest import require_sources
 from elftools.elf.elffile import ELFFile
 
-from chrysopolis import boards, stages, targets
-from chrysopolis.build import hello, sdk
+from chrysopolis import boards, cache, system, targets
 from chrysopolis.checks import load_all as load_checks
 from chrysopolis.errors import UserError
+from chrysopolis.stages import sdk
 
 
 def _one_line_user_error(fn, *args) -> str:
@@ -40,7 +41,7 @@ def test_build_sdk_args_use_the_debian_cross_compiler():
 
 
 def test_hello_system_description_has_one_pd():
-    root = ET.fromstring(hello.system_description(boards.board(boards.DEFAULT_BOARD), "x.elf"))
+    root = ET.fromstring(system.single_pd(boards.board(boards.DEFAULT_BOARD), "hello", "x.elf"))
     pds = root.findall("protection_domain")
     assert [pd.get("name") for pd in pds] == ["hello"]
     assert pds[0].find("program_image").get("path") == "x.elf"
@@ -49,7 +50,7 @@ def test_hello_system_description_has_one_pd():
 @pytest.fixture(scope="module")
 def planner():
     require_sources("sel4", "microkit")
-    return stages.Planner()
+    return cache.Planner()
 
 
 def _aarch64_elf(path) -> None:

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-2-Clause
 """Set-up as a new user meets it: pinned packages, tools by path, installs, progress on a tty."""
 
 import os
@@ -12,7 +13,7 @@ import pexpect
 import pytest
 from conftest import cli
 
-from chrysopolis import config, lock, stages, toolchain
+from chrysopolis import cache, config, lock, toolchain
 
 ROOT = config.ROOT
 
@@ -180,10 +181,10 @@ def test_non_editable_install_works_outside_the_checkout(tmp_path, isolated_cach
 def test_stage_key_covers_the_modules_whose_values_reach_it(tmp_path):
     """Editing boards.py (its CPU goes into -mcpu) must rebuild the SDK and what uses it."""
     copy = copy_checkout(
-        tmp_path / "checkout", "chrysopolis", "lock.toml", "patches", "hello", "runtime"
+        tmp_path / "checkout", "chrysopolis", "lock.toml", "patches", "targets", "runtime"
     )
     probe = (
-        "from chrysopolis import stages; p = stages.Planner(); "
+        "from chrysopolis import cache; p = cache.Planner(); "
         "print(p.key('sdk'), p.key('hello'), p.key('musl'), p.is_built('sdk'))"
     )
 
@@ -199,7 +200,7 @@ def test_stage_key_covers_the_modules_whose_values_reach_it(tmp_path):
         return r.stdout.split()
 
     before = keys()
-    assert before[:3] == [stages.Planner().key(n) for n in ("sdk", "hello", "musl")]
+    assert before[:3] == [cache.Planner().key(n) for n in ("sdk", "hello", "musl")]
     boards = copy / "chrysopolis" / "boards.py"
     text = boards.read_text()
     assert text.count('"cortex-a53",') >= 1
@@ -219,8 +220,8 @@ def test_run_eval_on_a_target_without_a_shell_is_refused_at_once():
 
 
 def test_unimplemented_syscalls_fail_checks_unless_listed(tmp_path, monkeypatch):
-    from chrysopolis.build import beam
     from chrysopolis.errors import UserError
+    from chrysopolis.targets import beam
 
     log = tmp_path / "serial.log"
     log.write_bytes(b"Eshell V15.2.7\r\nPOSIX|ERROR: Unimplemented syscall number: 999\r\n1> ")
@@ -231,3 +232,13 @@ def test_unimplemented_syscalls_fail_checks_unless_listed(tmp_path, monkeypatch)
     log.write_bytes(log.read_bytes() + b"\r\nMON|ERROR: received a fault\r\n")
     with pytest.raises(UserError, match="error line: 'MON|ERROR"):
         beam._no_fatal_lines(log)
+
+
+def test_fatal_lines_are_whole_words():
+    from chrysopolis import checks
+
+    assert checks.fatal_line(b"the default clause matched\r\nassert ok\r\n") is None
+    assert checks.fatal_line(b"ok\r\nvm fault on data at address 0x0\r\n") == (
+        "vm fault on data at address 0x0"
+    )
+    assert "Failed assertion" in checks.fatal_line(b"Failed assertion 'x' at a.c:1\n")

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-2-Clause
 """The source store: fetch over HTTP (served here), import from directories and git."""
 
 import functools

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-2-Clause
 """Our code stays lint-clean and formatted: ruff for Python, clang-format-19 for C."""
 
 import shutil

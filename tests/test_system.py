@@ -1,5 +1,7 @@
+# SPDX-License-Identifier: BSD-2-Clause
 """The system description: topology, the heap's setvars, blobs into sections, bad input."""
 
+import dataclasses
 import re
 import shutil
 import subprocess
@@ -9,7 +11,7 @@ from pathlib import Path
 import pytest
 from conftest import require_sources
 
-from chrysopolis import boards, qemu, system
+from chrysopolis import boards, system, targets
 from chrysopolis.errors import UserError
 
 MIB = 1024 * 1024
@@ -100,7 +102,7 @@ def test_every_blob_written_and_serial_uncoloured(rendered):
 
 def test_page_totals_match_the_microkit_failure_figure(tmp_path):
     require_sources("sddf")
-    # STACK.md: a 512 MiB heap makes Microkit 2.0.1 ask for 576 MiB in one allocation.
+    # docs/architecture.md: a 512 MiB heap makes Microkit 2.0.1 ask for 576 MiB in one allocation.
     with pytest.raises(UserError, match=r"needs 576 MiB .* use at most 448 MiB"):
         system.generate(tmp_path, heap_mib=512)
     assert not (tmp_path / "chrysopolis.system").exists()
@@ -160,10 +162,11 @@ def test_bad_stack_is_refused(tmp_path, stack_kib):
         ({"blk_node": "virtio_mmio@a000210"}, "'virtio_mmio@a000210' is not a virtio-mmio slot"),
     ],
 )
-def test_bad_device_node_is_refused(tmp_path, kw, message):
+def test_bad_device_node_in_a_board_row_is_refused(tmp_path, kw, message):
     require_sources("sddf")
+    board = dataclasses.replace(boards.board(boards.DEFAULT_BOARD), **kw)
     with pytest.raises(UserError, match=re.escape(message)) as e:
-        system.generate(tmp_path, **kw)
+        system.generate(tmp_path, board)
     assert "\n" not in str(e.value)
     assert not (tmp_path / "chrysopolis.system").exists()
 
@@ -176,9 +179,10 @@ def test_block_node_picks_the_qemu_bus(rendered, tmp_path):
         pytest.skip("qemu-system-aarch64 absent: run `chrysopolis setup`")
     board = boards.board(boards.DEFAULT_BOARD)
     (tmp_path / "disk.img").touch()
-    cmd = " ".join(map(str, qemu.command(board, Path("loader.img"), disk=tmp_path / "disk.img")))
-    assert f"bus=virtio-mmio-bus.{outputs.blk_bus}" in cmd
-    other = system.generate(tmp_path, blk_node="virtio_mmio@a000400")
+    img = targets.Image(tmp_path, Path("loader.img"), tmp_path / "disk.img", board, {}, 1)
+    assert f"bus=virtio-mmio-bus.{outputs.blk_bus}" in " ".join(map(str, img.command()))
+    moved = dataclasses.replace(board, blk_node="virtio_mmio@a000400")
+    other = system.generate(tmp_path, moved)
     assert other.blk_bus == 2
     assert "virtio_mmio@a000400/" in other.system_file.read_text()
 

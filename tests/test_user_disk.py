@@ -1,10 +1,12 @@
+# SPDX-License-Identifier: BSD-2-Clause
 """The user's disk: what the guest writes survives rebuilds; headless runs change nothing.
 
 Host tests build small real FAT disks and read them back with mtools; boot tests run the
 Erlang image (they skip unless its sources are stored). Every test has its own out dir
-(CHRYSOPOLIS_OUT), so ./build is never touched.
+(CHRYSOPOLIS_OUT), so ./out is never touched.
 """
 
+import dataclasses
 import os
 import signal
 import subprocess
@@ -186,6 +188,21 @@ def test_the_old_published_disk_is_adopted_with_the_guests_files(out, tmp_path):
     assert read(d, "/keep.txt") == b"data"
 
 
+def test_a_disk_in_the_old_build_folder_moves_to_out(tmp_path, monkeypatch):
+    """./build was the output folder before ./out: the user's disk there moves, files kept."""
+    monkeypatch.delenv("CHRYSOPOLIS_OUT", raising=False)
+    monkeypatch.setattr(config, "ROOT", tmp_path / "checkout")
+    v1 = pristine(tmp_path, "v1", V1)
+    old = tmp_path / "checkout" / "build" / "t-disk" / "disk.img"
+    old.parent.mkdir(parents=True)
+    userdisk.copy(v1.disk, old)
+    write(old, {"/keep.txt": "data"}, tmp_path)
+    userdisk.adopt_legacy(v1, "t")
+    assert userdisk.path("t") == tmp_path / "checkout" / "out" / "t-disk" / "disk.img"
+    assert not old.exists()
+    assert read(use(v1), "/keep.txt") == b"data"
+
+
 def test_modules_go_on_a_scratch_copy_of_the_users_disk(out, tmp_path):
     d = use(pristine(tmp_path, "v1", V1))
     write(d, {"/keep.txt": "data"}, tmp_path)
@@ -240,7 +257,7 @@ def test_a_guest_file_survives_rebuilds_and_an_otp_update(out, beam, tmp_path):
     assert r.returncode == 0 and r.stdout.strip() == "ok", r.stdout + r.stderr
     d = userdisk.path("beam")
     assert read(d, "/keep.txt") == b"data"
-    r = cli("build")  # republishes build/beam: rmtree + copy
+    r = cli("build")  # republishes out/beam: rmtree + copy
     assert r.returncode == 0, r.stderr
     assert file_hash(out / "beam" / "disk.img") == file_hash(beam.disk)
     assert read(d, "/keep.txt") == b"data"
@@ -249,7 +266,7 @@ def test_a_guest_file_survives_rebuilds_and_an_otp_update(out, beam, tmp_path):
     userdisk.extract(beam.disk, tree)
     (tree / "releases" / "27" / "CHANGED").write_text("only in the other image\n")
     other = disk.build_disk(tree, tmp_path / "other" / "disk.img").image
-    use(targets.Image(beam.dir, beam.loader, other, beam.board, beam.markers), "beam")
+    use(dataclasses.replace(beam, disk=other), "beam")
     assert read(d, "/releases/27/CHANGED") == b"only in the other image\n"
     assert read(d, "/keep.txt") == b"data"
     # Back to this image (its pristine disk differs again): updated on the run, then booted.
@@ -281,7 +298,7 @@ def test_a_synced_write_survives_sigkill(out, beam):
     """The interactive path (the user's disk, persist=True), then QEMU killed hard."""
     log = config.runs_dir() / "test-user-disk-sigkill.log"
     with userdisk.in_use(beam, "beam") as d:
-        cmd = qemu.command(beam.board, beam.loader, d, persist=True)
+        cmd = beam.command(d, persist=True)
         with qemu.boot(cmd, log) as s:
             sh = shell.Shell(s)
             sh.wait_ready()

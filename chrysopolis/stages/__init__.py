@@ -1,10 +1,7 @@
-"""Stage and check definitions, one module per upstream component or image.
+# SPDX-License-Identifier: BSD-2-Clause
+"""Stage recipes, one module per upstream component: how each is built from its pinned
+sources (sdk, musl, erts, otp, lionsos, libmicrokitco, linux_vm).
 
-Every module in this package is imported, so a new component is one new file.
+The cache (chrysopolis/cache.py) imports every module here; a new component is one new
+file. Bootable images are in chrysopolis/targets/.
 """
-
-import importlib
-import pkgutil
-
-for _m in sorted(m.name for m in pkgutil.iter_modules(__path__)):
-    importlib.import_module(f"{__name__}.{_m}")

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-2-Clause
 """ERTS 15.2.7 (OTP 27.3.4.1), the emulator only, cross-compiled for aarch64 musl.
 
 Output layout:
@@ -28,8 +29,8 @@ import shutil
 from pathlib import Path
 
 from chrysopolis import toolchain
+from chrysopolis.cache import Context, stage
 from chrysopolis.errors import UserError
-from chrysopolis.stages import Context, stage
 
 TARGET = "aarch64-unknown-linux-musl"  # what OTP's config.sub makes of --host
 LIBGCC_DIR = Path("/usr/lib/gcc-cross/aarch64-linux-gnu/12")  # Debian gcc-aarch64-linux-gnu
@@ -139,7 +140,7 @@ def build_ycf(ctx: Context, otp: Path) -> Path:
     host=("clang-19", "lld-19", "llvm-19", "gcc-aarch64-linux-gnu", "gcc", "make", "perl"),
     doc="ERTS 15.2.7 emulator archives for aarch64 musl (libbeam.a with erl_start, no main)",
 )
-def build(ctx: Context) -> None:
+def erts(ctx: Context) -> None:
     root = sysroot(ctx.work / "sysroot", ctx.dep("musl"))
     otp = ctx.copy_source("otp")
     ycf = build_ycf(ctx, otp)

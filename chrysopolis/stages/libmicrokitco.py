@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-2-Clause
 """libmicrokitco (cooperative threads for one PD), built once per user.
 
 `LIBMICROKITCO_MAX_COTHREADS` comes from an options header compiled into the library and
@@ -19,9 +20,9 @@ import shutil
 from pathlib import Path
 
 from chrysopolis import boards
-from chrysopolis.build.lionsos import CONFIG, HOST, llvm_env, make_vars
-from chrysopolis.build.sdk import board_dir
-from chrysopolis.stages import Context, stage
+from chrysopolis.cache import Context, stage
+from chrysopolis.stages.lionsos import CONFIG, HOST, llvm_env, make_vars
+from chrysopolis.stages.sdk import board_dir
 
 # LionsOS's options header for the FAT server, and the header it includes.
 FAT_OPTS = "components/fs/fat/config"

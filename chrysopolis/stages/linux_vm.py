@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-2-Clause
 """The full-system Linux peer: the image's ERTS on Debian's arm64 kernel in the same QEMU.
 
 The user-mode baseline (`baseline.py`) has no MMU emulation, so it flatters Linux. This
@@ -8,7 +9,7 @@ with the seL4 image's machine flags, over an initramfs of ours:
   /bin/beam.smp          the static emulator of stage `baseline` (the image's ERTS objects)
   /lib, /releases, /bin  the OTP tree of stage `otp` (root/), in RAM
   /dev/console           for the kernel to open as init's stdin/out before devtmpfs
-ERTS starts with the emulator arguments of beam/main.c (read from it, so the two cannot
+ERTS starts with the emulator arguments of targets/beam/main.c (read from it, so the two cannot
 drift) and runs the Eshell on the console. The tty echoes each typed line, as the seL4
 console does, so chrysopolis.shell.Shell drives both alike. Halting powers the VM off.
 
@@ -26,15 +27,15 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from chrysopolis import boards, config, qemu
+from chrysopolis.cache import Context, Planner, stage
 from chrysopolis.errors import UserError
 from chrysopolis.shell import Shell
-from chrysopolis.stages import Context, Planner, stage
 
 KERNEL = "vmlinuz"
 INITRD = "initramfs.cpio.gz"
 HOSTNAME = "linux-vm.chrysopolis"  # dotted: kernel's inet setup spawns no inet_gethost
 APPEND = "console=ttyAMA0 quiet rdinit=/init"
-EMU_SOURCE = "beam/main.c"
+EMU_SOURCE = "targets/beam/main.c"
 # Applets the init script and a person at the console use.
 APPLETS = ("sh", "mount", "hostname", "poweroff", "ls", "cat", "free", "uname", "dmesg")
 
@@ -52,7 +53,7 @@ poweroff -f
 
 
 def emu_args(main_c: str) -> list[str]:
-    """The emulator arguments of the seL4 image: beam/main.c's emu_args, less argv[0]."""
+    """The emulator arguments of the seL4 image: targets/beam/main.c's emu_args, less argv[0]."""
     m = re.search(r"emu_args\[\]\s*=\s*\{(.*?)\};", main_c, re.S)
     if m is None:
         raise UserError(
@@ -129,7 +130,7 @@ def _record(out: io.BytesIO, name: str, ino: int, mode: int, data: bytes, rdev: 
     files=(EMU_SOURCE,),
     doc="Debian's arm64 kernel, an initramfs of busybox, beam.smp and OTP: the Linux peer",
 )
-def build(ctx: Context) -> None:
+def linux_vm(ctx: Context) -> None:
     """vmlinuz and initramfs.cpio.gz: Linux booting straight into the Eshell."""
     kernels = sorted((ctx.src("linux-arm64") / "boot").glob("vmlinuz-*"))
     if len(kernels) != 1:

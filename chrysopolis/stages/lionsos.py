@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-2-Clause
 """LionsOS and sDDF: the POSIX libc, the sDDF drivers and virtualisers, the FAT server.
 
 All three stages run one makefile of ours, mk/lionsos.mk, which includes sDDF's and
@@ -25,9 +26,9 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from chrysopolis import boards, system, toolchain
-from chrysopolis.build.sdk import board_dir
+from chrysopolis.cache import Context, stage
 from chrysopolis.errors import UserError
-from chrysopolis.stages import Context, stage
+from chrysopolis.stages.sdk import board_dir
 
 MK = "mk/lionsos.mk"
 PATCHES = "patches/lionsos"

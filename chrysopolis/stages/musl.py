@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-2-Clause
 """musl 1.2.5 (Debian trixie) for aarch64: one set of headers, two static libcs.
 
 Output layout (what later stages use):
@@ -13,7 +14,7 @@ Output layout (what later stages use):
                         `svc` and no `__assert_fail` (libmicrokit 2.0.1 defines one)
 
 A sysroot for `clang-19 --target=aarch64-linux-musl --sysroot=...` is `include/` as
-`usr/include` plus a variant's `lib/` as `usr/lib` (see `chrysopolis.build.erts`).
+`usr/include` plus a variant's `lib/` as `usr/lib` (see `chrysopolis.stages.erts`).
 
 Compiler: clang-19 (`--target=aarch64-linux-musl`), the compiler of LionsOS, sDDF and
 beam_server, so one toolchain builds every C object of the image. `-mno-outline-atomics`
@@ -24,7 +25,7 @@ in a PD before musl's auxv exists) out of everything.
 import shutil
 from pathlib import Path
 
-from chrysopolis.stages import Context, stage
+from chrysopolis.cache import Context, stage
 
 OVERRIDES = "runtime/musl-sel4"  # our replacements for musl's aarch64 system call entry
 
@@ -75,7 +76,7 @@ def _build(ctx: Context, srcdir: Path, variant: str) -> Path:
     host=("clang-19", "lld-19", "llvm-19", "make"),
     doc="musl 1.2.5 for aarch64: shared headers, a Linux libc.a and a __sysinfo (seL4) libc.a",
 )
-def build(ctx: Context) -> None:
+def musl(ctx: Context) -> None:
     src = ctx.src("musl")
     linux = _build(ctx, src, "linux")
     ctx.run(["make", "install-headers", f"DESTDIR={ctx.out}", "includedir=/include"], cwd=linux)

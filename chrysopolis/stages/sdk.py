@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-2-Clause
 """The Microkit 2.0.1 SDK from source: seL4, loader, monitor, libmicrokit and the `microkit` tool.
 
 The C parts are built by Microkit's own `build_sdk.py` (with the Debian cross compiler);
@@ -14,8 +15,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from chrysopolis import boards, toolchain
+from chrysopolis.cache import Context, stage
 from chrysopolis.errors import UserError
-from chrysopolis.stages import Context, stage
 
 # What the SDK is built for; `hello` and later images pick one board/config out of these.
 BOARDS = (boards.DEFAULT_BOARD,)
@@ -96,7 +97,7 @@ def _version_line(cmd: str) -> str:
     pypi=("ply", "Jinja2", "PyYAML", "pyfdt", "lxml"),
     options={"boards": list(BOARDS), "configs": list(CONFIGS)},
 )
-def build(ctx: Context) -> None:
+def sdk(ctx: Context) -> None:
     """Microkit 2.0.1 SDK (seL4 kernel, loader, monitor, libmicrokit, microkit tool)."""
     toolchain.need("aarch64-linux-gnu-gcc", "cmake", "ninja", "dtc", "patch")
     _debian_rust()

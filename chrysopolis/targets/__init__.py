@@ -1,7 +1,10 @@
-"""Build targets as users see them: a stage whose output holds a bootable image.
+# SPDX-License-Identifier: BSD-2-Clause
+"""Bootable targets: a stage whose output holds a bootable image, one module a target.
 
-A target stage writes `run.json` beside its images: which file is the loader image,
-which is the disk, and the board. `run`, `check` and the tests read only that.
+Each module here (hello, bringup, selftest, beam) is the one place of its target: the C it
+compiles, the topology it boots (chrysopolis/system.py) and its checks. Its stage writes
+`run.json` beside the images: the loader image, the disk, the virtio-mmio bus the system
+description put the disk on, and the board. `run`, `check` and the tests read only that.
 """
 
 import json
@@ -10,9 +13,9 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from chrysopolis import boards, config
+from chrysopolis import boards, config, qemu
+from chrysopolis.cache import Planner, get
 from chrysopolis.errors import UserError
-from chrysopolis.stages import Planner, get
 
 MANIFEST = "run.json"
 
@@ -24,16 +27,24 @@ class Image:
     disk: Path | None
     board: boards.Board
     markers: dict  # named regexes the image prints, for run/check
+    disk_bus: int | None = None  # QEMU's virtio-mmio bus for the disk, from the system
+
+    def command(self, disk: Path | None = None, **kw) -> list[str]:
+        """QEMU booting this image with `disk` (default: its own) on the system's disk bus."""
+        d = disk if disk is not None else self.disk
+        return qemu.command(self.board, self.loader, d, disk_bus=self.disk_bus, **kw)
 
 
 def write_manifest(
-    out: Path, loader: str, board: str, disk: str | None = None, markers: dict | None = None
+    out: Path,
+    loader: str,
+    board: str,
+    disk: str | None = None,
+    disk_bus: int | None = None,
+    markers: dict | None = None,
 ) -> None:
-    (out / MANIFEST).write_text(
-        json.dumps(
-            {"loader": loader, "disk": disk, "board": board, "markers": markers or {}}, indent=1
-        )
-    )
+    m = {"loader": loader, "disk": disk, "disk_bus": disk_bus, "board": board}
+    (out / MANIFEST).write_text(json.dumps({**m, "markers": markers or {}}, indent=1))
 
 
 def image(planner: Planner, name: str) -> Image:
@@ -50,6 +61,7 @@ def image(planner: Planner, name: str) -> Image:
         out / m["disk"] if m.get("disk") else None,
         boards.board(m["board"]),
         m.get("markers", {}),
+        m.get("disk_bus"),
     )
 
 

@@ -1,7 +1,9 @@
-"""The Erlang image: beam_server = runtime adapter + ERTS, with OTP on the FAT disk.
+# SPDX-License-Identifier: BSD-2-Clause
+"""Target `beam`, the Erlang image: beam_server = runtime adapter + ERTS, OTP on the FAT disk.
 
-`chrysopolis build` (this target, `beam`) writes `sel4-beam.img` and `disk.img`. The
-checks boot it: `boot-smoke` (the markers in order, no error line), `shell-smoke` (the
+Its C: the runtime (PD base + POSIX adapter) and targets/beam/main.c, which starts ERTS.
+Its topology: the LionsOS stack of chrysopolis/system.py. `chrysopolis build` (this
+target) writes `sel4-beam.img` and `disk.img`. Its checks boot it: `boot-smoke` (the markers in order, no error line), `shell-smoke` (the
 README's session) and `shell-deep` (processes, ETS, binaries, re, zlib, floats, files,
 timers, the compiler, entropy across boots).
 """
@@ -12,12 +14,13 @@ import tempfile
 from pathlib import Path
 
 from chrysopolis import boards, config, disk, image, qemu, targets
-from chrysopolis.build import runtime
-from chrysopolis.build.erts import LIBGCC_DIR
-from chrysopolis.checks import check
+from chrysopolis.cache import Context, Planner, stage
+from chrysopolis.checks import check, clean_log
 from chrysopolis.errors import UserError
 from chrysopolis.shell import Shell, booted
-from chrysopolis.stages import Context, Planner, stage
+from chrysopolis.stages.erts import LIBGCC_DIR
+
+MAIN = "targets/beam/main.c"
 
 MARKERS = {
     "banner": r"Chrysopolis: beam_server up on the LionsOS reference stack\.",
@@ -26,12 +29,6 @@ MARKERS = {
     "erlang": r"Erlang/OTP 27[^\r\n]*",
     "eshell": r"Eshell V(\d+(?:\.\d+)+) ",
 }
-BAD = re.compile(
-    rb"MON\|ERROR|[Ff]ault|POSIX\|ERROR|Unimplemented syscall|Crash dump|"
-    rb"beam_server: ERROR|Kernel pid terminated|assert"
-)
-# LionsOS's line for a syscall nobody registered (it answers -ENOSYS).
-UNIMPLEMENTED = re.compile(rb"POSIX\|ERROR: Unimplemented syscall number: (\d+)")
 # The syscalls left unanswered on purpose, each with its reason. Any other unimplemented
 # syscall on the console fails every check of the image.
 UNANSWERED_SYSCALLS: dict[int, str] = {}
@@ -46,7 +43,7 @@ def erts_archives(erts: Path) -> list[Path]:
     "beam",
     sources=image.SOURCES,
     deps=(*image.DEPS, "erts", "otp"),
-    files=(*image.FILES, "beam"),
+    files=(*image.FILES, MAIN),
     host=(*image.HOST, "gcc-aarch64-linux-gnu"),
     options={
         "board": boards.DEFAULT_BOARD,
@@ -59,12 +56,10 @@ def erts_archives(erts: Path) -> list[Path]:
     target=True,
     shell=True,
 )
-def build(ctx: Context) -> None:
+def beam(ctx: Context) -> None:
     """The Erlang image: ERTS 27 in beam_server on seL4, OTP on a FAT disk (sel4-beam.img)."""
     board = ctx.options["board"]
-    rt = ctx.ours(image.RUNTIME)
-    srcs = [rt / f for f in (*runtime.PD_FILES, *runtime.ADAPTER_FILES)]
-    srcs.append(ctx.ours("beam/main.c"))
+    srcs = [*image.runtime_sources(ctx, posix=True), ctx.ours(MAIN)]
     # ERTS's archives depend on each other and on libgcc (128-bit division): one group.
     libs = [*erts_archives(ctx.dep("erts")), LIBGCC_DIR / "libgcc.a"]
     image.compile_client(
@@ -76,7 +71,7 @@ def build(ctx: Context) -> None:
             "COTHREAD_STACK_SIZE": hex(ctx.options["cothread_stack"]),
             **({"CHRYSOPOLIS_FS_STATS": "1"} if ctx.options["fs_stats"] else {}),
         },
-        ldflags=[*runtime.LINK_FLAGS, "-u", "erl_start"],
+        ldflags=[*image.POSIX_LINK_FLAGS, "-u", "erl_start"],
     )
     image.assemble(
         ctx,
@@ -164,21 +159,11 @@ ENTROPY = "{rand:uniform(1 bsl 60), erlang:ref_to_list(make_ref())}."
 
 
 def _no_fatal_lines(log: Path) -> None:
-    text = log.read_bytes()
-    for m in BAD.finditer(text):
-        start = text.rfind(b"\n", 0, m.start()) + 1
-        line = text[start:].split(b"\n", 1)[0].strip()
-        unimplemented = UNIMPLEMENTED.search(line)
-        if unimplemented and int(unimplemented.group(1)) in UNANSWERED_SYSCALLS:
-            continue
-        what = line.decode(errors="replace")
-        if unimplemented:
-            raise UserError(
-                f"the guest called syscall {int(unimplemented.group(1))}, which nothing answers: "
-                "answer it in runtime/, or add it with its reason to UNANSWERED_SYSCALLS in "
-                f"chrysopolis/build/beam.py (log: {log})"
-            )
-        raise UserError(f"the serial log has an error line: {what!r} (log: {log})")
+    clean_log(
+        log,
+        UNANSWERED_SYSCALLS,
+        fix=", or add it with its reason to UNANSWERED_SYSCALLS in " "chrysopolis/targets/beam.py",
+    )
 
 
 def _run_exprs(shell: Shell, cases: list[tuple[str, str]]) -> list[str]:
@@ -198,7 +183,7 @@ def boot_smoke(planner: Planner) -> str:
     """Boot the Erlang image: every boot marker in order, then the shell, and no error line."""
     img = targets.image(planner, "beam")
     log = config.runs_dir() / "boot-smoke.log"
-    with qemu.boot(qemu.command(img.board, img.loader, img.disk), log) as s:
+    with qemu.boot(img.command(), log) as s:
         for name in ("banner", "clock", "handoff", "erlang", "eshell"):
             m = s.expect(MARKERS[name], 180)
             if name == "eshell":
@@ -251,7 +236,7 @@ def boot_nootp(planner: Planner) -> str:
         empty.write_text("no OTP here\n")
         d = disk.build_disk(None, Path(tmp) / "disk.img", extra={"/readme.txt": empty}).image
         log = runs / "boot-nootp.log"
-        with qemu.boot(qemu.command(img.board, img.loader, d), log) as s:
+        with qemu.boot(img.command(d), log) as s:
             try:
                 Shell(s).wait_ready(60)
             except UserError as e:

@@ -1,23 +1,23 @@
-"""`hello`: one protection domain of ours on seL4 + Microkit, the smallest bootable target.
+# SPDX-License-Identifier: BSD-2-Clause
+"""Target `hello`: one protection domain of ours on seL4 + Microkit, the smallest bootable one.
+
+Its C: targets/hello/hello.c. Its topology: `system.single_pd`, one PD and nothing else.
 
 It proves the SDK end to end: our C file compiled against libmicrokit, a system
 description generated with sdfgen, the `microkit` tool packing the loader image, and
 QEMU printing the PD's marker line.
 """
 
-import sdfgen
-
-from chrysopolis import boards, config, qemu, targets, toolchain
-from chrysopolis.build.sdk import board_dir
+from chrysopolis import boards, config, qemu, system, targets, toolchain
+from chrysopolis.cache import Context, Planner, stage
 from chrysopolis.checks import check
-from chrysopolis.stages import Context, Planner, stage
+from chrysopolis.stages.sdk import board_dir
 
 BOARD = boards.DEFAULT_BOARD
 CONFIG = "debug"  # release kernels and loaders print nothing
 MARKER = r"hello from Chrysopolis on seL4 \(protection domain 'hello'\)"
 
-# Top of the physical address space sdfgen may allocate from (as in sDDF's tools/meta/board.py).
-PADDR_TOP = {"qemu_virt_aarch64": 0x6000_0000}
+MAIN = "targets/hello/hello.c"
 
 CROSS = "aarch64-linux-gnu-"
 # As Microkit's example Makefiles, plus no PIE/stack protector (Debian's defaults for Linux).
@@ -37,25 +37,16 @@ CFLAGS = [
 ]  # microkit.h has static helpers a PD may not call
 
 
-def system_description(board: boards.Board, elf: str) -> str:
-    """The SDF: a single PD running `elf`."""
-    sdf = sdfgen.SystemDescription(sdfgen.SystemDescription.Arch.AARCH64, PADDR_TOP[board.name])
-    # Keep the PD referenced until render(): sdfgen frees its native object on __del__.
-    pd = sdfgen.SystemDescription.ProtectionDomain("hello", elf, priority=100)
-    sdf.add_pd(pd)
-    return sdf.render()
-
-
 @stage(
     "hello",
     deps=("sdk",),
-    files=("hello",),
+    files=(MAIN,),
     host=("gcc-aarch64-linux-gnu", "binutils-aarch64-linux-gnu"),
     pypi=("sdfgen",),
     options={"board": BOARD, "config": CONFIG, "marker": MARKER},
     target=True,
 )
-def build(ctx: Context) -> None:
+def hello(ctx: Context) -> None:
     """Our hello PD on seL4 + Microkit (the smallest bootable image)."""
     toolchain.need(CROSS + "gcc", CROSS + "ld")
     board = boards.board(ctx.options["board"])
@@ -63,11 +54,9 @@ def build(ctx: Context) -> None:
     bdir = board_dir(sdk, board.name, ctx.options["config"])
     cflags = [f.format(cpu=board.cpu) for f in CFLAGS]
     obj, elf = ctx.work / "hello.o", ctx.out / "hello.elf"
-    ctx.run(
-        [CROSS + "gcc", *cflags, "-I", bdir / "include", "-c", ctx.ours("hello/hello.c"), "-o", obj]
-    )
+    ctx.run([CROSS + "gcc", *cflags, "-I", bdir / "include", "-c", ctx.ours(MAIN), "-o", obj])
     ctx.run([CROSS + "ld", "-L", bdir / "lib", obj, "-lmicrokit", "-Tmicrokit.ld", "-o", elf])
-    (ctx.out / "hello.system").write_text(system_description(board, elf.name))
+    (ctx.out / "hello.system").write_text(system.single_pd(board, "hello", elf.name))
     ctx.run(
         [
             sdk / "bin" / "microkit",
@@ -94,7 +83,7 @@ def boot_time(planner: Planner, timeout: float = 30.0) -> float:
     """Seconds from QEMU's start to the hello marker on the serial console."""
     img = targets.image(planner, "hello")
     log = config.cache_dir() / "logs" / "check-hello.log"
-    with qemu.boot(qemu.command(img.board, img.loader), log) as session:
+    with qemu.boot(img.command(), log) as session:
         session.expect(img.markers["hello"], timeout)
         return session.elapsed()
 

@@ -1,46 +1,21 @@
-"""The runtime adapter for ERTS (runtime/*.c beyond the PD files) and its on-target self-test.
+# SPDX-License-Identifier: BSD-2-Clause
+"""Target `selftest`: the runtime adapter's on-target self-test.
 
-What an image linking ERTS takes from here:
-
-    ADAPTER_FILES   the adapter's C files (compile them with the PD files; call
-                    runtime_adapter_init() first thing in chrysopolis_main)
-    LINK_FLAGS      --wrap for every libmicrokitco call that can switch cothreads: the
-                    __wrap_ functions in threads.c keep tpidr_el0 (musl's thread pointer)
-                    with its cothread and give channel waits wake-all semantics
-
-The `selftest` target is beam_server with selftest/selftest.c as its main: musl's pthreads
-over our cothreads and futex, condvars with timeouts, epoll/timerfd/pipes, clocks, mmap,
-entropy and the FAT volume, one `selftest: ok|FAIL` line each. `runtime-selftest` boots it.
+Its C: the runtime (PD base + POSIX adapter) and targets/selftest/selftest.c, which checks
+musl's pthreads over our cothreads and futex, condvars with timeouts, epoll/timerfd/pipes,
+clocks, mmap, entropy and the FAT volume, one `selftest: ok|FAIL` line each. Its topology:
+the LionsOS stack of chrysopolis/system.py. `runtime-selftest` boots it.
 """
 
 import re
 from pathlib import Path
 
 from chrysopolis import boards, config, image, qemu, targets
-from chrysopolis.checks import check
+from chrysopolis.cache import Context, Planner, stage
+from chrysopolis.checks import check, fatal_line
 from chrysopolis.errors import UserError
-from chrysopolis.stages import Context, Planner, stage
 
-ADAPTER_FILES = (
-    "threads.c",
-    "clocks.c",
-    "memory.c",
-    "fds.c",
-    "poll.c",
-    "paths.c",
-    "fsops.c",
-    "entropy.c",
-    "syscalls.c",
-)
-PD_FILES = ("pd.c", "libc.c", "console.c", "time.c", "files.c")
-WRAPPED = (
-    "microkit_cothread_yield",
-    "microkit_cothread_semaphore_wait",
-    "microkit_cothread_semaphore_signal",
-    "microkit_cothread_wait_on_channel",
-    "microkit_cothread_recv_ntfn",
-)
-LINK_FLAGS = tuple(f"--wrap={s}" for s in WRAPPED)
+MAIN = "targets/selftest/selftest.c"
 
 MARKERS = {
     "start": r"selftest: start",
@@ -48,26 +23,24 @@ MARKERS = {
     "random": r"selftest: random ([0-9a-f]{32})",
 }
 FAIL = re.compile(rb"selftest: FAIL [^\r\n]*")
-BAD = re.compile(rb"MON\|ERROR|[Ff]ault|POSIX\|ERROR|assert")
 
 
 @stage(
     "selftest",
     sources=image.SOURCES,
     deps=image.DEPS,
-    files=(*image.FILES, "selftest"),
+    files=(*image.FILES, MAIN),
     host=image.HOST,
     options={"board": boards.DEFAULT_BOARD, "heap_mib": 32, "stack_kib": 64},
     target=True,
 )
-def build(ctx: Context) -> None:
+def selftest(ctx: Context) -> None:
     """Runtime adapter self-test image: pthreads, futex, epoll, timerfd, clocks, mmap, FAT."""
     board = ctx.options["board"]
-    rt = ctx.ours(image.RUNTIME)
-    srcs = [rt / f for f in (*PD_FILES, *ADAPTER_FILES)] + [ctx.ours("selftest/selftest.c")]
+    srcs = [*image.runtime_sources(ctx, posix=True), ctx.ours(MAIN)]
     # 64 KiB cothread stacks: 31 of them from the top of the heap region.
     image.compile_client(
-        ctx, srcs, board, defines={"COTHREAD_STACK_SIZE": "0x10000"}, ldflags=LINK_FLAGS
+        ctx, srcs, board, defines={"COTHREAD_STACK_SIZE": "0x10000"}, ldflags=image.POSIX_LINK_FLAGS
     )
     tree = ctx.work / "disk"
     (tree / "data").mkdir(parents=True)
@@ -89,7 +62,7 @@ def _boot(planner: Planner, name: str) -> tuple[str, str, Path]:
     """Boot the self-test once: (summary, random hex, log); UserError on any failure."""
     img = targets.image(planner, "selftest")
     log = config.runs_dir() / f"{name}.log"
-    with qemu.boot(qemu.command(img.board, img.loader, img.disk), log) as s:
+    with qemu.boot(img.command(), log) as s:
         s.expect(MARKERS["start"], 60)
         rnd = s.expect(MARKERS["random"], 120).group(1).decode()
         failures = int(s.expect(MARKERS["done"], 120).group(1))
@@ -99,9 +72,9 @@ def _boot(planner: Planner, name: str) -> tuple[str, str, Path]:
     if failures or fails:
         shown = "; ".join(f.decode(errors="replace") for f in fails[:3])
         raise UserError(f"runtime self-test: {failures} failures: {shown} (log: {log})")
-    bad = BAD.search(text)
+    bad = fatal_line(text)
     if bad:
-        raise UserError(f"runtime self-test: error line {bad.group(0)!r} (log: {log})")
+        raise UserError(f"runtime self-test: error line {bad!r} (log: {log})")
     passed = len(re.findall(rb"selftest: ok ", text))
     return f"{passed} checks passed in {at:.2f} s", rnd, log
 
