@@ -31,7 +31,7 @@ def harness(tmp_path_factory) -> Path:
             f"-I{HOST / 'include'}",
             f"-I{ROOT / 'runtime' / 'include'}",
             HOST / "harness.c",
-            *[ROOT / "runtime" / s for s in SOURCES],
+            *[ROOT / "runtime" / "posix" / s for s in SOURCES],
             "-o",
             exe,
         ],

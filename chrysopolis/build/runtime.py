@@ -21,18 +21,12 @@ from chrysopolis.checks import check
 from chrysopolis.errors import UserError
 from chrysopolis.stages import Context, Planner, stage
 
-ADAPTER_FILES = (
-    "threads.c",
-    "clocks.c",
-    "memory.c",
-    "fds.c",
-    "poll.c",
-    "paths.c",
-    "fsops.c",
-    "entropy.c",
-    "syscalls.c",
+# Relative to runtime/: every .c file of runtime/pd (the PD base every LionsOS image links)
+# and of runtime/posix (the POSIX adapter ERTS needs).
+PD_FILES = tuple(sorted(f"pd/{p.name}" for p in (config.ROOT / "runtime" / "pd").glob("*.c")))
+ADAPTER_FILES = tuple(
+    sorted(f"posix/{p.name}" for p in (config.ROOT / "runtime" / "posix").glob("*.c"))
 )
-PD_FILES = ("pd.c", "libc.c", "console.c", "time.c", "files.c")
 WRAPPED = (
     "microkit_cothread_yield",
     "microkit_cothread_semaphore_wait",
