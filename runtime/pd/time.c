@@ -1,7 +1,9 @@
-/* Clocks: the sDDF timer driver is the monotonic source (a protected call). */
+/* SPDX-License-Identifier: BSD-2-Clause */
+/* The PD's clock: the sDDF timer driver is the monotonic source (a protected call). */
 #include <sddf/timer/client.h>
 
-#include "chrysopolis.h"
+#include <chrysopolis/pd.h>
+#include <chrysopolis/time.h>
 
 uint64_t time_now_ns(void)
 {

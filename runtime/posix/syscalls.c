@@ -1,13 +1,18 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
- * Process-level system calls ERTS makes beyond LionsOS's, and the adapter's entry point.
+ * The POSIX adapter's entry point and its syscall map: SYSCALLS below is every syscall
+ * the adapter answers, with its handler and the file defining it, registered in one
+ * loop (docs/syscalls.md). Then the process-level calls no other module owns.
  *
  * What ERTS reads back is real: one CPU (one scheduler), a dotted hostname (without a
  * domain `kernel` would spawn the inet_gethost port program, and there are no
  * processes), "/" as the working directory, resource limits matching the fd table.
  * Signals do not exist in a PD: installing handlers, masks and alternate stacks succeeds
- * and does nothing, and so does signalling ourselves. Anything else still reaches
- * LionsOS's dispatcher, which prints `POSIX|ERROR: Unimplemented syscall number: N`
- * and answers ENOSYS: ERTS takes its fallback (clone, faccessat, membarrier...).
+ * and does nothing, and so does signalling ourselves. A PD has no child processes:
+ * clone answers ENOSYS and ERTS's forker copes. A number in no table reaches LionsOS's
+ * dispatcher, which prints `POSIX|ERROR: Unimplemented syscall number: N` and answers
+ * ENOSYS (the checks fail on that line unless the number is listed, with its reason, in
+ * UNANSWERED_SYSCALLS of chrysopolis/build/beam.py).
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -19,30 +24,44 @@
 
 #include <lions/posix/fd.h>
 
-#include "adapter.h"
-#include "chrysopolis.h"
+#include <chrysopolis/clocks.h>
+#include <chrysopolis/dispatch.h>
+#include <chrysopolis/entropy.h>
+#include <chrysopolis/fd_console.h>
+#include <chrysopolis/fd_dir.h>
+#include <chrysopolis/fd_epoll.h>
+#include <chrysopolis/fd_pipe.h>
+#include <chrysopolis/fd_timerfd.h>
+#include <chrysopolis/fds.h>
+#include <chrysopolis/fsops.h>
+#include <chrysopolis/memory.h>
+#include <chrysopolis/pd.h>
+#include <chrysopolis/poll.h>
+#include <chrysopolis/syscalls.h>
+#include <chrysopolis/threads.h>
 
 #ifndef RUNTIME_HOSTNAME
 #define RUNTIME_HOSTNAME "beam.chrysopolis.local"
 #endif
 #define UID 501 /* LionsOS's getuid/getgid */
-#define NS_PER_S 1000000000ULL
 
 #define UNUSED6 (void)a, (void)b, (void)c, (void)d, (void)e, (void)f
 
-static long zero(long a, long b, long c, long d, long e, long f)
+/* Succeeds and does nothing. */
+long sys_nothing(long a, long b, long c, long d, long e, long f)
 {
     UNUSED6;
     return 0;
 }
 
-static long sys_uid(long a, long b, long c, long d, long e, long f)
+/* geteuid, getegid: LionsOS's uid. */
+long sys_getid(long a, long b, long c, long d, long e, long f)
 {
     UNUSED6;
     return UID;
 }
 
-static long sys_uname(long a, long b, long c, long d, long e, long f)
+long sys_uname(long a, long b, long c, long d, long e, long f)
 {
     (void)b, (void)c, (void)d, (void)e, (void)f;
     struct utsname *u = (struct utsname *)a;
@@ -60,7 +79,7 @@ static long sys_uname(long a, long b, long c, long d, long e, long f)
 }
 
 /* Linux's getcwd returns the length including the NUL. */
-static long sys_getcwd(long a, long b, long c, long d, long e, long f)
+long sys_getcwd(long a, long b, long c, long d, long e, long f)
 {
     (void)c, (void)d, (void)e, (void)f;
     if (a == 0) {
@@ -92,7 +111,7 @@ static void limit_of(int resource, struct rlimit *r)
 }
 
 /* Limits are reported, never changed (a new limit is accepted and ignored). */
-static long sys_prlimit64(long pid, long resource, long newp, long oldp, long e, long f)
+long sys_prlimit64(long pid, long resource, long newp, long oldp, long e, long f)
 {
     (void)pid, (void)newp, (void)e, (void)f;
     if (resource < 0 || resource >= RLIM_NLIMITS) {
@@ -104,14 +123,14 @@ static long sys_prlimit64(long pid, long resource, long newp, long oldp, long e,
     return 0;
 }
 
-static long sys_getrlimit(long resource, long oldp, long c, long d, long e, long f)
+long sys_getrlimit(long resource, long oldp, long c, long d, long e, long f)
 {
     (void)c, (void)d;
     return sys_prlimit64(0, resource, 0, oldp, e, f);
 }
 
 /* One CPU: ERTS starts one scheduler. Returns the mask's size, as Linux does. */
-static long sys_sched_getaffinity(long pid, long size, long maskp, long d, long e, long f)
+long sys_sched_getaffinity(long pid, long size, long maskp, long d, long e, long f)
 {
     (void)pid, (void)d, (void)e, (void)f;
     if (size < (long)sizeof(unsigned long)) {
@@ -123,19 +142,19 @@ static long sys_sched_getaffinity(long pid, long size, long maskp, long d, long 
 }
 
 /* Elapsed time is CPU time: the PD has the one CPU it runs on. */
-static long sys_getrusage(long who, long usagep, long c, long d, long e, long f)
+long sys_getrusage(long who, long usagep, long c, long d, long e, long f)
 {
     (void)who, (void)c, (void)d, (void)e, (void)f;
     struct rusage *ru = (struct rusage *)usagep;
     memset(ru, 0, sizeof(*ru));
-    uint64_t ns = runtime_now_ns();
-    ru->ru_utime.tv_sec = (time_t)(ns / NS_PER_S);
-    ru->ru_utime.tv_usec = (suseconds_t)(ns % NS_PER_S / 1000);
+    uint64_t ns = clocks_now_ns();
+    ru->ru_utime.tv_sec = (time_t)(ns / NS_IN_S);
+    ru->ru_utime.tv_usec = (suseconds_t)(ns % NS_IN_S / 1000);
     return 0;
 }
 
 /* The old action or mask asked for is "none": zero it, as Linux would for a fresh process. */
-static long sys_rt_sigaction(long sig, long act, long oldact, long size, long e, long f)
+long sys_rt_sigaction(long sig, long act, long oldact, long size, long e, long f)
 {
     (void)sig, (void)act, (void)e, (void)f;
     if (oldact != 0) {
@@ -144,7 +163,7 @@ static long sys_rt_sigaction(long sig, long act, long oldact, long size, long e,
     return 0;
 }
 
-static long sys_rt_sigprocmask(long how, long set, long oldset, long size, long e, long f)
+long sys_rt_sigprocmask(long how, long set, long oldset, long size, long e, long f)
 {
     (void)how, (void)set, (void)e, (void)f;
     if (oldset != 0) {
@@ -153,7 +172,7 @@ static long sys_rt_sigprocmask(long how, long set, long oldset, long size, long 
     return 0;
 }
 
-static long sys_sigaltstack(long ss, long old, long c, long d, long e, long f)
+long sys_sigaltstack(long ss, long old, long c, long d, long e, long f)
 {
     (void)ss, (void)c, (void)d, (void)e, (void)f;
     if (old != 0) {
@@ -165,48 +184,119 @@ static long sys_sigaltstack(long ss, long old, long c, long d, long e, long f)
 }
 
 /* A PD has no child processes: fork (clone with SIGCHLD) fails; ERTS's forker copes. */
-static long sys_clone(long a, long b, long c, long d, long e, long f)
+long sys_clone(long a, long b, long c, long d, long e, long f)
 {
     UNUSED6;
     return -ENOSYS;
 }
 
+/* No networking yet: ERTS probes and falls back. */
+long sys_socket(long a, long b, long c, long d, long e, long f)
+{
+    UNUSED6;
+    return -EAFNOSUPPORT;
+}
+
 /* Socket options: only socketpair fds exist here, and they have none to report. */
-static long sys_getsockopt(long a, long b, long c, long d, long e, long f)
+long sys_getsockopt(long a, long b, long c, long d, long e, long f)
 {
     UNUSED6;
     return -ENOPROTOOPT;
 }
 
-void runtime_adapter_init(void)
-{
-    threads_init_syscalls();
-    clocks_init();
-    memory_init();
-    fds_init();
-    poll_init();
-    fsops_init();
-    entropy_init();
+/*
+ * The syscall map: every number the POSIX adapter answers, its handler, and the file
+ * that defines the handler (docs/syscalls.md explains it). One row per number; the PD
+ * base answers a few more in runtime/pd/dispatch.c (PD_SYSCALLS). A number in neither
+ * goes to LionsOS. tests/test_syscall_map.py checks the rows against the sources.
+ */
+static const struct dispatch_syscall SYSCALLS[] = {
+    /* threads and the futex */
+    {SYS_futex, sys_futex, "threads.c"},
+    {SYS_sched_yield, sys_sched_yield, "threads.c"},
+    {SYS_gettid, sys_gettid, "threads.c"},
+    {SYS_exit, sys_exit, "threads.c"},
+    {SYS_exit_group, sys_exit_group, "threads.c"},
+    /* clocks and sleeps */
+    {SYS_clock_gettime, sys_clock_gettime, "clocks.c"},
+    {SYS_clock_getres, sys_clock_getres, "clocks.c"},
+    {SYS_nanosleep, sys_nanosleep, "clocks.c"},
+    {SYS_clock_nanosleep, sys_clock_nanosleep, "clocks.c"},
+    {SYS_gettimeofday, sys_gettimeofday, "clocks.c"},
+    /* memory */
+    {SYS_mmap, sys_mmap, "memory.c"},
+    {SYS_munmap, sys_munmap, "memory.c"},
+    {SYS_mremap, sys_mremap, "memory.c"},
+    {SYS_brk, sys_brk, "memory.c"},
+    {SYS_madvise, sys_madvise, "memory.c"},
+    {SYS_mprotect, sys_mprotect, "memory.c"},
+    /* file descriptors of every kind */
+    {SYS_dup, sys_dup, "fds.c"},
+    {SYS_fcntl, sys_fcntl, "fds.c"},
+    {SYS_pipe2, sys_pipe2, "fd_pipe.c"},
+    {SYS_socketpair, sys_socketpair, "fd_pipe.c"},
+    {SYS_timerfd_create, sys_timerfd_create, "fd_timerfd.c"},
+    {SYS_timerfd_settime, sys_timerfd_settime, "fd_timerfd.c"},
+    {SYS_timerfd_gettime, sys_timerfd_gettime, "fd_timerfd.c"},
+    {SYS_epoll_create1, sys_epoll_create1, "fd_epoll.c"},
+    {SYS_epoll_ctl, sys_epoll_ctl, "fd_epoll.c"},
+    {SYS_epoll_pwait, sys_epoll_pwait, "fd_epoll.c"},
+    {SYS_getdents64, sys_getdents64, "fd_dir.c"},
+    {SYS_ppoll, sys_ppoll, "poll.c"},
+    {SYS_pselect6, sys_pselect6, "poll.c"},
+    /* the file system and fd I/O */
+    {SYS_openat, sys_openat, "fsops.c"},
+    {SYS_newfstatat, sys_newfstatat, "fsops.c"},
+    {SYS_faccessat, sys_faccessat, "fsops.c"},
+    {SYS_mkdirat, sys_mkdirat, "fsops.c"},
+    {SYS_unlinkat, sys_unlinkat, "fsops.c"},
+    {SYS_read, sys_read, "fsops.c"},
+    {SYS_write, sys_write, "fsops.c"},
+    {SYS_readv, sys_readv, "fsops.c"},
+    {SYS_writev, sys_writev, "fsops.c"},
+    {SYS_fstat, sys_fstat, "fsops.c"},
+    {SYS_close, sys_close, "fsops.c"},
+    {SYS_dup3, sys_dup3, "fsops.c"},
+    {SYS_lseek, sys_lseek, "fsops.c"},
+    {SYS_pread64, sys_pread64, "fsops.c"},
+    {SYS_pwrite64, sys_pwrite64, "fsops.c"},
+    {SYS_fsync, sys_fsync, "fsops.c"},
+    {SYS_fdatasync, sys_fsync, "fsops.c"},
+    /* entropy */
+    {SYS_getrandom, sys_getrandom, "entropy.c"},
+    /* the process */
+    {SYS_uname, sys_uname, "syscalls.c"},
+    {SYS_getcwd, sys_getcwd, "syscalls.c"},
+    {SYS_prlimit64, sys_prlimit64, "syscalls.c"},
+    {SYS_getrlimit, sys_getrlimit, "syscalls.c"},
+    {SYS_setrlimit, sys_nothing, "syscalls.c"},
+    {SYS_sched_getaffinity, sys_sched_getaffinity, "syscalls.c"},
+    {SYS_sched_setaffinity, sys_nothing, "syscalls.c"},
+    {SYS_getrusage, sys_getrusage, "syscalls.c"},
+    {SYS_geteuid, sys_getid, "syscalls.c"},
+    {SYS_getegid, sys_getid, "syscalls.c"},
+    {SYS_getppid, sys_nothing, "syscalls.c"},
+    {SYS_rt_sigaction, sys_rt_sigaction, "syscalls.c"},
+    {SYS_rt_sigprocmask, sys_rt_sigprocmask, "syscalls.c"},
+    {SYS_sigaltstack, sys_sigaltstack, "syscalls.c"},
+    {SYS_prctl, sys_nothing, "syscalls.c"},
+    {SYS_kill, sys_nothing, "syscalls.c"},
+    {SYS_tkill, sys_nothing, "syscalls.c"},
+    {SYS_tgkill, sys_nothing, "syscalls.c"},
+    {SYS_setsid, sys_nothing, "syscalls.c"},
+    {SYS_clone, sys_clone, "syscalls.c"},
+    {SYS_socket, sys_socket, "syscalls.c"},
+    {SYS_getsockopt, sys_getsockopt, "syscalls.c"},
+};
 
-    runtime_define_syscall(SYS_uname, sys_uname);
-    runtime_define_syscall(SYS_getcwd, sys_getcwd);
-    runtime_define_syscall(SYS_prlimit64, sys_prlimit64);
-    runtime_define_syscall(SYS_getrlimit, sys_getrlimit);
-    runtime_define_syscall(SYS_setrlimit, zero);
-    runtime_define_syscall(SYS_sched_getaffinity, sys_sched_getaffinity);
-    runtime_define_syscall(SYS_sched_setaffinity, zero);
-    runtime_define_syscall(SYS_getrusage, sys_getrusage);
-    runtime_define_syscall(SYS_geteuid, sys_uid);
-    runtime_define_syscall(SYS_getegid, sys_uid);
-    runtime_define_syscall(SYS_getppid, zero);
-    runtime_define_syscall(SYS_rt_sigaction, sys_rt_sigaction);
-    runtime_define_syscall(SYS_rt_sigprocmask, sys_rt_sigprocmask);
-    runtime_define_syscall(SYS_sigaltstack, sys_sigaltstack);
-    runtime_define_syscall(SYS_prctl, zero);
-    runtime_define_syscall(SYS_kill, zero);
-    runtime_define_syscall(SYS_tkill, zero);
-    runtime_define_syscall(SYS_tgkill, zero);
-    runtime_define_syscall(SYS_setsid, zero);
-    runtime_define_syscall(SYS_clone, sys_clone);
-    runtime_define_syscall(SYS_getsockopt, sys_getsockopt);
+void syscalls_init(void)
+{
+    memory_init();
+    fd_console_init();
+    fd_epoll_init();
+    for (size_t i = 0; i < sizeof(SYSCALLS) / sizeof(SYSCALLS[0]); i++) {
+        if (dispatch_register(&SYSCALLS[i]) != 0) {
+            pd_halt();
+        }
+    }
 }
