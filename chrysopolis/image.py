@@ -28,20 +28,9 @@ def _stack():
 DEPS = ("sdk", "lionsos-libc", "sddf", "fatfs", "libmicrokitco-beam")
 SOURCES = ("sddf", "lionsos", "libmicrokitco")
 RUNTIME = "runtime"
-# The runtime's C (docs/architecture.md): the PD base every beam_server links, and the
-# POSIX adapter that ERTS needs on top of it.
-PD_FILES = ("pd.c", "libc.c", "console.c", "time.c", "files.c")
-POSIX_FILES = (
-    "threads.c",
-    "clocks.c",
-    "memory.c",
-    "fds.c",
-    "poll.c",
-    "paths.c",
-    "fsops.c",
-    "entropy.c",
-    "syscalls.c",
-)
+# The runtime's C (docs/architecture.md), every .c file of each folder: the PD base every
+# beam_server links (runtime/pd), and the POSIX adapter ERTS needs on top (runtime/posix).
+PD_DIR, POSIX_DIR = "pd", "posix"
 # The POSIX adapter's cothreads: --wrap every libmicrokitco call that can switch cothreads,
 # so the __wrap_ functions keep tpidr_el0 (musl's thread pointer) with its cothread and
 # give channel waits wake-all semantics (docs/threads.md).
@@ -78,7 +67,8 @@ CFLAGS = [
 def runtime_sources(ctx: Context, posix: bool) -> list[Path]:
     """The runtime's C for a beam_server: the PD base, and with `posix` the POSIX adapter."""
     rt = ctx.ours(RUNTIME)
-    return [rt / f for f in (*PD_FILES, *(POSIX_FILES if posix else ()))]
+    dirs = (PD_DIR, POSIX_DIR) if posix else (PD_DIR,)
+    return [f for d in dirs for f in sorted((rt / d).glob("*.c"))]
 
 
 def include_dirs(ctx: Context, board: str) -> list[Path]:

@@ -1,8 +1,10 @@
 # SPDX-License-Identifier: BSD-2-Clause
 """The runtime adapter's pure parts, built for the host and run: memory.c (the heap region
-allocator behind mmap/munmap/mremap/brk), paths.c (path folding) and entropy.c (the
-ChaCha20 DRBG). tests/runtime_host/harness.c drives the real sources through their
-syscall handlers; the cothread and seL4 parts are exercised on target only."""
+allocator behind mmap/munmap/mremap/brk), paths.c (path folding), entropy.c (the
+ChaCha20 DRBG) and pd/dispatch.c's syscall registration (refusing a taken slot and a
+number off the table). tests/runtime_host/harness.c drives the real sources through
+their syscall handlers, registered as the adapter registers them; the cothread and seL4
+parts are exercised on target only."""
 
 import shutil
 import subprocess
@@ -12,7 +14,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 HOST = ROOT / "tests" / "runtime_host"
-SOURCES = ("memory.c", "paths.c", "entropy.c")
+SOURCES = ("posix/memory.c", "posix/paths.c", "posix/entropy.c", "pd/dispatch.c")
 
 
 @pytest.fixture(scope="module")
@@ -62,6 +64,25 @@ def test_path_folding(harness):
 
 def test_chacha20_matches_rfc8439(harness):
     assert run(harness, "chacha") == ["ok chacha20 block matches RFC 8439 2.3.2"]
+
+
+def test_registration_refuses_taken_slots_and_numbers_off_the_table(harness):
+    r = subprocess.run([harness, "register"], capture_output=True, text=True)
+    lines = r.stdout.splitlines()
+    assert r.returncode == 0 and not [x for x in lines if x.startswith("FAIL")], r.stdout
+    assert len([x for x in lines if x.startswith("ok ")]) == 8
+    errors = [x for x in lines if x.startswith("beam_server: ERROR: ")]
+    mmap = subprocess.run(
+        ["sh", "-c", "printf '#include <sys/syscall.h>\\nSYS_mmap\\n' | cc -E -P -"],
+        capture_output=True,
+        text=True,
+    ).stdout.split()[-1]  # the host's number for mmap, the slot registered twice
+    assert errors == [
+        f"beam_server: ERROR: syscall {mmap} (memory.c): registered twice",
+        "beam_server: ERROR: syscall 512 (memory.c): out of range of the dispatch table (DISPATCH_MAX)",
+        "beam_server: ERROR: syscall 100000 (memory.c): out of range of the dispatch table (DISPATCH_MAX)",
+        "beam_server: ERROR: syscall -1 (memory.c): out of range of the dispatch table (DISPATCH_MAX)",
+    ]
 
 
 def random_bytes(exe: Path, n: int) -> bytes:

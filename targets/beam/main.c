@@ -1,6 +1,7 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * beam_server's main: bring the LionsOS stack up, check the disk holds OTP, then
- * start ERTS the way erlexec would, without erlexec (PORTING.md, "Booting ERTS").
+ * start ERTS the way erlexec would, without erlexec (docs/boot.md).
  */
 #include <fcntl.h>
 #include <stdio.h>
@@ -11,8 +12,10 @@
 
 #include <libmicrokitco.h>
 
-#include "adapter.h"
-#include "chrysopolis.h"
+#include <chrysopolis/files.h>
+#include <chrysopolis/pd.h>
+#include <chrysopolis/syscalls.h>
+#include <chrysopolis/time.h>
 
 #define MOUNT_TIMEOUT_NS (5ULL * 1000 * 1000 * 1000)
 #define BOOT_FILE "/releases/27/start.boot"
@@ -59,7 +62,7 @@ static int read_extra_args(char **argv, int argc, int max)
 
 void chrysopolis_main(void)
 {
-    runtime_adapter_init();
+    syscalls_init();
     printf("Chrysopolis: beam_server up on the LionsOS reference stack.\n");
     uint64_t ns = time_now_ns();
     printf("monotonic clock via sDDF timer: %llu.%06llu s\n", (unsigned long long)(ns / 1000000000ULL),

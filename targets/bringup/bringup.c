@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * The bring-up image: proves the LionsOS stack under beam_server before ERTS
  * runs there. Serial out, the timer, the FAT volume through POSIX, serial in.
@@ -9,7 +10,9 @@
 
 #include <libmicrokitco.h>
 
-#include "chrysopolis.h"
+#include <chrysopolis/files.h>
+#include <chrysopolis/pd.h>
+#include <chrysopolis/time.h>
 
 #define MOUNT_TIMEOUT_NS (5ULL * 1000 * 1000 * 1000)
 

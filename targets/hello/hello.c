@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * Chrysopolis smoke test: the smallest Microkit protection domain.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * The runtime adapter's on-target self-test: beam_server's main runs POSIX code of the
  * kind ERTS runs (musl's pthreads over our cothreads and futex, epoll, timerfd, pipes,
@@ -12,6 +13,7 @@
 #include <fcntl.h>
 #include <pthread.h>
 #include <sched.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -27,8 +29,8 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "adapter.h"
-#include "chrysopolis.h"
+#include <chrysopolis/files.h>
+#include <chrysopolis/syscalls.h>
 
 #define MOUNT_TIMEOUT_NS (10ULL * 1000 * 1000 * 1000)
 
@@ -377,7 +379,7 @@ static void test_files(void)
 void chrysopolis_main(void)
 {
     setvbuf(stdout, NULL, _IONBF, 0);
-    runtime_adapter_init();
+    syscalls_init();
     printf("selftest: start\n");
     test_clocks();
     test_threads();

@@ -1,8 +1,11 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * Host harness for the runtime adapter's pure parts: memory.c (the heap region
  * allocator behind mmap/munmap/mremap/brk/madvise), paths.c and entropy.c (ChaCha20
- * DRBG). Built with the host cc against the real sources; tests/test_runtime_host.py
- * runs it. Usage: harness memory | paths | chacha | random N
+ * DRBG), and the syscall registration of pd/dispatch.c (a taken slot or an out-of-range
+ * number is refused). Built with the host cc against the real sources;
+ * tests/test_runtime_host.py runs it. Usage: harness memory | paths | chacha | random N
+ * | register
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -13,19 +16,50 @@
 #include <sys/syscall.h>
 #include <time.h>
 
-#include "adapter.h"
-#include "chrysopolis.h"
+#include <microkit.h>
 
-void entropy_chacha20_block(const uint32_t in[16], uint32_t out[16]);
+#include <chrysopolis/dispatch.h>
+#include <chrysopolis/entropy.h>
+#include <chrysopolis/memory.h>
+#include <chrysopolis/paths.h>
+#include <chrysopolis/pd.h>
 
-uint64_t beam_heap_base, beam_heap_size, runtime_heap_limit;
-
-static runtime_syscall_t table[512];
+uint64_t beam_heap_base, beam_heap_size, pd_heap_limit;
 static int failures;
 
-void runtime_define_syscall(long nr, runtime_syscall_t fn)
+/* What pd/dispatch.c links against on target. */
+size_t __sysinfo;
+void __init_libc(char **envp, char *pn)
 {
-    table[nr] = fn;
+    (void)envp, (void)pn;
+}
+
+void microkit_dbg_puts(const char *s)
+{
+    fputs(s, stdout);
+}
+
+_Noreturn void pd_halt(void)
+{
+    printf("FAIL pd_halt called\n");
+    exit(1);
+}
+
+/* The rows the harness needs, registered as syscalls.c registers its table. */
+static const struct dispatch_syscall ROWS[] = {
+    {SYS_mmap, sys_mmap, "memory.c"},       {SYS_munmap, sys_munmap, "memory.c"},
+    {SYS_mremap, sys_mremap, "memory.c"},   {SYS_brk, sys_brk, "memory.c"},
+    {SYS_madvise, sys_madvise, "memory.c"}, {SYS_getrandom, sys_getrandom, "entropy.c"},
+};
+
+static void register_rows(void)
+{
+    for (size_t i = 0; i < sizeof(ROWS) / sizeof(ROWS[0]); i++) {
+        if (dispatch_register(&ROWS[i]) != 0) {
+            printf("FAIL registering syscall %ld\n", ROWS[i].nr);
+            exit(1);
+        }
+    }
 }
 
 uint64_t time_now_ns(void)
@@ -37,7 +71,7 @@ uint64_t time_now_ns(void)
 
 static long sys(long nr, long a, long b, long c, long d, long e, long f)
 {
-    return table[nr](a, b, c, d, e, f);
+    return dispatch_handler(nr)(a, b, c, d, e, f);
 }
 
 #define CHECK(name, cond)                                                                                    \
@@ -75,8 +109,9 @@ static void test_memory(void)
     memset(region, 0, HEAP + PAGE);
     beam_heap_base = (uint64_t)(uintptr_t)region + 100;
     beam_heap_size = HEAP;
-    runtime_heap_limit = (uint64_t)(uintptr_t)region + HEAP;
+    pd_heap_limit = (uint64_t)(uintptr_t)region + HEAP;
     memory_init();
+    register_rows();
     long base = (long)region + PAGE, top = (long)region + HEAP;
 
     long a = anon(0, 3 * PAGE, 0);
@@ -174,16 +209,15 @@ static void test_paths(void)
         {"/ignored", "/abs", "/abs"},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-        int r = runtime_path_join(cases[i].base, cases[i].rel, out, sizeof(out));
+        int r = paths_join(cases[i].base, cases[i].rel, out, sizeof(out));
         char name[160];
         snprintf(name, sizeof(name), "path %s + %s -> %s", cases[i].base, cases[i].rel, cases[i].want);
         CHECK(name, r == 0 && strcmp(out, cases[i].want) == 0);
     }
     char small[8];
-    CHECK("path too long: ENAMETOOLONG",
-          runtime_path_join("/", "/abcdefgh", small, sizeof(small)) == -ENAMETOOLONG);
+    CHECK("path too long: ENAMETOOLONG", paths_join("/", "/abcdefgh", small, sizeof(small)) == -ENAMETOOLONG);
     CHECK("path exactly fits",
-          runtime_path_join("/", "abcdef", small, sizeof(small)) == 0 && strcmp(small, "/abcdef") == 0);
+          paths_join("/", "abcdef", small, sizeof(small)) == 0 && strcmp(small, "/abcdef") == 0);
 }
 
 /* RFC 8439, 2.3.2: the ChaCha20 block function test vector. */
@@ -202,7 +236,7 @@ static void test_chacha(void)
 
 static void print_random(long n)
 {
-    entropy_init();
+    register_rows();
     unsigned char *buf = malloc((size_t)n);
     CHECK("getrandom returns the length", sys(SYS_getrandom, (long)buf, n, 0, 0, 0, 0) == n);
     CHECK("getrandom refuses unknown flags", sys(SYS_getrandom, (long)buf, 1, 0x100, 0, 0, 0) == -EINVAL);
@@ -214,6 +248,26 @@ static void print_random(long n)
     printf("\n");
 }
 
+/* Registration refuses, loudly, what would overwrite a slot or fall off the table. */
+static void test_register(void)
+{
+    const struct dispatch_syscall first = {SYS_mmap, sys_mmap, "memory.c"};
+    const struct dispatch_syscall again = {SYS_mmap, sys_munmap, "memory.c"};
+    const struct dispatch_syscall big = {DISPATCH_MAX, sys_brk, "memory.c"};
+    const struct dispatch_syscall bigger = {100000, sys_brk, "memory.c"};
+    const struct dispatch_syscall negative = {-1, sys_brk, "memory.c"};
+    const struct dispatch_syscall last = {DISPATCH_MAX - 1, sys_brk, "memory.c"};
+    CHECK("register a free slot", dispatch_register(&first) == 0 && dispatch_handler(SYS_mmap) == sys_mmap);
+    CHECK("register a taken slot: refused", dispatch_register(&again) == -1);
+    CHECK("the first handler stays", dispatch_handler(SYS_mmap) == sys_mmap);
+    CHECK("register DISPATCH_MAX: refused", dispatch_register(&big) == -1);
+    CHECK("register 100000: refused", dispatch_register(&bigger) == -1);
+    CHECK("register -1: refused", dispatch_register(&negative) == -1);
+    CHECK("register DISPATCH_MAX - 1",
+          dispatch_register(&last) == 0 && dispatch_handler(DISPATCH_MAX - 1) == sys_brk);
+    CHECK("no handler out of range", dispatch_handler(DISPATCH_MAX) == NULL && dispatch_handler(-1) == NULL);
+}
+
 int main(int argc, char **argv)
 {
     if (argc >= 2 && strcmp(argv[1], "memory") == 0) {
@@ -222,10 +276,12 @@ int main(int argc, char **argv)
         test_paths();
     } else if (argc >= 2 && strcmp(argv[1], "chacha") == 0) {
         test_chacha();
+    } else if (argc >= 2 && strcmp(argv[1], "register") == 0) {
+        test_register();
     } else if (argc >= 3 && strcmp(argv[1], "random") == 0) {
         print_random(atol(argv[2]));
     } else {
-        fprintf(stderr, "usage: harness memory | paths | chacha | random N\n");
+        fprintf(stderr, "usage: harness memory | paths | chacha | random N | register\n");
         return 2;
     }
     return failures ? 1 : 0;

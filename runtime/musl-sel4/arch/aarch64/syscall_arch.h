@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * musl's aarch64 system call entry for seL4 protection domains (Chrysopolis).
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 // Cancellable system call for seL4 protection domains (Chrysopolis).
 // Replaces musl's src/thread/aarch64/syscall_cp.s in the `sel4` build: same labels
 // and arguments, but a tail call through `__sysinfo` instead of `svc`.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * Entropy: getrandom(2) and /dev/urandom from a ChaCha20 DRBG seeded from timer jitter.
  * LionsOS's getrandom is rand() unseeded: the same bytes on every boot.
@@ -10,14 +11,14 @@
  * by fresh output (fast key erasure), and a few new samples are mixed in now and then.
  */
 #include <errno.h>
+#include <stdbool.h>
 #include <string.h>
 #include <sys/random.h>
-#include <sys/syscall.h>
 
 #include <autoconf.h> /* CONFIG_EXPORT_PCNT_USER */
 
-#include "adapter.h"
-#include "chrysopolis.h"
+#include <chrysopolis/entropy.h>
+#include <chrysopolis/time.h>
 
 #define SEED_SAMPLES 256
 #define RESEED_SAMPLES 8
@@ -46,7 +47,6 @@ static inline uint32_t rotl(uint32_t x, int n)
         b = rotl(b ^ c, 7);                                                                                  \
     } while (0)
 
-/* The ChaCha20 block function (RFC 8439, 2.3) on a full 16-word input state. */
 void entropy_chacha20_block(const uint32_t in[16], uint32_t out[16])
 {
     uint32_t x[16];
@@ -144,7 +144,7 @@ void entropy_fill(void *buf, size_t len)
     memset(b, 0, sizeof(b));
 }
 
-static long sys_getrandom(long bufp, long len, long flags, long d, long e, long f)
+long sys_getrandom(long bufp, long len, long flags, long d, long e, long f)
 {
     (void)d, (void)e, (void)f;
     if (flags & ~(long)(GRND_NONBLOCK | GRND_RANDOM | GRND_INSECURE)) {
@@ -155,9 +155,4 @@ static long sys_getrandom(long bufp, long len, long flags, long d, long e, long 
     }
     entropy_fill((void *)bufp, (size_t)len);
     return len;
-}
-
-void entropy_init(void)
-{
-    runtime_define_syscall(SYS_getrandom, sys_getrandom);
 }

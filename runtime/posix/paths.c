@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * Path normalisation for the FAT volume. ERTS builds paths like `//lib/kernel/ebin` when
  * its root is `/`, and `..` and `.` appear in code-path arithmetic; LionsOS hands paths
@@ -7,9 +8,9 @@
 #include <errno.h>
 #include <string.h>
 
-#include "adapter.h"
+#include <chrysopolis/paths.h>
 
-int runtime_path_join(const char *base, const char *rel, char *out, size_t size)
+int paths_join(const char *base, const char *rel, char *out, size_t size)
 {
     if (size < 2) {
         return -ENAMETOOLONG;

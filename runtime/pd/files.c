@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * The FAT volume through the LionsOS fs protocol. File calls block their
  * cothread on the fs channel; the mount is issued by hand so that a missing
@@ -9,7 +10,9 @@
 #include <lions/fs/helpers.h>
 #include <lions/fs/protocol.h>
 
-#include "chrysopolis.h"
+#include <chrysopolis/files.h>
+#include <chrysopolis/pd.h>
+#include <chrysopolis/time.h>
 
 fs_queue_t *fs_command_queue;
 fs_queue_t *fs_completion_queue;

@@ -1,7 +1,8 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * The beam_server protection domain: the configs sdfgen writes into our ELF
  * sections, init() and notified(). The image's own work runs in a cothread so
- * that init() returns and notifications reach us (PORTING.md, "Threads").
+ * that init() returns and notifications reach us (docs/threads.md).
  */
 #include <assert.h>
 #include <stdio.h>
@@ -10,7 +11,10 @@
 #include <lions/fs/helpers.h>
 #include <lions/posix/posix.h>
 
-#include "chrysopolis.h"
+#include <chrysopolis/console.h>
+#include <chrysopolis/dispatch.h>
+#include <chrysopolis/files.h>
+#include <chrysopolis/pd.h>
 
 __attribute__((__section__(".serial_client_config"))) serial_client_config_t serial_config;
 __attribute__((__section__(".timer_client_config"))) timer_client_config_t timer_config;
@@ -33,14 +37,23 @@ serial_queue_handle_t serial_tx_queue_handle;
 #endif
 #define NUM_STACKS (LIBMICROKITCO_MAX_COTHREADS - 1)
 
-uint64_t runtime_heap_limit;
+uint64_t pd_heap_limit;
 static co_control_t co_controller;
 
 static void main_cothread(void)
 {
     libc_init(NULL);
-    runtime_libc_init();
+    dispatch_init();
     chrysopolis_main();
+}
+
+_Noreturn void pd_halt(void)
+{
+    microkit_cothread_sem_t never;
+    microkit_cothread_semaphore_init(&never);
+    for (;;) {
+        microkit_cothread_semaphore_wait(&never);
+    }
 }
 
 void init(void)
@@ -59,10 +72,10 @@ void init(void)
                           "give the system a larger heap\n");
         return;
     }
-    runtime_heap_limit = beam_heap_base + beam_heap_size - stacks_bytes;
+    pd_heap_limit = beam_heap_base + beam_heap_size - stacks_bytes;
     stack_ptrs_arg_array_t stacks;
     for (int i = 0; i < NUM_STACKS; i++) {
-        stacks[i] = runtime_heap_limit + (uint64_t)i * COTHREAD_STACK_SIZE;
+        stacks[i] = pd_heap_limit + (uint64_t)i * COTHREAD_STACK_SIZE;
     }
     microkit_cothread_init(&co_controller, COTHREAD_STACK_SIZE, stacks);
     if (microkit_cothread_spawn(main_cothread, NULL) == LIBMICROKITCO_NULL_HANDLE) {

@@ -1,7 +1,8 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * Memory: brk, mmap, munmap and mremap over the heap memory region (base and size patched
  * in by the Microkit tool; pd.c keeps its top for the cothread stacks, so the region ends
- * at runtime_heap_limit). LionsOS's versions hand out a 1 MiB static arena.
+ * at pd_heap_limit). LionsOS's versions hand out a 1 MiB static arena.
  *
  * A page bitmap says what is in use. brk grows up from the base, mmap takes the highest
  * free run that fits (so the two meet last). What ERTS does with it: reserve address
@@ -15,10 +16,9 @@
 #include <stdint.h>
 #include <string.h>
 #include <sys/mman.h>
-#include <sys/syscall.h>
 
-#include "adapter.h"
-#include "chrysopolis.h"
+#include <chrysopolis/memory.h>
+#include <chrysopolis/pd.h>
 
 #define PAGE 4096UL
 #ifndef MAX_HEAP_PAGES
@@ -119,7 +119,7 @@ static size_t index_of(uintptr_t addr, size_t len)
     return p;
 }
 
-static long sys_mmap(long addr, long len, long prot, long flags, long fd, long off)
+long sys_mmap(long addr, long len, long prot, long flags, long fd, long off)
 {
     (void)prot, (void)fd, (void)off;
     if (len <= 0) {
@@ -155,7 +155,7 @@ static long sys_mmap(long addr, long len, long prot, long flags, long fd, long o
     return (long)page_addr(p);
 }
 
-static long sys_munmap(long addr, long len, long c, long d, long e, long f)
+long sys_munmap(long addr, long len, long c, long d, long e, long f)
 {
     (void)c, (void)d, (void)e, (void)f;
     if (addr % PAGE != 0 || len <= 0) {
@@ -168,7 +168,7 @@ static long sys_munmap(long addr, long len, long c, long d, long e, long f)
     return 0;
 }
 
-static long sys_mremap(long old, long old_len, long new_len, long flags, long new_addr, long f)
+long sys_mremap(long old, long old_len, long new_len, long flags, long new_addr, long f)
 {
     (void)new_addr, (void)f;
     if (old % PAGE != 0 || new_len <= 0 || (flags & ~MREMAP_MAYMOVE) != 0) {
@@ -201,7 +201,7 @@ static long sys_mremap(long old, long old_len, long new_len, long flags, long ne
 }
 
 /* Linux's brk: the new break, or the old one when it cannot move. */
-static long sys_brk(long newbrk, long b, long c, long d, long e, long f)
+long sys_brk(long newbrk, long b, long c, long d, long e, long f)
 {
     (void)b, (void)c, (void)d, (void)e, (void)f;
     uintptr_t want = (uintptr_t)newbrk;
@@ -223,7 +223,7 @@ static long sys_brk(long newbrk, long b, long c, long d, long e, long f)
 }
 
 /* MADV_DONTNEED on private anonymous memory reads back as zero; the rest are hints. */
-static long sys_madvise(long addr, long len, long advice, long d, long e, long f)
+long sys_madvise(long addr, long len, long advice, long d, long e, long f)
 {
     (void)d, (void)e, (void)f;
     if (addr % PAGE != 0) {
@@ -235,7 +235,7 @@ static long sys_madvise(long addr, long len, long advice, long d, long e, long f
     return 0;
 }
 
-static long sys_mprotect(long addr, long len, long prot, long d, long e, long f)
+long sys_mprotect(long addr, long len, long prot, long d, long e, long f)
 {
     (void)len, (void)prot, (void)d, (void)e, (void)f;
     return addr % PAGE != 0 ? -EINVAL : 0;
@@ -244,16 +244,10 @@ static long sys_mprotect(long addr, long len, long prot, long d, long e, long f)
 void memory_init(void)
 {
     base = ((uintptr_t)beam_heap_base + PAGE - 1) & ~(PAGE - 1);
-    uintptr_t limit = (uintptr_t)runtime_heap_limit & ~(PAGE - 1);
+    uintptr_t limit = (uintptr_t)pd_heap_limit & ~(PAGE - 1);
     npages = limit > base ? (limit - base) / PAGE : 0;
     if (npages > MAX_HEAP_PAGES) {
         npages = MAX_HEAP_PAGES;
     }
     brk_cur = base;
-    runtime_define_syscall(SYS_mmap, sys_mmap);
-    runtime_define_syscall(SYS_munmap, sys_munmap);
-    runtime_define_syscall(SYS_mremap, sys_mremap);
-    runtime_define_syscall(SYS_brk, sys_brk);
-    runtime_define_syscall(SYS_madvise, sys_madvise);
-    runtime_define_syscall(SYS_mprotect, sys_mprotect);
 }

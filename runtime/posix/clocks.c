@@ -1,9 +1,12 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * Clocks and sleeps. Every clock reads the sDDF timer (time.c): the monotonic ones as
  * they are, CLOCK_REALTIME offset by a wall-clock epoch. The PD sees no RTC, so the epoch
  * is the image's build time (REALTIME_EPOCH_S, set by the build). LionsOS aliases
  * REALTIME to MONOTONIC (1970 at boot) and sleeps on the raw timer channel; both are
  * replaced here. Absolute REALTIME deadlines are rebased onto the monotonic clock.
+ * The timespec helpers here are the only ones: every module validates and converts with
+ * them.
  */
 #include <errno.h>
 #include <stddef.h>
@@ -11,15 +14,36 @@
 #include <sys/time.h>
 #include <time.h>
 
-#include "adapter.h"
-#include "chrysopolis.h"
+#include <chrysopolis/clocks.h>
+#include <chrysopolis/time.h>
+#include <chrysopolis/waitq.h>
 
 #ifndef REALTIME_EPOCH_S
 #define REALTIME_EPOCH_S 1795564800ULL /* 2026-11-25 00:00 UTC */
 #endif
-#define NS_PER_S 1000000000ULL
 
-uint64_t runtime_realtime_offset_ns = REALTIME_EPOCH_S * NS_PER_S;
+uint64_t clocks_realtime_offset_ns = REALTIME_EPOCH_S * NS_IN_S;
+
+uint64_t clocks_now_ns(void)
+{
+    return time_now_ns();
+}
+
+bool clocks_timespec_valid(const struct timespec *ts)
+{
+    return ts->tv_sec >= 0 && ts->tv_nsec >= 0 && (uint64_t)ts->tv_nsec < NS_IN_S;
+}
+
+uint64_t clocks_timespec_ns(const struct timespec *ts)
+{
+    return (uint64_t)ts->tv_sec * NS_IN_S + (uint64_t)ts->tv_nsec;
+}
+
+void clocks_ns_timespec(uint64_t ns, struct timespec *ts)
+{
+    ts->tv_sec = (time_t)(ns / NS_IN_S);
+    ts->tv_nsec = (long)(ns % NS_IN_S);
+}
 
 static bool is_realtime(long clk)
 {
@@ -44,13 +68,7 @@ static bool known_clock(long clk)
     }
 }
 
-static void to_timespec(uint64_t ns, struct timespec *ts)
-{
-    ts->tv_sec = (time_t)(ns / NS_PER_S);
-    ts->tv_nsec = (long)(ns % NS_PER_S);
-}
-
-static long sys_clock_gettime(long clk, long tsp, long c, long d, long e, long f)
+long sys_clock_gettime(long clk, long tsp, long c, long d, long e, long f)
 {
     (void)c, (void)d, (void)e, (void)f;
     if (!known_clock(clk)) {
@@ -59,13 +77,13 @@ static long sys_clock_gettime(long clk, long tsp, long c, long d, long e, long f
     if (tsp == 0) {
         return -EFAULT;
     }
-    uint64_t ns = runtime_now_ns();
-    to_timespec(is_realtime(clk) ? ns + runtime_realtime_offset_ns : ns, (struct timespec *)tsp);
+    uint64_t ns = clocks_now_ns();
+    clocks_ns_timespec(is_realtime(clk) ? ns + clocks_realtime_offset_ns : ns, (struct timespec *)tsp);
     return 0;
 }
 
 /* The ARM generic timer's tick (CNTFRQ_EL0 is readable at EL0). */
-static long sys_clock_getres(long clk, long tsp, long c, long d, long e, long f)
+long sys_clock_getres(long clk, long tsp, long c, long d, long e, long f)
 {
     (void)c, (void)d, (void)e, (void)f;
     if (!known_clock(clk)) {
@@ -74,15 +92,15 @@ static long sys_clock_getres(long clk, long tsp, long c, long d, long e, long f)
     if (tsp != 0) {
         uint64_t freq;
         __asm__ volatile("mrs %0, cntfrq_el0" : "=r"(freq));
-        uint64_t res = freq ? (NS_PER_S + freq - 1) / freq : 1000;
-        to_timespec(res, (struct timespec *)tsp);
+        uint64_t res = freq ? (NS_IN_S + freq - 1) / freq : 1000;
+        clocks_ns_timespec(res, (struct timespec *)tsp);
     }
     return 0;
 }
 
 static long sleep_until(uint64_t deadline, struct timespec *rem)
 {
-    long r = threads_sleep_until(deadline);
+    long r = waitq_sleep_until(deadline);
     if (rem != NULL) {
         rem->tv_sec = 0;
         rem->tv_nsec = 0;
@@ -90,21 +108,21 @@ static long sleep_until(uint64_t deadline, struct timespec *rem)
     return r == -EAGAIN ? -EINVAL : 0;
 }
 
-static long sys_nanosleep(long req, long rem, long c, long d, long e, long f)
+long sys_nanosleep(long req, long rem, long c, long d, long e, long f)
 {
     (void)c, (void)d, (void)e, (void)f;
     const struct timespec *ts = (const struct timespec *)req;
     if (ts == NULL) {
         return -EFAULT;
     }
-    if (ts->tv_sec < 0 || ts->tv_nsec < 0 || (uint64_t)ts->tv_nsec >= NS_PER_S) {
+    if (!clocks_timespec_valid(ts)) {
         return -EINVAL;
     }
-    uint64_t ns = (uint64_t)ts->tv_sec * NS_PER_S + (uint64_t)ts->tv_nsec;
-    return sleep_until(runtime_now_ns() + ns, (struct timespec *)rem);
+    uint64_t ns = clocks_timespec_ns(ts);
+    return sleep_until(clocks_now_ns() + ns, (struct timespec *)rem);
 }
 
-static long sys_clock_nanosleep(long clk, long flags, long req, long rem, long e, long f)
+long sys_clock_nanosleep(long clk, long flags, long req, long rem, long e, long f)
 {
     (void)e, (void)f;
     const struct timespec *ts = (const struct timespec *)req;
@@ -114,37 +132,28 @@ static long sys_clock_nanosleep(long clk, long flags, long req, long rem, long e
     if (ts == NULL) {
         return -EFAULT;
     }
-    if (ts->tv_sec < 0 || ts->tv_nsec < 0 || (uint64_t)ts->tv_nsec >= NS_PER_S) {
+    if (!clocks_timespec_valid(ts)) {
         return -EINVAL;
     }
-    uint64_t ns = (uint64_t)ts->tv_sec * NS_PER_S + (uint64_t)ts->tv_nsec;
+    uint64_t ns = clocks_timespec_ns(ts);
     uint64_t deadline;
     if (flags & TIMER_ABSTIME) {
-        uint64_t offset = is_realtime(clk) ? runtime_realtime_offset_ns : 0;
+        uint64_t offset = is_realtime(clk) ? clocks_realtime_offset_ns : 0;
         deadline = ns > offset ? ns - offset : 0;
     } else {
-        deadline = runtime_now_ns() + ns;
+        deadline = clocks_now_ns() + ns;
     }
     return sleep_until(deadline, (flags & TIMER_ABSTIME) ? NULL : (struct timespec *)rem);
 }
 
-static long sys_gettimeofday(long tvp, long tzp, long c, long d, long e, long f)
+long sys_gettimeofday(long tvp, long tzp, long c, long d, long e, long f)
 {
     (void)tzp, (void)c, (void)d, (void)e, (void)f;
     if (tvp != 0) {
-        uint64_t ns = runtime_now_ns() + runtime_realtime_offset_ns;
+        uint64_t ns = clocks_now_ns() + clocks_realtime_offset_ns;
         struct timeval *tv = (struct timeval *)tvp;
-        tv->tv_sec = (time_t)(ns / NS_PER_S);
-        tv->tv_usec = (suseconds_t)(ns % NS_PER_S / 1000);
+        tv->tv_sec = (time_t)(ns / NS_IN_S);
+        tv->tv_usec = (suseconds_t)(ns % NS_IN_S / 1000);
     }
     return 0;
-}
-
-void clocks_init(void)
-{
-    runtime_define_syscall(SYS_clock_gettime, sys_clock_gettime);
-    runtime_define_syscall(SYS_clock_getres, sys_clock_getres);
-    runtime_define_syscall(SYS_nanosleep, sys_nanosleep);
-    runtime_define_syscall(SYS_clock_nanosleep, sys_clock_nanosleep);
-    runtime_define_syscall(SYS_gettimeofday, sys_gettimeofday);
 }

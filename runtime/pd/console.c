@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * Console input: LionsOS gives stdin no read handler, so we read the sDDF
  * serial RX queue, echo what arrives and turn the terminal's CR into LF.
@@ -8,7 +9,8 @@
 #include <libmicrokitco.h>
 #include <lions/posix/fd.h>
 
-#include "chrysopolis.h"
+#include <chrysopolis/console.h>
+#include <chrysopolis/pd.h>
 
 static bool rx_enabled;
 
