@@ -1,6 +1,7 @@
 # SPDX-License-Identifier: BSD-2-Clause
 """The `chrysopolis` command: setup, doctor, sources, build, run, disk, check, baseline, fmt."""
 
+import dataclasses
 import os
 import shlex
 import subprocess
@@ -258,9 +259,8 @@ def run(
     userdisk.adopt_legacy(img, target)  # the user's disk where older versions kept it
     dest = targets.publish(img, target)
     with userdisk.in_use(img, target, fresh=fresh_disk) as disk:
-        cmd = qemu.command(
-            img.board, dest / img.loader.name, disk, ram=ram, interactive=True, persist=True
-        )
+        published = dataclasses.replace(img, loader=dest / img.loader.name)
+        cmd = published.command(disk, ram=ram, interactive=True, persist=True)
         where = f"; disk {disk} (writes persist)" if disk else ""
         click.echo(f"booting {dest / img.loader.name}{where} (Ctrl-A X quits QEMU)", err=True)
         rc = qemu.interactive(cmd)
