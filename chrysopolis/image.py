@@ -42,6 +42,11 @@ WRAPPED = (
     "microkit_cothread_recv_ntfn",
 )
 POSIX_LINK_FLAGS = tuple(f"--wrap={s}" for s in WRAPPED)
+# What a beam_server prints first (targets/*/: its banner and one sDDF timer reading).
+BANNER_MARKERS = {
+    "banner": r"Chrysopolis: beam_server up on the LionsOS reference stack\.",
+    "clock": r"monotonic clock via sDDF timer: (\d+\.\d+) s",
+}
 # Our files every such image reads (each target adds the directory of its own C); our
 # Python modules are keyed by import (cache.module_closure).
 FILES = (RUNTIME,)

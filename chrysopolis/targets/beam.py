@@ -23,8 +23,7 @@ from chrysopolis.stages.erts import LIBGCC_DIR
 MAIN = "targets/beam/main.c"
 
 MARKERS = {
-    "banner": r"Chrysopolis: beam_server up on the LionsOS reference stack\.",
-    "clock": r"monotonic clock via sDDF timer: (\d+\.\d+) s",
+    **image.BANNER_MARKERS,
     "handoff": r"Handing off to ERTS core loop\.\.\.",
     "erlang": r"Erlang/OTP 27[^\r\n]*",
     "eshell": r"Eshell V(\d+(?:\.\d+)+) ",

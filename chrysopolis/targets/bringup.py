@@ -22,8 +22,7 @@ MAIN = "targets/bringup/bringup.c"
 HELLO_TEXT = "Hello from the FAT volume, read through LionsOS POSIX open/read.\n"
 
 MARKERS = {
-    "banner": r"Chrysopolis: beam_server up on the LionsOS reference stack\.",
-    "clock": r"monotonic clock via sDDF timer: (\d+\.\d+) s",
+    **image.BANNER_MARKERS,
     "mounted": r"FAT volume mounted",
     "file": r"/hello\.txt: ([^\r\n]*)\r*\n",
     "echo_ready": r"echo: type a line",
