@@ -258,12 +258,21 @@ def run(
     userdisk.adopt_legacy(img, target)  # the user's disk where older versions kept it
     dest = targets.publish(img, target)
     with userdisk.in_use(img, target, fresh=fresh_disk) as disk:
+        # QEMU copies the console here: the guest's halt status is its last line.
+        console_log = config.runs_dir() / f"run-{target}.log"
         cmd = qemu.command(
-            img.board, dest / img.loader.name, disk, ram=ram, interactive=True, persist=True
+            img.board,
+            dest / img.loader.name,
+            disk,
+            ram=ram,
+            interactive=True,
+            persist=True,
+            disk_bus=img.disk_bus,
+            console_log=console_log,
         )
         where = f"; disk {disk} (writes persist)" if disk else ""
         click.echo(f"booting {dest / img.loader.name}{where} (Ctrl-A X quits QEMU)", err=True)
-        rc = qemu.interactive(cmd)
+        rc = qemu.interactive(cmd, console_log)
     sys.exit(rc)
 
 
