@@ -111,6 +111,14 @@ def test_a_crash_dump_slogan_powers_off_with_1(beam):
 
 
 @pytest.mark.slow
+def test_out_of_memory_powers_off_with_1(beam):
+    status, _, text = halted(beam, "binary:copy(<<1>>, 1 bsl 33).", "enomem")
+    assert status == 1
+    assert 'Cannot allocate 8589934592 bytes of memory (of type "binary")' in text
+    assert text.rstrip().endswith("beam_server: exit status 1")
+
+
+@pytest.mark.slow
 def test_an_erts_abort_powers_off_with_134(beam):
     """ERTS aborts (halt(abort), as on ERTS_ERROR_EXIT): musl's abort() tkills SIGABRT."""
     status, _, text = halted(beam, "erlang:halt(abort).", "abort")
