@@ -111,6 +111,14 @@ def test_a_crash_dump_slogan_powers_off_with_1(beam):
 
 
 @pytest.mark.slow
+def test_kernel_pid_terminated_powers_off_with_1(beam):
+    expr = "exit(whereis(application_controller), kill)."
+    status, _, text = halted(beam, expr, "kernelpid")
+    assert status == 1
+    assert "Kernel pid terminated (application_controller) (killed)" in text
+
+
+@pytest.mark.slow
 def test_out_of_memory_powers_off_with_1(beam):
     status, _, text = halted(beam, "binary:copy(<<1>>, 1 bsl 33).", "enomem")
     assert status == 1
