@@ -259,11 +259,15 @@ def run(
     userdisk.adopt_legacy(img, target)  # the user's disk where older versions kept it
     dest = targets.publish(img, target)
     with userdisk.in_use(img, target, fresh=fresh_disk) as disk:
+        # QEMU copies the console here: the guest's halt status is its last line.
+        console_log = config.runs_dir() / f"run-{target}.log"
         published = dataclasses.replace(img, loader=dest / img.loader.name)
-        cmd = published.command(disk, ram=ram, interactive=True, persist=True)
+        cmd = published.command(
+            disk, ram=ram, interactive=True, persist=True, console_log=console_log
+        )
         where = f"; disk {disk} (writes persist)" if disk else ""
         click.echo(f"booting {dest / img.loader.name}{where} (Ctrl-A X quits QEMU)", err=True)
-        rc = qemu.interactive(cmd)
+        rc = qemu.interactive(cmd, console_log)
     sys.exit(rc)
 
 

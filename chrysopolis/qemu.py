@@ -22,8 +22,47 @@ class MarkerTimeout(UserError):
     """A marker did not appear on the serial console in time."""
 
 
-def machine(board: Board, ram: str | None = None, interactive: bool = False) -> list[str]:
-    """QEMU with the board's machine, CPU, RAM and console: what every guest boots in."""
+# The guest's last line before it powers off (runtime/pd/power.c): PSCI SYSTEM_OFF carries
+# no status, so this line does. QEMU itself exits 0 on a guest power-off.
+STATUS_LINE = re.compile(rb"beam_server: exit status (\d+)\r*\n")
+
+
+def exit_status(console: bytes) -> int | None:
+    """The halt status a powered-off guest printed last on `console`, or None when its last
+    line is no status line (QEMU quit by Ctrl-A X, killed, or a guest that did not exit)."""
+    last = None
+    for m in STATUS_LINE.finditer(console):
+        last = m
+    if last is None or console[last.end() :].strip():
+        return None
+    return int(last.group(1))
+
+
+def _console(interactive: bool, console_log: Path | None) -> list[str]:
+    if not interactive:
+        return ["-serial", "stdio", "-monitor", "none"]
+    if console_log is None:
+        return ["-serial", "mon:stdio"]
+    # As mon:stdio (the monitor muxed on the console, Ctrl-A X quits; no Ctrl-C signal, as
+    # -nographic's default), and QEMU also writes what the console prints to `console_log`.
+    return [
+        "-chardev",
+        f"stdio,id=con0,mux=on,signal=off,logfile={console_log}",
+        "-serial",
+        "chardev:con0",
+        "-mon",
+        "chardev=con0,mode=readline",
+    ]
+
+
+def machine(
+    board: Board,
+    ram: str | None = None,
+    interactive: bool = False,
+    console_log: Path | None = None,
+) -> list[str]:
+    """QEMU with the board's machine, CPU, RAM and console: what every guest boots in.
+    Interactive, the console is this terminal; `console_log` is a file QEMU copies it to."""
     qemu = toolchain.path("qemu-system-aarch64")
     return [
         qemu,
@@ -35,7 +74,7 @@ def machine(board: Board, ram: str | None = None, interactive: bool = False) -> 
         f"size={ram or board.ram}",
         "-nographic",
         # Interactive: the QEMU monitor muxed on the console (Ctrl-A X quits).
-        *(["-serial", "mon:stdio"] if interactive else ["-serial", "stdio", "-monitor", "none"]),
+        *_console(interactive, console_log),
     ]
 
 
@@ -55,11 +94,12 @@ def command(
     interactive: bool = False,
     persist: bool = False,
     disk_bus: int | None = None,
+    console_log: Path | None = None,
 ) -> list[str]:
     """QEMU booting a Microkit loader image, the disk on virtio-mmio bus `disk_bus` (the
     image's system description chose it: targets.Image.command passes it). Unless
     `persist`, the guest's disk writes go to a throw-away overlay: checks and batch runs
-    never change an image (or the cache)."""
+    never change an image (or the cache). `console_log`: see `machine`."""
     if ram is not None and ram_bytes(ram) < ram_bytes(board.ram):
         # seL4's memory map for the board comes from QEMU's device tree at SDK build time.
         raise UserError(
@@ -67,7 +107,7 @@ def command(
             f"give at least {board.ram}"
         )
     cmd = [
-        *machine(board, ram, interactive),
+        *machine(board, ram, interactive, console_log),
         "-device",
         f"loader,file={loader},addr={board.loader_addr:#x},cpu-num=0",
     ]
@@ -118,6 +158,30 @@ class Session:
     def send(self, text: str) -> None:
         self.child.send(text)
 
+    def wait_exit(self, timeout: float) -> int:
+        """Wait for the guest to power off (QEMU exits by itself) and return its halt status:
+        0 for `q()`, N for `halt(N)`, non-zero for an ERTS crash. MarkerTimeout if QEMU is
+        still running after `timeout` s; UserError if QEMU failed or the guest printed no
+        status line last."""
+        try:
+            self.child.expect(pexpect.EOF, timeout=timeout)
+        except pexpect.TIMEOUT:
+            raise MarkerTimeout(
+                f"the guest did not power off within {timeout:.0f} s (log: {self.log})"
+            ) from None
+        rc = self.child.wait()
+        if self.child.logfile_read is not None:
+            self.child.logfile_read.flush()
+        if rc != 0:
+            raise UserError(f"QEMU exited with status {rc} (log: {self.log})")
+        status = exit_status(self.log.read_bytes())
+        if status is None:
+            raise UserError(
+                f"QEMU exited, but the guest's last line is no 'beam_server: exit status N' "
+                f"(log: {self.log})"
+            )
+        return status
+
 
 @contextmanager
 def boot(cmd: Sequence[str], log: Path) -> Iterator[Session]:
@@ -148,6 +212,15 @@ def _end(child: pexpect.spawn) -> None:
     child.close(force=True)
 
 
-def interactive(cmd: Sequence[str]) -> int:
-    """QEMU on this terminal (Ctrl-A X leaves it)."""
-    return subprocess.call(list(cmd))
+def interactive(cmd: Sequence[str], console_log: Path | None = None) -> int:
+    """QEMU on this terminal (Ctrl-A X leaves it). With the `console_log` the command writes
+    (`command(..., console_log=)`), the guest's halt status when it powered off; otherwise,
+    or when QEMU failed or was quit, QEMU's own exit status."""
+    if console_log is not None:
+        console_log.parent.mkdir(parents=True, exist_ok=True)
+        console_log.unlink(missing_ok=True)  # a status line from an earlier run is no answer
+    rc = subprocess.call(list(cmd))
+    if rc != 0 or console_log is None or not console_log.is_file():
+        return rc
+    status = exit_status(console_log.read_bytes())
+    return rc if status is None else status

@@ -251,7 +251,7 @@ def generate(
                 f"sdfgen could not write the {type(subsystem).__name__} configs into {out_dir}"
             )
 
-    xml = _add_heap_setvars(sdf.render())
+    xml = _add_smc(_add_heap_setvars(sdf.render()))
     large, small = page_totals(xml)
     if large > sb.max_single_alloc:
         fits = (heap_size - (large - sb.max_single_alloc)) // LARGE_PAGE * LARGE_PAGE // MIB
@@ -299,6 +299,21 @@ def _add_heap_setvars(xml: str) -> str:
     if (n_mr, n_map) != (1, 1):  # sdfgen changed how it renders: fail here, not at boot
         raise RuntimeError(
             f"heap region/map not found once in the rendered system ({n_mr}, {n_map})"
+        )
+    return xml
+
+
+def _add_smc(xml: str) -> str:
+    """Let beam_server make SMC calls: it powers the machine off with PSCI SYSTEM_OFF.
+
+    sdfgen 0.28.1 has no `smc` on protection domains; Microkit 2.0.1 accepts it when the
+    kernel allows SMC calls (our SDK patch 0004). Only beam_server gets it.
+    """
+    pd_re = re.compile(rf'(<protection_domain name="{CLIENT}" [^>]*?)(>)')
+    xml, n = pd_re.subn(r'\1 smc="true"\2', xml)
+    if n != 1 or xml.count('smc="') != 1:  # sdfgen changed how it renders: fail here, not at boot
+        raise RuntimeError(
+            f"{CLIENT}'s protection_domain not found once in the rendered system ({n})"
         )
     return xml
 

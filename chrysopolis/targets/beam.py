@@ -177,6 +177,14 @@ def _run_exprs(shell: Shell, cases: list[tuple[str, str]]) -> list[str]:
     return results
 
 
+def _halt(shell: Shell, status: int) -> None:
+    """End the guest with halt(status): it powers off, and QEMU exits with that status."""
+    shell.session.send(f"halt({status}).\r")
+    got = shell.session.wait_exit(60)
+    if got != status:
+        raise UserError(f"halt({status}) powered off with status {got} (log: {shell.session.log})")
+
+
 @check("boot-smoke", needs=NEEDS)
 def boot_smoke(planner: Planner) -> str:
     """Boot the Erlang image: every boot marker in order, then the shell, and no error line."""
@@ -189,8 +197,12 @@ def boot_smoke(planner: Planner) -> str:
                 version = m.group(1).decode()
         shell = Shell(s)
         at = shell.wait_ready(60)
+        s.send("q().\r")
+        status = s.wait_exit(60)  # the machine powers off (docs/boot.md, "Power-off")
     _no_fatal_lines(log)
-    return f"Eshell V{version}, prompt after {at:.1f} s"
+    if status != 0:
+        raise UserError(f"q() powered the machine off with status {status}, not 0 (log: {log})")
+    return f"Eshell V{version}, prompt after {at:.1f} s, q() powered off"
 
 
 @check("shell-smoke", needs=NEEDS)
@@ -199,6 +211,7 @@ def shell_smoke(planner: Planner) -> str:
     with booted("beam", log_name="shell-smoke") as shell:
         _run_exprs(shell, SHELL_SMOKE)
         log = shell.session.log
+        _halt(shell, 0)
     _no_fatal_lines(log)
     return f"{len(SHELL_SMOKE)} expressions, prompt after {shell.ready_at:.1f} s"
 
@@ -217,6 +230,7 @@ def shell_deep(planner: Planner) -> str:
                     raise UserError(f"timer:sleep(200) took {slept} ms (log: {shell.session.log})")
             draws.append(shell.eval(ENTROPY))
             log = shell.session.log
+            _halt(shell, 7 if boot == 1 else 0)
         _no_fatal_lines(log)
     if draws[0] == draws[1]:
         raise UserError(f"rand and make_ref repeat across boots: {draws[0]} (log: {log})")

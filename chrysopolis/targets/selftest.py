@@ -67,6 +67,7 @@ def _boot(planner: Planner, name: str) -> tuple[str, str, Path]:
         rnd = s.expect(MARKERS["random"], 120).group(1).decode()
         failures = int(s.expect(MARKERS["done"], 120).group(1))
         at = s.elapsed()
+        status = s.wait_exit(30)  # the self-test exits: 0 when every check passed
     text = log.read_bytes()
     fails = FAIL.findall(text)
     if failures or fails:
@@ -75,6 +76,8 @@ def _boot(planner: Planner, name: str) -> tuple[str, str, Path]:
     bad = fatal_line(text)
     if bad:
         raise UserError(f"runtime self-test: error line {bad!r} (log: {log})")
+    if status != 0:
+        raise UserError(f"runtime self-test: passed, but exited with status {status} (log: {log})")
     passed = len(re.findall(rb"selftest: ok ", text))
     return f"{passed} checks passed in {at:.2f} s", rnd, log
 

@@ -30,6 +30,7 @@
 #include <errno.h>
 #include <limits.h>
 #include <sched.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -42,6 +43,7 @@
 
 #include <chrysopolis/clocks.h>
 #include <chrysopolis/pd.h>
+#include <chrysopolis/power.h>
 #include <chrysopolis/threads.h>
 #include <chrysopolis/waitq.h>
 
@@ -327,15 +329,63 @@ long sys_exit(long a, long b, long c, long d, long e, long f)
     thread_exit();
 }
 
-/* The PD cannot stop: it says so, and every cothread parks for good as it next waits. */
+/*
+ * The end of the process is the end of the machine: power_off prints
+ * `beam_server: exit status N`, flushes the console and powers off (PSCI SYSTEM_OFF).
+ * Should that fail, the PD says so, and every cothread parks for good as it next waits.
+ */
 long sys_exit_group(long status, long b, long c, long d, long e, long f)
 {
     (void)b, (void)c, (void)d, (void)e, (void)f;
-    char line[64];
-    int n = snprintf(line, sizeof(line), "beam_server: exit status %d\n", (int)status);
-    write(STDOUT_FILENO, line, (size_t)n);
+    power_off((int)status);
     waitq_halt();
     struct waitq never = {0};
     waitq_wait(&never, NULL, 0);
     return -EINVAL; /* the root (which cannot park) */
+}
+
+/*
+ * Signals are never delivered (there is one process and no handler ever runs), but a
+ * signal that only ends a process ends this one as Linux would, with status 128 + N:
+ * abort() raises SIGABRT and then tkills itself with it before it would fault. Every
+ * other signal (and 0, the probe) succeeds and does nothing.
+ */
+static long signal_self(long sig)
+{
+    switch (sig) {
+    case SIGABRT:
+    case SIGKILL:
+    case SIGSEGV:
+    case SIGBUS:
+    case SIGILL:
+    case SIGFPE:
+    case SIGSYS:
+    case SIGTRAP: {
+        char line[96];
+        int n = snprintf(line, sizeof(line), "beam_server: killed by signal %ld (%s)\n", sig,
+                         strsignal((int)sig));
+        write(STDERR_FILENO, line, (size_t)n);
+        return sys_exit_group(128 + sig, 0, 0, 0, 0, 0);
+    }
+    default:
+        return 0;
+    }
+}
+
+long sys_kill(long pid, long sig, long c, long d, long e, long f)
+{
+    (void)pid, (void)c, (void)d, (void)e, (void)f;
+    return signal_self(sig);
+}
+
+long sys_tkill(long tid, long sig, long c, long d, long e, long f)
+{
+    (void)tid, (void)c, (void)d, (void)e, (void)f;
+    return signal_self(sig);
+}
+
+long sys_tgkill(long tgid, long tid, long sig, long d, long e, long f)
+{
+    (void)tgid, (void)tid, (void)d, (void)e, (void)f;
+    return signal_self(sig);
 }

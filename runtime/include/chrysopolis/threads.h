@@ -11,3 +11,6 @@ long sys_sched_yield(long a, long b, long c, long d, long e, long f);
 long sys_gettid(long a, long b, long c, long d, long e, long f);
 long sys_exit(long a, long b, long c, long d, long e, long f);
 long sys_exit_group(long status, long b, long c, long d, long e, long f);
+long sys_kill(long pid, long sig, long c, long d, long e, long f);
+long sys_tkill(long tid, long sig, long c, long d, long e, long f);
+long sys_tgkill(long tgid, long tid, long sig, long d, long e, long f);
