@@ -13,3 +13,16 @@ class StageFailed(UserError):
         self.stage = stage
         self.log = log
         super().__init__(f"stage '{stage}' failed{': ' + detail if detail else ''} (log: {log})")
+
+
+class UsageError(UserError):
+    """Bad input refused before anything ran (exit status 2 for `run --eval`)."""
+
+
+class RunFailed(UserError):
+    """A boot that did not end as it should: carries the exit status and its own log."""
+
+    def __init__(self, message: str, status: int, log: "object | None" = None) -> None:
+        self.status = status
+        self.log = log
+        super().__init__(message + (f" (log: {log})" if log else ""))

@@ -122,6 +122,29 @@ def add_files(image: Path, extra: Mapping[str, Path]) -> None:
                 _mtools(["mcopy", "-o", "-i", vol, str(files[p]), f"::{p}"], f"copying to {p}")
 
 
+def read_file(image: Path, path: str) -> bytes | None:
+    """The contents of the file `path` on the volume (None if it holds no such file)."""
+    if path not in listing(image)[0]:
+        return None
+    r = subprocess.run(
+        ["mcopy", "-n", "-i", _vol(image), f"::{path}", "-"],
+        capture_output=True,
+        env=disk._mtools_env(),
+        stdin=subprocess.DEVNULL,
+    )
+    if r.returncode != 0:
+        raise UserError(f"reading {path} from {image} failed (mcopy exited {r.returncode})")
+    return r.stdout
+
+
+def remove_files(image: Path, paths: list[str]) -> None:
+    """Delete the files `paths` from the volume, in place (absent ones are skipped)."""
+    have = set(listing(image)[0])
+    gone = [p for p in paths if p in have]
+    if gone:
+        _mtools(["mdel", "-i", _vol(image), *[f"::{p}" for p in gone]], f"deleting from {image}")
+
+
 def _geometry(image: Path) -> tuple[int, int]:
     """(cluster bytes, partition MiB) from the MBR and the FAT boot sector."""
     off = disk.partition_offset(image)
