@@ -37,8 +37,8 @@ def _terminated(signum, frame) -> None:
     raise Terminated()
 
 
-class Terminated(Exception):
-    """The tool got SIGTERM."""
+class Terminated(KeyboardInterrupt):
+    """The tool got SIGTERM (unwinds as Ctrl-C does)."""
 
 
 class Group(click.Group):
@@ -48,12 +48,12 @@ class Group(click.Group):
             return super().invoke(ctx)
         except UserError as e:
             _fail(e)
-        except KeyboardInterrupt:
-            click.echo("interrupted", err=True)
-            sys.exit(130)
         except Terminated:
             click.echo("terminated", err=True)
             sys.exit(143)
+        except KeyboardInterrupt:
+            click.echo("interrupted", err=True)
+            sys.exit(130)
 
 
 @click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]})

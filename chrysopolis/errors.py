@@ -26,3 +26,18 @@ class RunFailed(UserError):
         self.status = status
         self.log = log
         super().__init__(message + (f" (log: {log})" if log else ""))
+
+
+def no_space(folder: "object", need: int | None = None) -> UserError:
+    """The one-line error for a full disk: the folder, the room needed and the room free."""
+    import shutil
+
+    try:
+        free = f"{shutil.disk_usage(folder).free >> 20} MiB is free"
+    except OSError:
+        free = "its disk is full"
+    return UserError(
+        f"no space left in {folder}: this needs "
+        f"{'more room' if need is None else f'about {max(need >> 20, 1)} MiB'} and {free}; "
+        f"free some space there (or set CHRYSOPOLIS_OUT or CHRYSOPOLIS_CACHE to another disk)"
+    )

@@ -23,6 +23,7 @@ Which disk a run boots:
 - checks: the cache's pristine disk with an overlay (they test the image, not the user's data).
 """
 
+import errno
 import fcntl
 import json
 import os
@@ -34,7 +35,7 @@ from contextlib import contextmanager
 from pathlib import Path, PurePosixPath
 
 from chrysopolis import config, disk, targets
-from chrysopolis.errors import UserError
+from chrysopolis.errors import UserError, no_space
 from chrysopolis.treehash import file_hash
 
 DISK = "disk.img"
@@ -160,7 +161,13 @@ def _geometry(image: Path) -> tuple[int, int]:
 def copy(src: Path, dst: Path) -> None:
     """Copy a disk image, keeping it sparse; `dst` appears whole or not at all."""
     tmp = dst.with_name(dst.name + ".partial")
-    targets._sparse_copy(str(src), str(tmp))
+    try:
+        targets._sparse_copy(str(src), str(tmp))
+    except OSError as e:
+        tmp.unlink(missing_ok=True)
+        if e.errno == errno.ENOSPC:
+            raise no_space(dst.parent, targets.allocated(src)) from None
+        raise
     os.replace(tmp, dst)
 
 

@@ -355,7 +355,7 @@ def test_run_path_boots_a_scratch_copy_of_the_users_disk(out, beam, tmp_path):
     assert r.stdout.splitlines() == ["{hello,world}", '{ok,<<"data">>}']
     assert file_hash(d) == before
     r = cli("run", "--keep-writes", "--path", str(mods), "--eval", "ok.")
-    assert r.returncode == 1 and "drop one of the two options" in r.stderr
+    assert r.returncode == 2 and "drop one of the two options" in r.stderr
 
 
 @pytest.mark.slow
