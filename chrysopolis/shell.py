@@ -81,7 +81,10 @@ class Shell:
 
 def require_shell(target: str) -> None:
     """Refuse, before building or booting, a target whose console is no Erlang shell."""
-    st = cache.get(target)
+    try:
+        st = cache.get(target)
+    except UserError as e:  # an unknown target: bad usage
+        raise UsageError(str(e)) from None
     if not st.shell:
         with_shell = ", ".join(sorted(n for n, s in cache.load_all().items() if s.shell))
         raise UsageError(
