@@ -23,7 +23,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from chrysopolis import baseline, cache, config, qemu, targets
+from chrysopolis import baseline, cache, config, logs, qemu, targets
 from chrysopolis.shell import Shell
 from chrysopolis.stages import linux_vm
 
@@ -37,7 +37,7 @@ W = (
 
 
 def sel4_round(img: targets.Image, ram: str | None = None, workload: bool = True):
-    log = config.cache_dir() / "runs" / "bench.log"
+    log = logs.run_log("bench")
     with qemu.boot(img.command(ram=ram), log) as s:
         shell = Shell(s)
         prompt = shell.wait_ready(300)

@@ -11,7 +11,8 @@ QEMU user mode cannot exec an aarch64 binary without binfmt_misc, so the VM halt
 emulator therefore runs in its own UTS namespace with a dotted hostname (root, or an
 unprivileged user namespace). And OTP's shell is not used: each expression is scanned,
 parsed and evaluated by erl_eval, bindings carried from one to the next, and its result
-printed on one line behind a marker.
+printed on one line behind a marker: the program of chrysopolis/evaluator.py, the one
+`run --eval` boots on the seL4 image.
 """
 
 import ctypes
@@ -22,51 +23,18 @@ import tempfile
 import time
 from pathlib import Path
 
-from chrysopolis import toolchain
+from chrysopolis import evaluator, toolchain
 from chrysopolis.errors import UserError
 
 HOSTNAME = "baseline.chrysopolis"
-MARK = "chrysopolis-result: "
 RELEASE = "27"
 # No break handler, no busy-waiting schedulers: the flags the seL4 image boots with.
 EMU_FLAGS = ("-Bd", "-sbwt", "none", "-sbwtdcpu", "none", "-sbwtdio", "none")
 CLONE_NEWUTS = 0x04000000
 CLONE_NEWUSER = 0x10000000
 
-# Evaluates a list of expressions (each a charlist), printing `MARK Result` per expression
-# (or `MARK ** exception Class: Reason`) on one line, then halts.
-EVAL = """
-io:setopts([{encoding, unicode}]),
-Say = fun(S) -> io:put_chars([<<"%(mark)s">>, S, $\\n]) end,
-Line = fun(T) -> io_lib:format("~*tp", [1 bsl 24, T]) end,
-Eval = fun(E, B0) ->
-    try
-        {ok, Ts, _} = erl_scan:string(E),
-        {ok, Es} = erl_parse:parse_exprs(Ts),
-        {value, V, B1} = erl_eval:exprs(Es, B0),
-        Say(Line(V)),
-        B1
-    catch C:R ->
-        Say(["** exception ", atom_to_list(C), ": ", Line(R)]),
-        B0
-    end
-end,
-lists:foldl(Eval, erl_eval:new_bindings(), %(exprs)s),
-halt(0).
-"""
 
-
-def _charlist(s: str) -> str:
-    return "[" + ",".join(str(ord(c)) for c in s) + "]"
-
-
-def eval_code(exprs: list[str]) -> str:
-    """The -eval argument; expressions travel as code points, so no quoting can break."""
-    terminated = [e if e.rstrip().endswith(".") else e + "." for e in exprs]
-    return EVAL % {"mark": MARK, "exprs": "[" + ",".join(map(_charlist, terminated)) + "]"}
-
-
-def command(beam: Path, root: Path, home: Path, exprs: list[str]) -> list[str]:
+def command(beam: Path, root: Path, home: Path, exprs: list[str], mark: str) -> list[str]:
     return [
         toolchain.path("qemu-aarch64-static"),
         str(beam),
@@ -85,7 +53,7 @@ def command(beam: Path, root: Path, home: Path, exprs: list[str]) -> list[str]:
         str(root / "releases" / RELEASE / "start"),
         "-noshell",
         "-eval",
-        eval_code(exprs),
+        evaluator.code(exprs, mark),
     ]
 
 
@@ -102,7 +70,11 @@ def _dotted_hostname() -> None:
 def run(
     beam: Path, root: Path, exprs: list[str], timeout: float = 300
 ) -> tuple[list[str], str, float]:
-    """Boot, evaluate, halt: (result lines, full output, seconds from start to exit)."""
+    """Boot, evaluate, halt: (results, full output, seconds from start to exit). A result
+    is a term on one line; the expression that failed, if any, is last, as its error text
+    (`** exception ...` lines: later expressions were not evaluated)."""
+    exprs = [e if e.rstrip().endswith(".") else e + "." for e in exprs]
+    mark = evaluator.new_mark()
     with tempfile.TemporaryDirectory(prefix="chrysopolis-baseline-") as home:
         env = {
             **toolchain.env(),
@@ -117,7 +89,7 @@ def run(
         t0 = time.monotonic()
         try:
             r = subprocess.run(
-                command(beam, root, Path(home), exprs),
+                command(beam, root, Path(home), exprs, mark),
                 # The caller's directory: relative paths (compile:file("m.erl")) mean theirs.
                 cwd=os.getcwd(),
                 env=env,
@@ -137,13 +109,17 @@ def run(
             ) from None
         elapsed = time.monotonic() - t0
     out = r.stdout + r.stderr
-    results = [line[len(MARK) :] for line in r.stdout.splitlines() if line.startswith(MARK)]
-    if r.returncode != 0 or len(results) != len(exprs):
+    reader = evaluator.Reader(mark)
+    for line in r.stdout.splitlines():
+        reader.feed(line)
+    if reader.status is None or r.returncode != reader.status:
         tail = "\n".join(out.strip().splitlines()[-15:])
         raise UserError(
-            f"the baseline beam.smp exited {r.returncode} with {len(results)} of "
+            f"the baseline beam.smp exited {r.returncode} with {len(reader.results)} of "
             f"{len(exprs)} results:\n{tail}"
         )
+    results = [reader.results[k] for k in sorted(reader.results)]
+    results += ["\n".join(lines) for _, lines in sorted(reader.errors.items())]
     return results, out, elapsed
 
 

@@ -10,6 +10,7 @@ leaves nothing that a later build would take for done. Every stage keeps its log
 """
 
 import ast
+import errno
 import fcntl
 import functools
 import hashlib
@@ -27,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from chrysopolis import config, lock, progress, sources, toolchain
-from chrysopolis.errors import StageFailed, UserError
+from chrysopolis.errors import StageFailed, UserError, no_space
 from chrysopolis.registry import Registry
 from chrysopolis.treehash import file_hash, tree_hash
 
@@ -239,19 +240,32 @@ class Planner:
                 json.dumps(self.inputs(st), sort_keys=True, indent=1, default=str)
             )
             tmp.rename(out)
-        except StageFailed:
-            raise
-        except UserError:
-            raise
-        except KeyboardInterrupt:
-            raise
-        except Exception as e:
+        except (UserError, KeyboardInterrupt, Exception) as e:
+            if _disk_full(e, out.parent):  # nothing partial is kept: the work tree goes too
+                shutil.rmtree(work, ignore_errors=True)
+                raise no_space(config.cache_dir()) from None
+            if isinstance(e, UserError | KeyboardInterrupt):
+                raise
             with open(log, "a") as f:
                 traceback.print_exc(file=f)
             raise StageFailed(st.name, log, f"{type(e).__name__}: {e}") from e
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
         shutil.rmtree(work, ignore_errors=True)
+
+
+FULL = 16 << 20  # a stage that failed with less free space than this ran out of it
+
+
+def _disk_full(e: BaseException, where: Path) -> bool:
+    if isinstance(e, OSError) and e.errno == errno.ENOSPC:
+        return True
+    if isinstance(e, StageFailed):  # a command of the recipe failed: was it for want of room?
+        try:
+            return shutil.disk_usage(where).free < FULL
+        except OSError:
+            return False
+    return False
 
 
 class Context:

@@ -4,36 +4,54 @@
 import dataclasses
 import os
 import shlex
+import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 import click
 
 from chrysopolis import config, lock, progress, sources, toolchain
-from chrysopolis.errors import StageFailed, UserError
+from chrysopolis.errors import RunFailed, StageFailed, UsageError, UserError
 
 DEFAULT_TARGET = "beam"
 
 
-def _fail(e: UserError) -> None:
+def _fail(e: UserError, status: int = 1) -> None:
+    """One line naming the fix; a failed stage or boot also shows the end of its own log."""
     click.secho(f"error: {e}", fg="red", err=True)
-    if isinstance(e, StageFailed):
+    log = getattr(e, "log", None)
+    if log:
         from chrysopolis import logs
 
-        tail = logs.tail(e.log)
+        tail = logs.tail(log)
         if tail:
-            click.echo(f"--- last lines of {e.log} ---\n{tail}", err=True)
-    sys.exit(1)
+            click.echo(f"--- last lines of {log} ---\n{tail}", err=True)
+    sys.exit(status)
+
+
+def _terminated(signum, frame) -> None:
+    """SIGTERM unwinds like Ctrl-C, so every `with` removes its temporary files."""
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second one must not cut the clean-up
+    raise Terminated()
+
+
+class Terminated(KeyboardInterrupt):
+    """The tool got SIGTERM (unwinds as Ctrl-C does)."""
 
 
 class Group(click.Group):
     def invoke(self, ctx: click.Context):
+        signal.signal(signal.SIGTERM, _terminated)
         try:
             return super().invoke(ctx)
         except UserError as e:
             _fail(e)
+        except Terminated:
+            click.echo("terminated", err=True)
+            sys.exit(143)
         except KeyboardInterrupt:
             click.echo("interrupted", err=True)
             sys.exit(130)
@@ -201,27 +219,77 @@ def build(target: str, list_: bool) -> None:
     click.echo(f"{target}: {dest}  ({time.monotonic() - t0:.1f} s)")
 
 
-@main.command()
+RUN_HELP = """Boot TARGET in QEMU with its serial console on this terminal (Ctrl-A X quits).
+
+    \b
+    Which disk boots (`chrysopolis disk path` prints where yours is):
+      interactive        your disk, out/TARGET-disk/disk.img; the guest's writes persist
+                         across runs and rebuilds (a new image updates the OTP tree on it
+                         and keeps your files)
+      --path DIR         interactive, on a scratch copy of your disk plus DIR's modules
+                         (in the code path and loaded, like `erl -pa`); nothing is kept
+      --eval             headless, on a scratch copy of your disk: nothing the run writes
+                         is kept (--keep-writes keeps it)
+    Start clean with --fresh-disk or `chrysopolis disk reset` (the old disk is kept as
+    previous-disk.img).
+
+    \b
+    With --eval (batch), no shell: each expression is evaluated in order, with the
+    bindings of the ones before, until one fails. Stdout gets one line per expression
+    that returned, its result in full (`~tp`, no depth or width limit): line K is the
+    result of expression K. An --eval text may hold several expressions ('1. 2.' is
+    two). What the guest prints (io:format, logger) and the `** exception ...` text of
+    a failure go to stderr as they come.
+
+    \b
+    Exit status with --eval:
+      0    every expression returned
+      1    an expression raised an exception, a text did not parse (then nothing is
+           evaluated) or a --path module did not load
+      2    bad usage, refused before booting (an option's value, a missing full stop)
+      N    an expression called halt(N): that status (N modulo 256), at once
+      124  --timeout ran out (or the boot took over 180 s)
+      125  the run itself failed: a build, QEMU, the disk, or the guest system died
+      130  interrupted (SIGINT); 143: terminated (SIGTERM)
+    """
+
+
+@main.command(help=RUN_HELP)
 @click.argument("target", required=False, default=DEFAULT_TARGET)
 @click.option(
     "--eval",
     "exprs",
     multiple=True,
     metavar="EXPR",
-    help="Evaluate an Erlang expression headless and print its result (repeatable).",
+    help="Evaluate Erlang expressions headless, each ending in a full stop; print each "
+    "result on its own line (repeatable).",
 )
 @click.option(
     "--path",
     "paths",
     multiple=True,
     type=click.Path(exists=True, file_okay=False, path_type=Path),
-    help="Put DIR's .beam files on a scratch copy of your disk and in the code path (repeatable).",
+    help="Put DIR's .beam files on a scratch copy of your disk, in the code path and loaded "
+    "(repeatable).",
 )
-@click.option("--ram", default=None, help="RAM for QEMU, e.g. 512M (default: the board's).")
+@click.option(
+    "--timeout",
+    type=float,
+    default=None,
+    metavar="SECONDS",
+    help="With --eval: the time the expressions may take, all together (default 300; the "
+    "boot before them has its own 180 s); past it the run ends with status 124.",
+)
+@click.option(
+    "--ram",
+    default=None,
+    help="RAM for QEMU, e.g. 4G; at least the board's 2G (the default), which its seL4 "
+    "kernel is built for.",
+)
 @click.option(
     "--keep-writes",
     is_flag=True,
-    help="With --eval: write to your disk instead of a throw-away overlay.",
+    help="With --eval: keep what the guest writes on your disk.",
 )
 @click.option(
     "--fresh-disk",
@@ -232,36 +300,57 @@ def run(
     target: str,
     exprs: tuple[str, ...],
     paths: tuple[Path, ...],
+    timeout: float | None,
     ram: str | None,
     keep_writes: bool,
     fresh_disk: bool,
 ) -> None:
-    """Boot TARGET in QEMU with its serial console on this terminal (Ctrl-A X quits).
+    from chrysopolis import cache, logs, qemu, shell, targets, userdisk
 
-    \b
-    Which disk boots (`chrysopolis disk path` prints where yours is):
-      interactive        your disk, out/TARGET-disk/disk.img; the guest's writes persist
-                         across runs and rebuilds (a new image updates the OTP tree on it
-                         and keeps your files)
-      --eval / --path    a throw-away overlay of your disk: your files are there, nothing
-                         the run writes is kept (--keep-writes keeps it; --path puts the
-                         modules on a scratch copy)
-    Start clean with --fresh-disk or `chrysopolis disk reset` (the old disk is kept as
-    previous-disk.img).
-    """
-    from chrysopolis import cache, qemu, targets, userdisk
-
-    if exprs or paths:
-        from chrysopolis import shell
-
-        sys.exit(shell.run_batch(target, list(exprs), list(paths), ram, keep_writes, fresh_disk))
+    if exprs:
+        try:
+            status = shell.run_batch(
+                target,
+                list(exprs),
+                list(paths),
+                ram,
+                keep_writes,
+                fresh_disk,
+                shell.TIMEOUT if timeout is None else timeout,
+            )
+        except UsageError as e:
+            _fail(e, shell.USAGE)
+        except RunFailed as e:
+            _fail(e, e.status)
+        except UserError as e:
+            _fail(e, shell.BROKEN)
+        sys.exit(status)
+    for flag, given in (("--keep-writes", keep_writes), ("--timeout", timeout is not None)):
+        if given:
+            raise UsageError(f"{flag} goes with --eval; give an expression, or drop {flag}")
     img = targets.image(cache.Planner(), target)
     userdisk.adopt_legacy(img, target)  # the user's disk where older versions kept it
     dest = targets.publish(img, target)
     with userdisk.in_use(img, target, fresh=fresh_disk) as disk:
         # QEMU copies the console here: the guest's halt status is its last line.
-        console_log = config.runs_dir() / f"run-{target}.log"
+        console_log = logs.run_log(target)
         published = dataclasses.replace(img, loader=dest / img.loader.name)
+        if paths:
+            if disk is None:
+                raise UsageError(f"--path: target '{target}' has no disk to put modules on")
+            shell.require_shell(target)
+            with tempfile.TemporaryDirectory(dir=config.runs_dir(), prefix="path-") as tmp:
+                scratch = shell.with_modules(disk, paths, Path(tmp) / "disk.img")
+                cmd = published.command(
+                    scratch, ram=ram, interactive=True, persist=True, console_log=console_log
+                )
+                click.echo(
+                    f"booting {published.loader}; a scratch copy of your disk with the "
+                    f"modules of {', '.join(map(str, paths))} (nothing is kept; Ctrl-A X "
+                    "quits QEMU)",
+                    err=True,
+                )
+                sys.exit(qemu.interactive(cmd, console_log))
         cmd = published.command(
             disk, ram=ram, interactive=True, persist=True, console_log=console_log
         )

@@ -15,7 +15,7 @@ import pexpect
 
 from chrysopolis import toolchain
 from chrysopolis.boards import Board
-from chrysopolis.errors import UserError
+from chrysopolis.errors import UsageError, UserError
 
 
 class MarkerTimeout(UserError):
@@ -24,7 +24,8 @@ class MarkerTimeout(UserError):
 
 # The guest's last line before it powers off (runtime/pd/power.c): PSCI SYSTEM_OFF carries
 # no status, so this line does. QEMU itself exits 0 on a guest power-off.
-STATUS_LINE = re.compile(rb"beam_server: exit status (\d+)\r*\n")
+STATUS = re.compile(rb"beam_server: exit status (\d+)")
+STATUS_LINE = re.compile(STATUS.pattern + rb"\r*\n")
 
 
 def exit_status(console: bytes) -> int | None:
@@ -82,7 +83,7 @@ def ram_bytes(size: str) -> int:
     """QEMU's `-m` syntax: a number with an optional K/M/G suffix (MiB without one)."""
     m = re.fullmatch(r"(\d+)([KMG]?)", size.strip().upper())
     if not m:
-        raise UserError(f"RAM size {size!r} is not a size like 512M or 2G")
+        raise UsageError(f"RAM size {size!r} is not a size like 512M or 2G")
     return int(m.group(1)) << {"K": 10, "M": 20, "G": 30, "": 20}[m.group(2)]
 
 
@@ -102,9 +103,10 @@ def command(
     never change an image (or the cache). `console_log`: see `machine`."""
     if ram is not None and ram_bytes(ram) < ram_bytes(board.ram):
         # seL4's memory map for the board comes from QEMU's device tree at SDK build time.
-        raise UserError(
-            f"--ram {ram}: the {board.name} kernel is built for {board.ram} of RAM; "
-            f"give at least {board.ram}"
+        raise UsageError(
+            f"--ram {ram} is less than the {board.ram} the {board.name} kernel is built for "
+            f"(seL4's memory map is fixed when the SDK is built); give {board.ram} or more, "
+            f"or leave --ram out"
         )
     cmd = [
         *machine(board, ram, interactive, console_log),

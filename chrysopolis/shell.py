@@ -1,24 +1,48 @@
 # SPDX-License-Identifier: BSD-2-Clause
-"""Driving the Erlang shell on the serial console: boot, evaluate, read results back.
+"""The Erlang shell on the serial console, and batch evaluation.
 
-The Eshell runs in dumb mode: the PD echoes each typed line, the shell prints the result
-and then its next prompt `N> `. A result is the text between the echo and that prompt.
-`run --eval` and the shell checks use this one driver.
+`Shell` drives the Eshell for the checks: it runs in dumb mode, the PD echoes each typed
+line, the shell prints the result and then its next prompt `N> `; a result is the text
+between the echo and that prompt.
+
+`run --eval` does not scrape prompts: `run_batch` boots a scratch copy of the user's disk
+holding the program of chrysopolis/evaluator.py and `-noshell -eval` in /chrysopolis/args,
+reads the program's marked lines and the halt status, and exits with a status (the
+table is in `chrysopolis run --help`).
 """
 
 import re
 import sys
 import tempfile
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
-from chrysopolis import cache, checks, config, logs, qemu, targets, userdisk
-from chrysopolis.errors import UserError
+import pexpect
+
+from chrysopolis import cache, checks, config, evaluator, logs, qemu, targets, userdisk
+from chrysopolis.errors import RunFailed, UsageError, UserError
 
 PROMPT = rb"\n(\d+)> "
 BOOT_TIMEOUT = 180.0  # QEMU start to the first prompt; about 6 s on an idle machine
 EVAL_TIMEOUT = 120.0
+TIMEOUT = 300.0  # `run --eval --timeout`'s default: the expressions, all together
+PROGRAM = "/chrysopolis/batch.erl"  # the evaluator on a batch disk, read by LOADER
+# The -eval of a batch boot: reads, parses and runs the evaluator from the disk (kept short:
+# main.c reads at most 4 KiB of arguments).
+LOADER = (
+    f'{{ok, B}} = file:read_file("{PROGRAM}"), '
+    "{ok, T, _} = erl_scan:string(unicode:characters_to_list(B)), "
+    "{ok, E} = erl_parse:parse_exprs(T), erl_eval:exprs(E, [])."
+)
+# The runtime's line for exit_group (halt/1), then the PD parks (or powers the machine off).
+EXIT_STATUS = qemu.STATUS  # the guest's last line: it powers off next
+# After the evaluator started, the lines that mean the system died (not an expression).
+SYSTEM_DOWN = re.compile(rb"MON\|ERROR|Kernel pid terminated|Crash dump|beam_server: ERROR")
+
+# Exit statuses of `run --eval` (the table in `chrysopolis run --help`); halt(N) gives N.
+OK, FAILED, USAGE, TIMED_OUT, BROKEN = 0, 1, 2, 124, 125
 # A whole line that means the system, not just an expression, went wrong.
 FATAL = re.compile(rb"(?:" + checks.FATAL_LINE.pattern + rb")[^\r\n]*\r*\n")
 USER_ARGS = "/chrysopolis/args"  # read by targets/beam/main.c: extra init arguments, one per line
@@ -57,10 +81,13 @@ class Shell:
 
 def require_shell(target: str) -> None:
     """Refuse, before building or booting, a target whose console is no Erlang shell."""
-    st = cache.get(target)
+    try:
+        st = cache.get(target)
+    except UserError as e:  # an unknown target: bad usage
+        raise UsageError(str(e)) from None
     if not st.shell:
         with_shell = ", ".join(sorted(n for n, s in cache.load_all().items() if s.shell))
-        raise UserError(
+        raise UsageError(
             f"target '{target}' has no Erlang shell, so --eval and --path cannot run on it; "
             f"use `chrysopolis run {target}` to boot it, or a target with a shell: {with_shell}"
         )
@@ -69,36 +96,55 @@ def require_shell(target: str) -> None:
 def check_expr(expr: str) -> str:
     e = expr.strip()
     if not e.endswith("."):
-        raise UserError(
+        raise UsageError(
             f"--eval {expr!r}: an Erlang expression must end with a full stop, e.g. '1 + 1.'"
         )
-    if "\n" in e:
-        raise UserError(f"--eval {expr!r}: give the expression on one line")
     return e
 
 
-def with_modules(base: Path, paths: Sequence[Path], dest: Path) -> Path:
-    """A scratch copy of the disk `base` plus each DIR's .beam files at /user/N, in the code
-    path and loaded (the user's own files on `base` stay visible).
-
-    The system boots in embedded mode, which loads nothing on demand: init loads the
-    user's modules itself (`-eval`), once the boot script has run.
-    """
-    extra: dict[str, Path] = {}
+def _modules(paths: Sequence[Path]) -> tuple[dict[str, Path], list[str], list[str]]:
+    """Each DIR's .beam files at /user/N: (files for the disk, -pa arguments, module names)."""
+    files: dict[str, Path] = {}
     args: list[str] = []
     modules: list[str] = []
     for i, d in enumerate(paths):
         beams = sorted(Path(d).glob("*.beam"))
         if not beams:
-            raise UserError(f"--path {d}: no .beam files there; compile your modules first (erlc)")
-        extra.update({f"/user/{i}/{b.name}": b for b in beams})  # the .beam files only
+            raise UsageError(f"--path {d}: no .beam files there; compile your modules first (erlc)")
+        files.update({f"/user/{i}/{b.name}": b for b in beams})  # the .beam files only
         args += ["-pa", f"/user/{i}"]
         modules += [b.stem for b in beams]
-    args += ["-eval", "code:ensure_modules_loaded([" + ",".join(f"'{m}'" for m in modules) + "])."]
-    argfile = dest.parent / "args"
-    argfile.write_text("".join(a + "\n" for a in args))  # one argument per line
-    extra[USER_ARGS] = argfile
+    return files, args, modules
+
+
+def with_modules(
+    base: Path,
+    paths: Sequence[Path],
+    dest: Path,
+    args: Sequence[str] = (),
+    files: dict[str, Path] | None = None,
+    load: bool = True,
+) -> Path:
+    """A scratch copy of the disk `base` plus each DIR's .beam files at /user/N, in the code
+    path and (with `load`) loaded, then `args` and `files` (the user's own files on `base`
+    stay visible; their /chrysopolis/args, if any, comes first).
+
+    The system boots in embedded mode, which loads nothing on demand: init loads the
+    user's modules itself (`-eval`), once the boot script has run.
+    """
+    extra, pa, modules = _modules(paths)
+    extra.update(files or {})
+    lines = [*pa]
+    if load and modules:
+        lines += ["-eval", f"code:ensure_modules_loaded([{','.join(map(repr, modules))}])."]
+    lines += args
     userdisk.copy(base, dest)
+    theirs = userdisk.read_file(dest, USER_ARGS)
+    argfile = dest.parent / "args"
+    argfile.write_bytes((theirs or b"").rstrip(b"\n") + b"\n" * bool(theirs))
+    with open(argfile, "a") as f:
+        f.write("".join(a + "\n" for a in lines))  # one argument per line
+    extra[USER_ARGS] = argfile
     userdisk.add_files(dest, extra)
     return dest
 
@@ -114,7 +160,7 @@ def booted(
 ) -> Iterator[Shell]:
     """Boot TARGET headless to its shell. The disk is `disk` (default: the image's pristine
     disk), behind a throw-away overlay unless `persist`; with `paths`, a scratch copy of it
-    plus the modules."""
+    plus the modules. The serial log is a new one (logs.run_log(log_name))."""
     img = targets.image(cache.Planner(), target)
     runs = config.runs_dir()
     with tempfile.TemporaryDirectory(dir=runs) as tmp:
@@ -124,10 +170,29 @@ def booted(
                 raise UserError(f"--path: target '{target}' has no disk to put modules on")
             d = with_modules(d, paths, Path(tmp) / "disk.img")
         cmd = img.command(d, ram=ram, persist=persist and not paths)
-        with qemu.boot(cmd, runs / f"{log_name}.log") as s:
+        with qemu.boot(cmd, logs.run_log(log_name)) as s:
             shell = Shell(s)
             shell.wait_ready()
             yield shell
+
+
+# --- run --eval: the batch ------------------------------------------------------------------
+
+
+def batch_disk(base: Path, paths: Sequence[Path], exprs: list[str], mark: str, dest: Path) -> Path:
+    """A scratch copy of `base` that boots into the evaluator: the program at PROGRAM,
+    `-noshell -eval LOADER` in /chrysopolis/args, the --path modules at /user/N."""
+    _, _, modules = _modules(paths)
+    program = dest.parent / "batch.erl"
+    program.write_text(evaluator.code(exprs, mark, modules))
+    return with_modules(
+        base,
+        paths,
+        dest,
+        args=["-noshell", "-eval", LOADER],
+        files={PROGRAM: program},
+        load=False,
+    )
 
 
 def run_batch(
@@ -137,25 +202,118 @@ def run_batch(
     ram: str | None,
     keep_writes: bool = False,
     fresh_disk: bool = False,
+    timeout: float = TIMEOUT,
 ) -> int:
-    """`chrysopolis run --eval`: print each result on its own line; non-zero on any failure.
-    The user's disk boots behind a throw-away overlay; with `keep_writes`, writes persist."""
+    """`chrysopolis run --eval`: each result on stdout, one line each, in order; what the
+    guest prints and the errors on stderr; the exit status of `run --help`. The user's disk
+    boots as a scratch copy; with `keep_writes`, the copy replaces it after the run."""
     require_shell(target)
-    exprs = [check_expr(e) for e in exprs] or ["ok."]
+    if not exprs:
+        raise UsageError("run_batch needs an expression")
+    exprs = [check_expr(e) for e in exprs]
     if keep_writes and paths:
-        raise UserError(
+        raise UsageError(
             "--keep-writes with --path: the modules go on a scratch copy of your disk, which "
             "is thrown away; drop one of the two options"
         )
+    if timeout <= 0:
+        raise UsageError(f"--timeout {timeout:g}: give a number of seconds above 0")
     img = targets.image(cache.Planner(), target)
-    log = config.runs_dir() / "eval.log"
-    with userdisk.in_use(img, target, fresh=fresh_disk) as d:
-        try:
-            with booted(target, paths, ram, disk=d, persist=keep_writes) as shell:
-                for e in exprs:
-                    print(shell.eval(e), flush=True)
-        except UserError as err:
-            print(f"error: {err}", file=sys.stderr)
-            print(f"--- last lines of {log} ---\n{logs.tail(log, 20)}", file=sys.stderr)
-            return 1
-    return 0
+    if img.disk is None:
+        raise UsageError(f"target '{target}' boots without a disk, so --eval cannot run on it")
+    qemu.command(img.board, img.loader, ram=ram)  # refuses a bad --ram before any work
+    _modules(paths)  # refuses a --path without modules before any work
+    mark = evaluator.new_mark()
+    with userdisk.in_use(img, target, fresh=fresh_disk) as user:
+        with tempfile.TemporaryDirectory(dir=config.runs_dir(), prefix="batch-") as tmp:
+            scratch = batch_disk(user, paths, exprs, mark, Path(tmp) / "disk.img")
+            cmd = img.command(scratch, ram=ram, persist=True)
+            status = evaluate(cmd, logs.run_log(target), mark, timeout, img.markers)
+            if keep_writes:
+                _keep(scratch, user, tmp)
+    return status
+
+
+def _keep(scratch: Path, user: Path, tmp: str) -> None:
+    """The guest's writes kept: the scratch disk, without the batch's files, becomes the
+    user's disk (whole or not at all)."""
+    theirs = userdisk.read_file(user, USER_ARGS)
+    userdisk.remove_files(scratch, [PROGRAM, *([] if theirs else [USER_ARGS])])
+    if theirs:
+        f = Path(tmp) / "their-args"
+        f.write_bytes(theirs)
+        userdisk.add_files(scratch, {USER_ARGS: f})
+    userdisk.copy(scratch, user)
+
+
+def evaluate(cmd: list[str], log: Path, mark: str, timeout: float, markers: dict) -> int:
+    """Boot `cmd` (a batch disk), follow the evaluator's lines and return the exit status;
+    RunFailed for a timeout (124) or a run that went wrong (125)."""
+    reader = evaluator.Reader(mark)
+    handoff = markers.get("handoff")
+    handoff = re.compile(handoff.encode()) if handoff else None
+    shown = handoff is None  # the guest's output is shown from ERTS's start on
+    with qemu.boot(cmd, log) as s:
+        deadline, limit, buf = s.started + BOOT_TIMEOUT, BOOT_TIMEOUT, b""
+        while True:
+            now = time.monotonic()
+            if now >= deadline:
+                raise RunFailed(_timed_out(reader, limit, s.elapsed()), TIMED_OUT, log)
+            try:
+                buf += s.child.read_nonblocking(1 << 16, timeout=min(deadline - now, 0.5))
+            except pexpect.TIMEOUT:
+                continue
+            except pexpect.EOF:
+                raise RunFailed(_exited(s, reader, log), BROKEN, log) from None
+            *lines, buf = buf.split(b"\n")
+            for raw in lines:
+                line = raw.rstrip(b"\r")
+                m = EXIT_STATUS.search(line)
+                if m:
+                    before = line[: m.start()].decode(errors="replace")
+                    if before and shown:
+                        print(before, file=sys.stderr, flush=True)
+                    return int(m.group(1)) & 0xFF
+                ln = reader.feed(line.decode(errors="replace"))
+                if not ln.kind or ln.output:
+                    fatal = (SYSTEM_DOWN if reader.total is not None else FATAL_ANY).search(
+                        ln.output.encode()
+                    )
+                    if fatal:
+                        raise RunFailed(
+                            f"the guest system failed: {ln.output.strip()!r}", BROKEN, log
+                        )
+                    if shown:
+                        print(ln.output, file=sys.stderr, flush=True)
+                    elif handoff.search(line):
+                        shown = True
+                if ln.kind == "ready":
+                    deadline, limit = time.monotonic() + timeout, timeout
+                elif ln.kind == "=":
+                    print(ln.text, flush=True)
+                elif ln.kind == "!":
+                    print(ln.text, file=sys.stderr, flush=True)
+
+
+FATAL_ANY = checks.FATAL_LINE
+
+
+def _timed_out(reader: evaluator.Reader, limit: float, elapsed: float) -> str:
+    if reader.total is None:
+        return (
+            f"the boot timed out: the evaluator had not started {limit:.0f} s after QEMU "
+            f"started (a boot takes about 5 s)"
+        )
+    return (
+        f"--timeout {limit:g} s ran out: expression {reader.running} of {reader.total} "
+        f"had not returned ({len(reader.results)} returned; {elapsed:.1f} s since QEMU started)"
+    )
+
+
+def _exited(s: qemu.Session, reader: evaluator.Reader, log: Path) -> str:
+    s.child.close()
+    why = s.child.exitstatus if s.child.exitstatus is not None else s.child.signalstatus
+    text = log.read_text(errors="replace").splitlines()
+    own = [ln.strip() for ln in text if ln.startswith("qemu-system-")]
+    when = "before the guest booted" if reader.total is None else "before the guest halted"
+    return f"QEMU exited (status {why}) {when}" + (f": {own[-1]}" if own else "")

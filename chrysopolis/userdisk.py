@@ -23,6 +23,7 @@ Which disk a run boots:
 - checks: the cache's pristine disk with an overlay (they test the image, not the user's data).
 """
 
+import errno
 import fcntl
 import json
 import os
@@ -34,7 +35,7 @@ from contextlib import contextmanager
 from pathlib import Path, PurePosixPath
 
 from chrysopolis import config, disk, targets
-from chrysopolis.errors import UserError
+from chrysopolis.errors import UserError, no_space
 from chrysopolis.treehash import file_hash
 
 DISK = "disk.img"
@@ -122,6 +123,29 @@ def add_files(image: Path, extra: Mapping[str, Path]) -> None:
                 _mtools(["mcopy", "-o", "-i", vol, str(files[p]), f"::{p}"], f"copying to {p}")
 
 
+def read_file(image: Path, path: str) -> bytes | None:
+    """The contents of the file `path` on the volume (None if it holds no such file)."""
+    if path not in listing(image)[0]:
+        return None
+    r = subprocess.run(
+        ["mcopy", "-n", "-i", _vol(image), f"::{path}", "-"],
+        capture_output=True,
+        env=disk._mtools_env(),
+        stdin=subprocess.DEVNULL,
+    )
+    if r.returncode != 0:
+        raise UserError(f"reading {path} from {image} failed (mcopy exited {r.returncode})")
+    return r.stdout
+
+
+def remove_files(image: Path, paths: list[str]) -> None:
+    """Delete the files `paths` from the volume, in place (absent ones are skipped)."""
+    have = set(listing(image)[0])
+    gone = [p for p in paths if p in have]
+    if gone:
+        _mtools(["mdel", "-i", _vol(image), *[f"::{p}" for p in gone]], f"deleting from {image}")
+
+
 def _geometry(image: Path) -> tuple[int, int]:
     """(cluster bytes, partition MiB) from the MBR and the FAT boot sector."""
     off = disk.partition_offset(image)
@@ -137,7 +161,13 @@ def _geometry(image: Path) -> tuple[int, int]:
 def copy(src: Path, dst: Path) -> None:
     """Copy a disk image, keeping it sparse; `dst` appears whole or not at all."""
     tmp = dst.with_name(dst.name + ".partial")
-    targets._sparse_copy(str(src), str(tmp))
+    try:
+        targets._sparse_copy(str(src), str(tmp))
+    except OSError as e:
+        tmp.unlink(missing_ok=True)
+        if e.errno == errno.ENOSPC:
+            raise no_space(dst.parent, targets.allocated(src)) from None
+        raise
     os.replace(tmp, dst)
 
 

@@ -141,9 +141,10 @@ def test_baseline_compiles_in_the_callers_directory(planner, tmp_path, monkeypat
 
 @pytest.mark.slow
 def test_baseline_carries_bindings_and_reports_exceptions(planner):
-    got = baseline.evaluate(["X = 6 * 7.", "{X, X div 2}", "1 / 0."])
+    got = baseline.evaluate(["X = 6 * 7.", "{X, X div 2}", "1 / 0.", "not_reached."])
     assert got[:2] == ["42", "{42,21}"]
-    assert got[2].startswith("** exception error: badarith")
+    assert got[2].startswith("** exception error: an error occurred when evaluating an arith")
+    assert len(got) == 3  # evaluation stops at the first failure, as `run --eval` does
 
 
 def _temp_lock(tmp_path: Path, archive: str) -> Path:

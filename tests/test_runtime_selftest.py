@@ -7,7 +7,7 @@ import subprocess
 
 import pytest
 
-from chrysopolis import checks, config, image, targets
+from chrysopolis import checks, image, logs, targets
 from chrysopolis.stages.lionsos import LLVM_BIN
 
 
@@ -21,7 +21,7 @@ def test_selftest_passes_on_two_boots(planner):
     summary = checks.load_all()["runtime-selftest"].run(planner)
     m = re.match(r"(\d+) checks passed in [\d.]+ s; getrandom differs across boots", summary)
     assert m and int(m.group(1)) >= 30
-    log = (config.cache_dir() / "runs" / "runtime-selftest-1.log").read_bytes()
+    log = logs.latest("runtime-selftest-1").read_bytes()
     for name in (
         b"8 threads, mutex held across yields",
         b"pthread_cond_timedwait times out",

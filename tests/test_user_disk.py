@@ -18,7 +18,7 @@ import pexpect
 import pytest
 from conftest import cli
 
-from chrysopolis import boards, config, disk, qemu, shell, targets, userdisk
+from chrysopolis import boards, config, disk, logs, qemu, shell, targets, userdisk
 from chrysopolis.errors import UserError
 from chrysopolis.treehash import file_hash
 
@@ -296,7 +296,7 @@ def test_an_interactive_run_writes_to_the_users_disk(out, beam):
 @pytest.mark.slow
 def test_a_synced_write_survives_sigkill(out, beam):
     """The interactive path (the user's disk, persist=True), then QEMU killed hard."""
-    log = config.runs_dir() / "test-user-disk-sigkill.log"
+    log = logs.run_log("test-user-disk-sigkill")
     with userdisk.in_use(beam, "beam") as d:
         cmd = beam.command(d, persist=True)
         with qemu.boot(cmd, log) as s:
@@ -355,7 +355,7 @@ def test_run_path_boots_a_scratch_copy_of_the_users_disk(out, beam, tmp_path):
     assert r.stdout.splitlines() == ["{hello,world}", '{ok,<<"data">>}']
     assert file_hash(d) == before
     r = cli("run", "--keep-writes", "--path", str(mods), "--eval", "ok.")
-    assert r.returncode == 1 and "drop one of the two options" in r.stderr
+    assert r.returncode == 2 and "drop one of the two options" in r.stderr
 
 
 @pytest.mark.slow

@@ -7,15 +7,20 @@ compiles, the topology it boots (chrysopolis/system.py) and its checks. Its stag
 description put the disk on, and the board. `run`, `check` and the tests read only that.
 """
 
+import ctypes
+import errno
+import fcntl
 import json
+import os
 import shutil
 import subprocess
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 from chrysopolis import boards, config, qemu
 from chrysopolis.cache import Planner, get
-from chrysopolis.errors import UserError
+from chrysopolis.errors import UserError, no_space
 
 MANIFEST = "run.json"
 
@@ -67,20 +72,70 @@ def image(planner: Planner, name: str) -> Image:
 
 def _sparse_copy(src: str, dst: str) -> None:
     # Disk images are mostly holes (258 MiB apparent, 16 MiB used): keep them so.
-    subprocess.run(["cp", "--sparse=always", src, dst], check=True)
+    r = subprocess.run(
+        ["cp", "--sparse=always", src, dst],
+        capture_output=True,
+        text=True,
+        stdin=subprocess.DEVNULL,
+    )
+    if r.returncode != 0:
+        if "No space left" in r.stderr:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), dst)
+        raise OSError(f"cp {src} {dst}: {r.stderr.strip()}")
+
+
+def allocated(path: Path) -> int:
+    """The bytes a file or a tree takes on disk (holes excluded)."""
+    files = [path] if path.is_file() else [p for p in path.rglob("*") if p.is_file()]
+    return sum(p.stat().st_blocks * 512 for p in files)
+
+
+def _exchange(a: Path, b: Path) -> None:
+    """Swap two directories in one step (renameat2 RENAME_EXCHANGE); where the file system
+    cannot, `b` is renamed away first (a moment without `b`)."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    at_fdcwd, rename_exchange = -100, 2
+    if libc.renameat2(at_fdcwd, bytes(a), at_fdcwd, bytes(b), rename_exchange) == 0:
+        return
+    old = Path(tempfile.mkdtemp(prefix=f".{b.name}.old-", dir=b.parent))
+    os.rename(b, old / b.name)
+    os.rename(a, b)
+    os.rename(old / b.name, a)
+    old.rmdir()
 
 
 def publish(img: Image, name: str) -> Path:
-    """Copy a target's files into the out directory (the cache entry stays read-only)."""
-    dest = config.out_dir() / name
-    tmp = dest.with_name(f".{name}.tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    shutil.copytree(
-        img.dir,
-        tmp,
-        ignore=shutil.ignore_patterns(".chrysopolis-inputs.json"),
-        copy_function=_sparse_copy,
-    )
-    shutil.rmtree(dest, ignore_errors=True)
-    tmp.rename(dest)
+    """Copy a target's files into the out directory (the cache entry stays read-only).
+
+    Atomic and locked: the copy is made beside it and swapped in whole; two publishes of
+    the same target take turns. A full disk is one line and leaves nothing behind."""
+    out = config.out_dir()
+    out.mkdir(parents=True, exist_ok=True)
+    dest = out / name
+    files = [p for p in sorted(img.dir.rglob("*")) if p.name != ".chrysopolis-inputs.json"]
+    need = sum(p.stat().st_blocks * 512 for p in files if p.is_file())
+    with open(out / f".{name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if shutil.disk_usage(out).free < need:
+            raise no_space(out, need)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{name}.new-", dir=out))
+        try:
+            for p in files:
+                to = tmp / p.relative_to(img.dir)
+                if p.is_dir():
+                    to.mkdir(parents=True, exist_ok=True)
+                else:
+                    to.parent.mkdir(parents=True, exist_ok=True)
+                    _sparse_copy(str(p), str(to))
+            tmp.chmod(0o755)
+            if dest.exists():
+                _exchange(tmp, dest)  # tmp now holds the old copy, removed below
+            else:
+                tmp.rename(dest)
+        except OSError as e:
+            if e.errno == errno.ENOSPC:
+                raise no_space(out, need) from None
+            raise
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
     return dest

@@ -13,7 +13,7 @@ import re
 import tempfile
 from pathlib import Path
 
-from chrysopolis import boards, config, disk, image, qemu, targets
+from chrysopolis import boards, config, disk, image, logs, qemu, targets
 from chrysopolis.cache import Context, Planner, stage
 from chrysopolis.checks import check, clean_log
 from chrysopolis.errors import UserError
@@ -189,7 +189,7 @@ def _halt(shell: Shell, status: int) -> None:
 def boot_smoke(planner: Planner) -> str:
     """Boot the Erlang image: every boot marker in order, then the shell, and no error line."""
     img = targets.image(planner, "beam")
-    log = config.runs_dir() / "boot-smoke.log"
+    log = logs.run_log("boot-smoke")
     with qemu.boot(img.command(), log) as s:
         for name in ("banner", "clock", "handoff", "erlang", "eshell"):
             m = s.expect(MARKERS[name], 180)
@@ -248,7 +248,7 @@ def boot_nootp(planner: Planner) -> str:
         empty = Path(tmp) / "empty.txt"
         empty.write_text("no OTP here\n")
         d = disk.build_disk(None, Path(tmp) / "disk.img", extra={"/readme.txt": empty}).image
-        log = runs / "boot-nootp.log"
+        log = logs.run_log("boot-nootp")
         with qemu.boot(img.command(d), log) as s:
             try:
                 Shell(s).wait_ready(60)

@@ -13,7 +13,7 @@ driver fails an assertion and its virtualiser waits for it forever: `run` refuse
 import tempfile
 from pathlib import Path
 
-from chrysopolis import boards, config, image, qemu, targets
+from chrysopolis import boards, image, logs, qemu, targets
 from chrysopolis.cache import Context, Planner, stage
 from chrysopolis.checks import check, clean_log
 from chrysopolis.errors import UserError
@@ -60,7 +60,7 @@ def bringup(ctx: Context) -> None:
 
 
 def _boot_log(name: str) -> Path:
-    return config.runs_dir() / f"{name}.log"
+    return logs.run_log(name)
 
 
 @check("bringup-smoke", needs=image.NEEDS)

@@ -8,7 +8,7 @@ description generated with sdfgen, the `microkit` tool packing the loader image,
 QEMU printing the PD's marker line.
 """
 
-from chrysopolis import boards, config, qemu, system, targets, toolchain
+from chrysopolis import boards, logs, qemu, system, targets, toolchain
 from chrysopolis.cache import Context, Planner, stage
 from chrysopolis.checks import check
 from chrysopolis.stages.sdk import board_dir
@@ -82,7 +82,7 @@ def hello(ctx: Context) -> None:
 def boot_time(planner: Planner, timeout: float = 30.0) -> float:
     """Seconds from QEMU's start to the hello marker on the serial console."""
     img = targets.image(planner, "hello")
-    log = config.cache_dir() / "logs" / "check-hello.log"
+    log = logs.run_log("check-hello")
     with qemu.boot(img.command(), log) as session:
         session.expect(img.markers["hello"], timeout)
         return session.elapsed()

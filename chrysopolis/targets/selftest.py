@@ -10,7 +10,7 @@ the LionsOS stack of chrysopolis/system.py. `runtime-selftest` boots it.
 import re
 from pathlib import Path
 
-from chrysopolis import boards, config, image, qemu, targets
+from chrysopolis import boards, image, logs, qemu, targets
 from chrysopolis.cache import Context, Planner, stage
 from chrysopolis.checks import check, fatal_line
 from chrysopolis.errors import UserError
@@ -61,7 +61,7 @@ def selftest(ctx: Context) -> None:
 def _boot(planner: Planner, name: str) -> tuple[str, str, Path]:
     """Boot the self-test once: (summary, random hex, log); UserError on any failure."""
     img = targets.image(planner, "selftest")
-    log = config.runs_dir() / f"{name}.log"
+    log = logs.run_log(name)
     with qemu.boot(img.command(), log) as s:
         s.expect(MARKERS["start"], 60)
         rnd = s.expect(MARKERS["random"], 120).group(1).decode()
