@@ -5,7 +5,7 @@ import re
 
 import pytest
 
-from chrysopolis import checks, qemu, targets
+from chrysopolis import checks, logs, qemu, targets
 from chrysopolis.errors import UserError
 from chrysopolis.targets import bringup
 
@@ -19,7 +19,7 @@ def planner(stack_planner):
 def test_bringup_smoke(planner):
     summary = checks.load_all()["bringup-smoke"].run(planner)
     assert re.match(r"mounted after [\d.]+ s, clock [\d.]+ -> [\d.]+ s, echo ok", summary)
-    log = bringup._boot_log("bringup-smoke").read_text()
+    log = logs.latest("bringup-smoke").read_text()
     assert bringup.HELLO_TEXT.strip() in log
     assert checks.fatal_line(log.encode()) is None
 

@@ -14,7 +14,7 @@ import xml.etree.ElementTree as ET
 import pexpect
 import pytest
 
-from chrysopolis import boards, config, qemu, system, targets
+from chrysopolis import boards, config, logs, qemu, system, targets
 from chrysopolis.errors import UserError
 from chrysopolis.shell import Shell
 
@@ -156,7 +156,7 @@ def test_chrysopolis_run_exits_with_the_halt_status(tmp_path, monkeypatch, beam)
     finally:
         child.close(force=True)
     assert child.exitstatus == 5, child.before
-    assert qemu.exit_status((config.runs_dir() / "run-beam.log").read_bytes()) == 5
+    assert qemu.exit_status(logs.latest("beam").read_bytes()) == 5
 
 
 def test_wait_exit_refuses_a_qemu_without_a_status_line(tmp_path):
