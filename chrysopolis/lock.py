@@ -6,7 +6,7 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from chrysopolis import config
+from chrysopolis import config, locations
 from chrysopolis.errors import UserError
 
 KINDS = ("git", "debian", "archive", "deb")
@@ -17,8 +17,11 @@ class SourceFile:
     """One file of a multi-file source (a Debian source package: .dsc, orig, debian tar; or a .deb)."""
 
     name: str
-    url: str
+    url: str  # where it is, as a location name (locations.py): debian:pool/...
     sha256: str
+
+    def urls(self) -> list[str]:
+        return locations.urls(self.url)
 
 
 @dataclass(frozen=True)
@@ -26,12 +29,14 @@ class Source:
     name: str
     kind: str  # git: a commit of a repository; debian: a source package; archive: one tarball;
     # deb: binary packages (.deb files) unpacked into one tree
-    url: str
+    url: str  # a location name (locations.py): github:OWNER/REPO, debian:pool/main/...
     sha256: str  # canonical tree hash of the unpacked source (see treehash.py)
     commit: str = ""
     ref: str = ""  # the tag or branch the commit was taken from: documentation only
     version: str = ""
-    archive: str = ""  # download URL of the tree; git default: GitHub's archive of the commit
+    archive: str = (
+        ""  # location of the tree's tarball; git default: the forge's archive of the commit
+    )
     files: tuple[SourceFile, ...] = field(default_factory=tuple)
     note: str = ""
 
@@ -39,12 +44,17 @@ class Source:
     def pin(self) -> str:
         return self.commit[:12] if self.commit else self.version
 
-    def archive_url(self) -> str:
+    def archive_urls(self) -> list[str]:
+        """Where the tree's tarball may be downloaded from, in the order to try."""
         if self.archive:
-            return self.archive
-        if self.kind == "git" and self.url.startswith("https://github.com/"):
-            return f"{self.url}/archive/{self.commit}.tar.gz"
-        return self.url
+            return locations.urls(self.archive)
+        if self.kind == "git":
+            return [f"{u}/archive/{self.commit}.tar.gz" for u in locations.urls(self.url)]
+        return locations.urls(self.url)
+
+    def archive_name(self) -> str:
+        """The tarball's file name (as a local mirror holds it)."""
+        return self.archive_urls()[0].rsplit("/", 1)[-1]
 
 
 @dataclass(frozen=True)

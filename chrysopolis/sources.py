@@ -117,16 +117,21 @@ def _unpack_tarball(archive: Path, dest: Path, origin: str, fix: str) -> None:
         top.rmdir()
 
 
-def _download(url: str, dest: Path) -> None:
-    try:
-        with urllib.request.urlopen(url, timeout=120) as r, open(dest, "wb") as f:
-            total = int(r.headers.get("Content-Length") or 0)
-            with progress.bytes_task(f"download {url.rsplit('/', 1)[-1]}", total) as advance:
-                while chunk := r.read(1 << 20):
-                    f.write(chunk)
-                    advance(len(chunk))
-    except (urllib.error.URLError, OSError) as e:
-        raise UserError(f"cannot download {url}: {e}") from None
+def _download(urls: list[str], dest: Path) -> None:
+    """Download the first of `urls` that answers (each is a mirror of the same file)."""
+    errors = []
+    for url in urls:
+        try:
+            with urllib.request.urlopen(url, timeout=120) as r, open(dest, "wb") as f:
+                total = int(r.headers.get("Content-Length") or 0)
+                with progress.bytes_task(f"download {url.rsplit('/', 1)[-1]}", total) as advance:
+                    while chunk := r.read(1 << 20):
+                        f.write(chunk)
+                        advance(len(chunk))
+            return
+        except (urllib.error.URLError, OSError) as e:
+            errors.append(f"{url}: {e}")
+    raise UserError(f"cannot download {dest.name} from any location ({'; '.join(errors)})")
 
 
 def _verify_files(src: Source, files_dir: Path) -> None:
@@ -195,8 +200,8 @@ def in_mirror(src: Source) -> Path | None:
         elif src.kind in ("debian", "deb"):
             if all((d / f.name).is_file() for f in src.files):
                 return d
-        elif (d / src.archive_url().rsplit("/", 1)[-1]).is_file():
-            return d / src.archive_url().rsplit("/", 1)[-1]
+        elif (d / src.archive_name()).is_file():
+            return d / src.archive_name()
     return None
 
 
@@ -215,26 +220,25 @@ def fetch(src: Source) -> Path:
             files = stage / "files"
             files.mkdir()
             for f in src.files:
-                _download(f.url, files / f.name)
+                _download(f.urls(), files / f.name)
             _unpack_debian(src, files, tree)
         elif src.kind == "deb":
             files = stage / "files"
             files.mkdir()
             for f in src.files:
-                _download(f.url, files / f.name)
+                _download(f.urls(), files / f.name)
             _unpack_debs(src, files, tree)
         else:
-            url = src.archive_url()
             archive = stage / "archive"
             try:
-                _download(url, archive)
+                _download(src.archive_urls(), archive)
             except UserError as e:
                 raise UserError(f"{e}; offline, {bring_hint(src)}") from None
-            _unpack_tarball(archive, tree, url, "check the URL in the lock")
+            _unpack_tarball(archive, tree, src.archive_name(), "check the location in the lock")
         return _install(
             src,
             tree,
-            src.archive_url() if src.kind not in ("debian", "deb") else "the Debian archive",
+            src.archive_name() if src.kind not in ("debian", "deb") else "the Debian archive",
         )
     finally:
         shutil.rmtree(stage, ignore_errors=True)

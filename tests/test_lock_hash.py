@@ -25,7 +25,43 @@ def test_repo_lock_pins_every_github_source():
     for name in ("sel4", "microkit", "lionsos", "sddf", "libmicrokitco"):
         s = lk.source(name)
         assert s.kind == "git" and len(s.commit) == 40 and len(s.sha256) == 64
-        assert s.archive_url() == f"{s.url}/archive/{s.commit}.tar.gz"
+        assert s.url.startswith("github:")
+        assert s.archive_urls() == [
+            f"https://github.com/{s.url.removeprefix('github:')}/archive/{s.commit}.tar.gz"
+        ]
+
+
+def test_the_lock_names_no_host():
+    """Pins name what a source is; where to fetch it from is configuration (locations.py)."""
+    text = lock.lock_path().read_text()
+    assert "://" not in text
+
+
+def test_debian_locations_come_from_apt_or_the_environment(tmp_path, monkeypatch):
+    from chrysopolis import locations
+
+    apt = tmp_path / "apt"
+    (apt / "sources.list.d").mkdir(parents=True)
+    (apt / "sources.list.d" / "debian.sources").write_text(
+        "Types: deb\nURIs: http://mirror.example/debian\nSuites: bookworm\n\n"
+        "Types: deb\nURIs: http://mirror.example/debian-security/\nSuites: bookworm-security\n"
+    )
+    (apt / "sources.list").write_text("deb [arch=amd64] http://old.example/debian bookworm main\n")
+    monkeypatch.setattr(locations, "APT_SOURCES", apt)
+    monkeypatch.delenv(locations.DEBIAN_MIRROR_ENV, raising=False)
+    assert locations.urls("debian:pool/main/m/musl/x.dsc") == [
+        "http://old.example/debian/pool/main/m/musl/x.dsc",
+        "http://mirror.example/debian/pool/main/m/musl/x.dsc",
+        "http://mirror.example/debian-security/pool/main/m/musl/x.dsc",
+    ]
+    monkeypatch.setenv(locations.DEBIAN_MIRROR_ENV, "http://near.example/debian/")
+    assert locations.urls("debian:pool/x") == ["http://near.example/debian/pool/x"]
+    monkeypatch.setenv(locations.FORGE_ENV, "https://forge.example/")
+    assert locations.urls("github:o/r") == ["https://forge.example/o/r"]
+    monkeypatch.setattr(locations, "APT_SOURCES", tmp_path / "none")
+    monkeypatch.delenv(locations.DEBIAN_MIRROR_ENV)
+    with pytest.raises(UserError, match="CHRYSOPOLIS_DEBIAN_MIRROR"):
+        locations.urls("debian:pool/x")
 
 
 def test_unknown_source_names_the_known_ones():
