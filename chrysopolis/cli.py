@@ -259,7 +259,13 @@ def run(
     dest = targets.publish(img, target)
     with userdisk.in_use(img, target, fresh=fresh_disk) as disk:
         cmd = qemu.command(
-            img.board, dest / img.loader.name, disk, ram=ram, interactive=True, persist=True
+            img.board,
+            dest / img.loader.name,
+            disk,
+            ram=ram,
+            interactive=True,
+            persist=True,
+            disk_bus=img.disk_bus,
         )
         where = f"; disk {disk} (writes persist)" if disk else ""
         click.echo(f"booting {dest / img.loader.name}{where} (Ctrl-A X quits QEMU)", err=True)
