@@ -5,7 +5,8 @@ Its C: the runtime (PD base + POSIX adapter) and targets/beam/main.c, which star
 Its topology: the LionsOS stack of chrysopolis/system.py. `chrysopolis build` (this
 target) writes `sel4-beam.img` and `disk.img`. Its checks boot it: `boot-smoke` (the markers in order, no error line), `shell-smoke` (the
 README's session) and `shell-deep` (processes, ETS, binaries, re, zlib, floats, files,
-timers, the compiler, entropy across boots).
+timers, the compiler, entropy across boots) and `shell-edit` (OTP's line editor driven by
+keystrokes on a narrow terminal).
 """
 
 import json
