@@ -29,6 +29,8 @@ class Board:
     max_single_alloc: int
     virtio_mmio_base: int  # QEMU virt: virtio-mmio-bus.N sits at base + N * stride
     virtio_mmio_stride: int
+    # QEMU's fw_cfg registers (MMIO): how a run hands the guest its TERM and window size.
+    fw_cfg_paddr: int | None = None
 
 
 BOARDS = {
@@ -50,6 +52,7 @@ BOARDS = {
             max_single_alloc=512 * MIB,
             virtio_mmio_base=0xA00_0000,
             virtio_mmio_stride=0x200,
+            fw_cfg_paddr=0x902_0000,  # QEMU virt's fw-cfg@9020000
         ),
     ]
 }

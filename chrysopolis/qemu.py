@@ -1,9 +1,11 @@
 # SPDX-License-Identifier: BSD-2-Clause
 """The QEMU harness: boot an image, keep the serial log, wait for markers, always clean up."""
 
+import os
 import re
 import signal
 import subprocess
+import sys
 import time
 import tty
 from collections.abc import Iterator, Sequence
@@ -20,6 +22,46 @@ from chrysopolis.errors import UsageError, UserError
 
 class MarkerTimeout(UserError):
     """A marker did not appear on the serial console in time."""
+
+
+@dataclass(frozen=True)
+class Terminal:
+    """The terminal a guest's console is: TERM and the window size its TIOCGWINSZ answers.
+
+    QEMU hands both to the guest as fw_cfg files (`-fw_cfg name=opt/chrysopolis/...`),
+    which targets/beam/main.c reads at boot: nothing is written to the disk per run."""
+
+    term: str
+    rows: int
+    cols: int
+
+    def fw_cfg(self) -> list[str]:
+        args = ["-fw_cfg", f"name=opt/chrysopolis/winsize,string={self.rows}x{self.cols}"]
+        if TERM_RE.fullmatch(self.term):  # a comma would end QEMU's option value
+            args += ["-fw_cfg", f"name=opt/chrysopolis/term,string={self.term}"]
+        return args
+
+
+TERM_RE = re.compile(r"[A-Za-z0-9._+-]{1,63}")
+DEFAULT_SIZE = (24, 80)  # rows, columns: what the guest assumes when the size is unknown
+# Headless runs (checks, --eval): the editing shell on a terminal wide enough that no
+# expression of ours wraps, so a result is the text between the echoed line and the prompt.
+HEADLESS = Terminal("vt100", 24, 1000)
+
+
+def host_terminal() -> Terminal:
+    """This terminal, for an interactive run: the user's TERM (unset: vt100) and the size of
+    the terminal on stdin (else 80x24). A TERM the guest has no entry for gives OTP's
+    line-mode shell there."""
+    term = os.environ.get("TERM") or "vt100"
+    try:
+        size = os.get_terminal_size(sys.stdin.fileno())
+        rows, cols = size.lines, size.columns
+    except (OSError, ValueError):
+        rows, cols = DEFAULT_SIZE
+    if rows <= 0 or cols <= 0:
+        rows, cols = DEFAULT_SIZE
+    return Terminal(term, rows, cols)
 
 
 # The guest's last line before it powers off (runtime/pd/power.c): PSCI SYSTEM_OFF carries
@@ -96,11 +138,13 @@ def command(
     persist: bool = False,
     disk_bus: int | None = None,
     console_log: Path | None = None,
+    terminal: Terminal | None = None,
 ) -> list[str]:
     """QEMU booting a Microkit loader image, the disk on virtio-mmio bus `disk_bus` (the
     image's system description chose it: targets.Image.command passes it). Unless
     `persist`, the guest's disk writes go to a throw-away overlay: checks and batch runs
-    never change an image (or the cache). `console_log`: see `machine`."""
+    never change an image (or the cache). `console_log`: see `machine`. `terminal` is what the
+    guest's console is (default: this terminal when interactive, else HEADLESS)."""
     if ram is not None and ram_bytes(ram) < ram_bytes(board.ram):
         # seL4's memory map for the board comes from QEMU's device tree at SDK build time.
         raise UsageError(
@@ -113,6 +157,8 @@ def command(
         "-device",
         f"loader,file={loader},addr={board.loader_addr:#x},cpu-num=0",
     ]
+    if board.fw_cfg_paddr is not None:
+        cmd += (terminal or (host_terminal() if interactive else HEADLESS)).fw_cfg()
     if disk is not None:
         if disk_bus is None:
             raise ValueError("a disk needs the virtio-mmio bus of the system description")
@@ -186,11 +232,18 @@ class Session:
 
 
 @contextmanager
-def boot(cmd: Sequence[str], log: Path) -> Iterator[Session]:
-    """Start QEMU headless; whatever happens in the body, QEMU is ended on exit."""
+def boot(cmd: Sequence[str], log: Path, terminal: Terminal = HEADLESS) -> Iterator[Session]:
+    """Start QEMU headless on a pty of `terminal`'s size (the size `cmd` gave the guest);
+    whatever happens in the body, QEMU is ended on exit."""
     log.parent.mkdir(parents=True, exist_ok=True)
     logf = open(log, "wb")
-    child = pexpect.spawn(cmd[0], list(cmd[1:]), timeout=None, echo=False, dimensions=(24, 200))
+    child = pexpect.spawn(
+        cmd[0],
+        list(cmd[1:]),
+        timeout=None,
+        echo=False,
+        dimensions=(terminal.rows, terminal.cols),
+    )
     # Raw pty: the log holds the guest's bytes as sent (no CR doubling) and input reaches
     # the guest as typed (Enter is CR, as from a terminal).
     tty.setraw(child.child_fd)

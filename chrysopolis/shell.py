@@ -1,9 +1,12 @@
 # SPDX-License-Identifier: BSD-2-Clause
 """The Erlang shell on the serial console, and batch evaluation.
 
-`Shell` drives the Eshell for the checks: it runs in dumb mode, the PD echoes each typed
-line, the shell prints the result and then its next prompt `N> `; a result is the text
-between the echo and that prompt.
+`Shell` drives the Eshell for the checks. The console is a terminal (TERM and the window
+size from qemu.HEADLESS), so the Eshell runs OTP's line editor: the editor echoes each typed
+line (with cursor-control escape sequences where it redraws), the shell prints the result
+and then its next prompt `N> `. A result is the text between the echoed line and that
+prompt, once escape sequences and CRs are stripped; HEADLESS is wide enough that no
+expression of ours wraps.
 
 `run --eval` does not scrape prompts: `run_batch` boots a scratch copy of the user's disk
 holding the program of chrysopolis/evaluator.py and `-noshell -eval` in /chrysopolis/args,
@@ -24,7 +27,11 @@ import pexpect
 from chrysopolis import cache, checks, config, evaluator, logs, qemu, targets, userdisk
 from chrysopolis.errors import RunFailed, UsageError, UserError
 
-PROMPT = rb"\n(\d+)> "
+# An escape sequence a terminal acts on: CSI (ESC [ ... final), OSC (ESC ] ... BEL or ST),
+# or ESC and one character (keypad modes, charset selection).
+ANSI = re.compile(rb"\x1b(?:\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(?:\x07|\x1b\\)|[ -/]*[0-~])")
+# The prompt: a line's start, maybe after the editor's escape sequences, then `N> `.
+PROMPT = rb"\n(?:\x1b\[[0-?]*[ -/]*[@-~])*(\d+)> "
 BOOT_TIMEOUT = 180.0  # QEMU start to the first prompt; about 6 s on an idle machine
 EVAL_TIMEOUT = 120.0
 TIMEOUT = 300.0  # `run --eval --timeout`'s default: the expressions, all together
@@ -48,24 +55,44 @@ FATAL = re.compile(rb"(?:" + checks.FATAL_LINE.pattern + rb")[^\r\n]*\r*\n")
 USER_ARGS = "/chrysopolis/args"  # read by targets/beam/main.c: extra init arguments, one per line
 
 
+def plain(raw: bytes) -> str:
+    """What a terminal shows of `raw`, line by line: escape sequences and CRs dropped, and
+    each backspace taking back the character before it."""
+    text = ANSI.sub(b"", raw).decode(errors="replace").replace("\r", "")
+    while "\x08" in text:
+        text = re.sub(r"[^\n\x08]\x08|^\x08", "", text, flags=re.M)
+    return text
+
+
 class Shell:
     def __init__(self, session: qemu.Session) -> None:
         self.session = session
         self.ready_at = 0.0
+        self.prompt = 0  # the number of the last prompt seen
 
     def _next_prompt(self, timeout: float, waiting_for: str) -> str:
-        """What the guest printed before its next prompt; a fatal line or a timeout raises."""
+        """What the guest printed before its next prompt (a number above the last one: the
+        editor redraws the current prompt when a line is entered); a fatal line or a
+        timeout raises."""
         s = self.session
-        try:
-            idx = s.child.expect([PROMPT, FATAL], timeout=timeout)
-        except Exception:
-            raise qemu.MarkerTimeout(
-                f"no {waiting_for} after {timeout:.0f} s (log: {s.log})"
-            ) from None
-        if idx == 1:
-            line = s.child.after.decode(errors="replace").strip()
-            raise UserError(f"the system failed before {waiting_for}: {line} (log: {s.log})")
-        return s.child.before.decode(errors="replace").replace("\r", "")
+        deadline = time.monotonic() + timeout
+        seen = b""
+        while True:
+            try:
+                idx = s.child.expect([PROMPT, FATAL], timeout=max(0.0, deadline - time.monotonic()))
+            except Exception:
+                raise qemu.MarkerTimeout(
+                    f"no {waiting_for} after {timeout:.0f} s (log: {s.log})"
+                ) from None
+            if idx == 1:
+                line = s.child.after.decode(errors="replace").strip()
+                raise UserError(f"the system failed before {waiting_for}: {line} (log: {s.log})")
+            seen += s.child.before
+            n = int(s.child.match.group(1))
+            if n > self.prompt:
+                self.prompt = n
+                return plain(seen)
+            seen += s.child.after  # a redrawn prompt: part of the echo
 
     def wait_ready(self, timeout: float = BOOT_TIMEOUT) -> float:
         self._next_prompt(timeout, "the Erlang shell prompt")
@@ -73,10 +100,13 @@ class Shell:
         return self.ready_at
 
     def eval(self, expr: str, timeout: float = EVAL_TIMEOUT) -> str:
-        """Evaluate one expression (ending in a full stop) and return what the shell printed."""
+        """Evaluate one expression (ending in a full stop) and return what the shell printed:
+        the lines after the last echo of the expression (the editor may echo it twice)."""
         self.session.send(expr + "\r")
-        text = self._next_prompt(timeout, f"the result of {expr!r}")
-        return "\n".join(text.split("\n")[1:]).strip("\n")  # the first line is the echo
+        lines = self._next_prompt(timeout, f"the result of {expr!r}").split("\n")
+        echoes = [i for i, line in enumerate(lines) if line.rstrip().endswith(expr)]
+        start = echoes[-1] + 1 if echoes else 1
+        return "\n".join(lines[start:]).strip("\n")
 
 
 def require_shell(target: str) -> None:

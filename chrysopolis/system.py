@@ -39,6 +39,11 @@ HEAP_MR = "beam_heap"
 HEAP_BASE_SYMBOL = "beam_heap_base"
 HEAP_SIZE_SYMBOL = "beam_heap_size"
 CLIENT = "beam_server"
+# QEMU's fw_cfg registers, mapped uncached into beam_server (runtime/pd/fwcfg.c), below the
+# heap; the Microkit tool patches the address into the C global FWCFG_SYMBOL.
+FWCFG_MR = "fw_cfg"
+FWCFG_VADDR = 0x1_0000_0000
+FWCFG_SYMBOL = "fwcfg_base"
 SDFGEN_VERSION = "0.28.1"  # pairs with sDDF d1f5252 (LionsOS main's meta.py asserts 0.28)
 
 
@@ -223,6 +228,10 @@ def generate(
     heap = SystemDescription.MemoryRegion(sdf, HEAP_MR, heap_size)
     sdf.add_mr(heap)
     beam_server.add_map(SystemDescription.Map(heap, HEAP_VADDR, "rw"))
+    if sb.fw_cfg_paddr is not None:
+        fw_cfg = SystemDescription.MemoryRegion(sdf, FWCFG_MR, 0x1000, paddr=sb.fw_cfg_paddr)
+        sdf.add_mr(fw_cfg)
+        beam_server.add_map(SystemDescription.Map(fw_cfg, FWCFG_VADDR, "rw", cached=False))
     serial.add_client(beam_server)
     timer.add_client(beam_server)
 
@@ -252,6 +261,8 @@ def generate(
             )
 
     xml = _add_smc(_add_heap_setvars(sdf.render()))
+    if sb.fw_cfg_paddr is not None:
+        xml = _add_fwcfg_setvar(xml)
     large, small = page_totals(xml)
     if large > sb.max_single_alloc:
         fits = (heap_size - (large - sb.max_single_alloc)) // LARGE_PAGE * LARGE_PAGE // MIB
@@ -315,6 +326,17 @@ def _add_smc(xml: str) -> str:
         raise RuntimeError(
             f"{CLIENT}'s protection_domain not found once in the rendered system ({n})"
         )
+    return xml
+
+
+def _add_fwcfg_setvar(xml: str) -> str:
+    """Patch fw_cfg's address into beam_server's `fwcfg_base` (sdfgen 0.28.1 has no setvar)."""
+    map_re = re.compile(
+        rf'(<map mr="{FWCFG_MR}" vaddr="0x[0-9a-f]+" perms="rw" cached="false")( />)'
+    )
+    xml, n = map_re.subn(rf'\1 setvar_vaddr="{FWCFG_SYMBOL}"\2', xml)
+    if n != 1:
+        raise RuntimeError(f"fw_cfg map not found once in the rendered system ({n})")
     return xml
 
 

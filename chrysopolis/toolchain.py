@@ -55,6 +55,8 @@ TOOLS = [
     Tool("perl", "perl", "ERTS's code generators"),
     Tool("git", "git", "importing from mirrors"),
     Tool("xz", "xz-utils", "unpacking .tar.xz sources"),
+    Tool("tic", "ncurses-bin", "ncurses' built-in terminal entries (stage ncurses)"),
+    Tool("infocmp", "ncurses-bin", "ncurses' built-in terminal entries (stage ncurses)"),
     Tool("clang-format-19", "clang-format-19", "`chrysopolis fmt` for our C"),
 ]
 
@@ -66,6 +68,8 @@ EXTRA_PACKAGES = [
     "librust-serde-json-dev",
     "librust-roxmltree-dev",
     "g++-aarch64-linux-gnu",
+    "ncurses-base",  # terminfo entries infocmp may consult for ncurses' fallbacks
+    "ncurses-term",
 ]
 
 

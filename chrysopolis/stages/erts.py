@@ -7,6 +7,7 @@ Output layout:
                              erl_init.o), no `main`
     lib/libz.a libepcre.a libryu.a micro-openssl.a libethread.a liberts_internal_r.a
                              its helper archives
+    lib/libtinfo.a           the termcap API for prim_tty's line editor (stage ncurses)
     lib/erl_main.o           ERTS's own `main` (calls erl_start), for Linux executables
     link.json                the link order: `archives` (paths relative to this stage's
                              output, to be linked as one group) and the musl `system_libs`
@@ -35,12 +36,13 @@ from chrysopolis.errors import UserError
 TARGET = "aarch64-unknown-linux-musl"  # what OTP's config.sub makes of --host
 LIBGCC_DIR = Path("/usr/lib/gcc-cross/aarch64-linux-gnu/12")  # Debian gcc-aarch64-linux-gnu
 CFLAGS = "-g -O2 -mno-outline-atomics"
+PATCHES = "patches/otp"  # our changes to ERTS (patches/README.md)
 
 CONFIGURE_FLAGS = (
     "--host=aarch64-linux-musl",
     "--build=x86_64-linux-gnu",
     "--without-ssl",
-    "--without-termcap",
+    "--with-termcap",  # prim_tty's line editor: libtinfo of the ncurses stage
     "--without-wx",
     "--without-javac",
     "--without-odbc",
@@ -136,19 +138,24 @@ def build_ycf(ctx: Context, otp: Path) -> Path:
 @stage(
     "erts",
     sources=("otp",),
-    deps=("musl",),
+    deps=("musl", "ncurses"),
+    files=(PATCHES,),
     host=("clang-19", "lld-19", "llvm-19", "gcc-aarch64-linux-gnu", "gcc", "make", "perl"),
     doc="ERTS 15.2.7 emulator archives for aarch64 musl (libbeam.a with erl_start, no main)",
 )
 def erts(ctx: Context) -> None:
     root = sysroot(ctx.work / "sysroot", ctx.dep("musl"))
+    tinfo = ctx.dep("ncurses")
     otp = ctx.copy_source("otp")
+    ctx.apply_patches(PATCHES, otp)
     ycf = build_ycf(ctx, otp)
     env = {
         "ERL_TOP": str(otp),
         "CC": cc(root),
-        "CFLAGS": CFLAGS,
-        "LDFLAGS": "-fuse-ld=lld -static",
+        # configure finds tgetent in -ltinfo and termcap.h; prim_tty_nif.c then has HAVE_TERMCAP
+        "CFLAGS": f"{CFLAGS} -I{tinfo / 'include'}",
+        "CPPFLAGS": f"-I{tinfo / 'include'}",
+        "LDFLAGS": f"-fuse-ld=lld -static -L{tinfo / 'lib'}",
         "AR": "llvm-ar-19",
         "RANLIB": "llvm-ranlib-19",
         **XCOMP,
@@ -173,11 +180,15 @@ def erts(ctx: Context) -> None:
     shutil.copy2(otp / "erts" / "emulator" / "obj" / TARGET / "opt" / "emu" / "erl_main.o", lib)
     for name, rel in HELPERS.items():
         shutil.copy2(otp / rel, lib / name)
+    shutil.copy2(tinfo / "lib" / "libtinfo.a", lib)
+    config_h = (otp / "erts" / TARGET / "config.h").read_text()
+    if "#define HAVE_TERMCAP 1" not in config_h:
+        raise RuntimeError("erts: configure found no termcap (libtinfo) for prim_tty")
     (ctx.out / "link.json").write_text(
         json.dumps(
             {
                 "main": "lib/erl_main.o",
-                "archives": ["lib/libbeam.a", *(f"lib/{n}" for n in HELPERS)],
+                "archives": ["lib/libbeam.a", *(f"lib/{n}" for n in HELPERS), "lib/libtinfo.a"],
                 "system_libs": list(SYSTEM_LIBS),
             },
             indent=1,

@@ -5,12 +5,14 @@ Its C: the runtime (PD base + POSIX adapter) and targets/beam/main.c, which star
 Its topology: the LionsOS stack of chrysopolis/system.py. `chrysopolis build` (this
 target) writes `sel4-beam.img` and `disk.img`. Its checks boot it: `boot-smoke` (the markers in order, no error line), `shell-smoke` (the
 README's session) and `shell-deep` (processes, ETS, binaries, re, zlib, floats, files,
-timers, the compiler, entropy across boots).
+timers, the compiler, entropy across boots) and `shell-edit` (OTP's line editor driven by
+keystrokes on a narrow terminal).
 """
 
 import json
 import re
 import tempfile
+import time
 from pathlib import Path
 
 from chrysopolis import boards, config, disk, image, logs, qemu, targets
@@ -237,6 +239,72 @@ def shell_deep(planner: Planner) -> str:
     return (
         f"{len(SHELL_DEEP)} expressions; sleep(200) took {slept} ms; entropy differs across boots"
     )
+
+
+# shell-edit's terminal: narrow, so a long line wraps; xterm-256color, what most hosts say.
+EDIT_TERMINAL = qemu.Terminal("xterm-256color", 24, 40)
+LEFT, UP, HOME, END = "\x1b[D", "\x1b[A", "\x1b[H", "\x1b[F"
+CTRL_A, CTRL_E, CTRL_K = "\x01", "\x05", "\x0b"
+
+
+def _keys(s: qemu.Session, keys: str, want: str, n: int, what: str) -> None:
+    """Type `keys` (the editor reads them one by one), then wait for `want` in the result
+    printed before prompt `n`."""
+    for k in re.findall(r"\x1b\[[A-Z]|.", keys, flags=re.S):
+        s.send(k)
+        time.sleep(0.02)
+    try:
+        s.child.expect(
+            rb"\n"
+            + want.encode()
+            + rb"\r*\n(?:\x1b\[[0-?]*[ -/]*[@-~])*"
+            + str(n).encode()
+            + rb"> ",
+            timeout=60,
+        )
+    except Exception:
+        raise UserError(f"{what}: no /{want}/ before prompt {n} (log: {s.log})") from None
+
+
+@check("shell-edit", needs=NEEDS)
+def shell_edit(planner: Planner) -> str:
+    """OTP's line editor, driven by keystrokes on a 24x40 xterm-256color terminal: the
+    window size reaches io:columns/io:rows, Tab completes `lists:reve` to `lists:reverse(`,
+    Up recalls the last line, a line longer than the terminal wraps and is edited with
+    arrows, Ctrl-A/E, Home/End, and Ctrl-K kills to the end of the line."""
+    img = targets.image(planner, "beam")
+    log = config.runs_dir() / "shell-edit.log"
+    t = EDIT_TERMINAL
+    with qemu.boot(img.command(terminal=t), log, terminal=t) as s:
+        s.expect(r"\n1> ", 180)
+        _keys(
+            s,
+            "{io:columns(), io:rows()}.\r",
+            rf"\{{\{{ok,{t.cols}\}},\{{ok,{t.rows}\}}\}}",
+            2,
+            "window size",
+        )
+        s.send("lists:reve")
+        time.sleep(0.5)
+        s.send("\t")
+        try:
+            s.expect(r"rse\(", 60)  # the editor inserts the rest of the name and `(`
+        except UserError:
+            raise UserError(
+                f"Tab did not complete lists:reve to lists:reverse( (log: {log})"
+            ) from None
+        _keys(s, "[1,2,3]).\r", r"\[3,2,1\]", 3, "the completed call")
+        _keys(s, UP + "\r", r"\[3,2,1\]", 4, "Up recalls the last line")
+        # 76 characters after a 3-column prompt on a 40-column terminal: two wraps
+        long = "lists:sum([" + "1," * 30 + "1])."
+        # before `])`: insert 00 (the last 1 becomes 100); at the start: `10 + `; End, Enter.
+        # Then Up, Home, `2 * `, Ctrl-E: 2 * 10 + 130
+        edit = long + LEFT * 3 + "00" + CTRL_A + "10 + " + END + "\r"
+        _keys(s, edit, "140", 5, "editing a wrapped line")
+        _keys(s, UP + HOME + "2 * " + CTRL_E + "\r", "150", 6, "Home, Ctrl-E on the recalled line")
+        _keys(s, "1 + 2.xyz" + LEFT * 3 + CTRL_K + "\r", "3", 7, "Ctrl-K")
+    _no_fatal_lines(log)
+    return "window size, Tab completion, history, a wrapped line edited, Home/End, Ctrl-A/E/K"
 
 
 @check("boot-nootp", needs=NEEDS)

@@ -3,12 +3,24 @@
  * fds 0-2, the sDDF serial console, as fds of ours. LionsOS opens them with a write
  * to the serial TX queue (and console.c gives stdin its read) but without close, dup3
  * or fstat, and poll(2) must see console input arrive: we adopt them.
+ *
+ * The console is a terminal: ioctl answers the termios calls (TCGETS, TCSETS, TCSETSW,
+ * TCSETSF: tcgetattr/tcsetattr, so isatty is true) and TIOCGWINSZ (the host terminal's
+ * size the image learned at boot, else 80x24) for every console fd; the state itself is
+ * console.c's line discipline. Other fds' ioctls go to LionsOS as before.
  */
+#define _GNU_SOURCE
+#include <errno.h>
 #include <poll.h>
+#include <sys/ioctl.h>
+#include <sys/syscall.h>
+#include <termios.h>
 
 #include <lions/posix/fd.h>
 #include <sddf/serial/queue.h>
 
+#include <chrysopolis/console.h>
+#include <chrysopolis/dispatch.h>
 #include <chrysopolis/fd_console.h>
 #include <chrysopolis/fds.h>
 #include <chrysopolis/pd.h>
@@ -26,26 +38,72 @@ static unsigned console_ready(int fd, void *obj, bool arm)
     (void)obj;
     fd_entry_t *e = posix_fd_entry(fd);
     unsigned ev = (e->write != fds_no_write) ? POLLOUT : 0;
-    if (e->read == fds_no_read || serial_config.rx.queue.vaddr == NULL) {
+    if (e->read == fds_no_read) {
         return ev;
     }
-    serial_queue_handle_t *rx = &serial_rx_queue_handle;
-    if (!serial_queue_empty(rx, rx->queue->head)) {
-        return ev | POLLIN;
-    }
-    if (arm) {
-        /* the RX virtualiser only notifies a consumer that asked; re-check after asking */
-        serial_request_consumer_signal(rx);
-        if (!serial_queue_empty(rx, rx->queue->head)) {
-            serial_cancel_consumer_signal(rx);
-            return ev | POLLIN;
-        }
-    }
-    return ev;
+    /* in canonical mode a partial line is not readable yet: the discipline decides */
+    return console_input_ready(arm) ? ev | POLLIN : ev;
 }
 
 static const struct fd_ops console_ops = {
     .name = "console", .fstat = console_fstat, .ready = console_ready, .stream = true};
+
+bool fd_console_is(int fd)
+{
+    return fds_ops(fd) == &console_ops;
+}
+
+long sys_ioctl(long fd, long req, long arg, long d, long e, long f)
+{
+    if (!fd_console_is((int)fd)) {
+        return dispatch_lions(SYS_ioctl, fd, req, arg, d, e, f);
+    }
+    void *p = (void *)arg;
+    switch ((unsigned long)req) {
+    case TCGETS:
+        if (p == NULL) {
+            return -EFAULT;
+        }
+        console_get_termios(p);
+        return 0;
+    case TCSETS:
+    case TCSETSW: /* output is written synchronously: nothing to drain first */
+    case TCSETSF:
+        if (p == NULL) {
+            return -EFAULT;
+        }
+        console_set_termios(p, (unsigned long)req == TCSETSF);
+        return 0;
+    case TIOCGWINSZ:
+        if (p == NULL) {
+            return -EFAULT;
+        }
+        console_get_winsize(p);
+        return 0;
+    case TIOCSWINSZ:
+        if (p == NULL) {
+            return -EFAULT;
+        }
+        console_set_winsize(p);
+        return 0;
+    case FIONREAD:
+        if (p == NULL) {
+            return -EFAULT;
+        }
+        *(int *)p = (int)console_input_pending();
+        return 0;
+    case TCFLSH: /* tcflush: TCIFLUSH and TCIOFLUSH drop unread input; output is never queued */
+        if (arg == TCIFLUSH || arg == TCIOFLUSH) {
+            console_flush_input();
+        }
+        return 0;
+    case TCSBRK: /* tcdrain, tcsendbreak */
+    case TCXONC: /* tcflow */
+        return 0;
+    default:
+        return -ENOTTY;
+    }
+}
 
 void fd_console_init(void)
 {

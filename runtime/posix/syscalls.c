@@ -242,6 +242,7 @@ static const struct dispatch_syscall SYSCALLS[] = {
     {SYS_epoll_ctl, sys_epoll_ctl, "fd_epoll.c"},
     {SYS_epoll_pwait, sys_epoll_pwait, "fd_epoll.c"},
     {SYS_getdents64, sys_getdents64, "fd_dir.c"},
+    {SYS_ioctl, sys_ioctl, "fd_console.c"},
     {SYS_ppoll, sys_ppoll, "poll.c"},
     {SYS_pselect6, sys_pselect6, "poll.c"},
     /* the file system and fd I/O */

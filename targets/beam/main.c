@@ -12,7 +12,9 @@
 
 #include <libmicrokitco.h>
 
+#include <chrysopolis/console.h>
 #include <chrysopolis/files.h>
+#include <chrysopolis/fwcfg.h>
 #include <chrysopolis/pd.h>
 #include <chrysopolis/syscalls.h>
 #include <chrysopolis/time.h>
@@ -22,6 +24,13 @@
 /* Extra init arguments, one per line (e.g. `-pa /user/0`), written by `chrysopolis run --path`. */
 #define ARGS_FILE "/chrysopolis/args"
 #define MAX_ARGS 64
+/* The run's terminal, from QEMU's fw_cfg (chrysopolis/qemu.py writes them, docs/boot.md). */
+#define FWCFG_TERM "opt/chrysopolis/term"
+#define FWCFG_WINSIZE "opt/chrysopolis/winsize"
+/* TERM without a word from the tool: one of ncurses' built-in entries every terminal
+ * emulator understands. A TERM with no built-in entry makes OTP fall back to its
+ * line-mode shell (no editing), never a broken one. */
+#define DEFAULT_TERM "vt100"
 
 void erl_start(int argc, char **argv);
 
@@ -60,6 +69,44 @@ static int read_extra_args(char **argv, int argc, int max)
     return argc;
 }
 
+/* A TERM value is a short word of [A-Za-z0-9._+-]; anything else is ignored. */
+static bool term_ok(const char *t)
+{
+    if (t[0] == '\0') {
+        return false;
+    }
+    for (const char *p = t; *p != '\0'; p++) {
+        bool ok = (*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
+                  *p == '.' || *p == '_' || *p == '+' || *p == '-';
+        if (!ok) {
+            return false;
+        }
+    }
+    return true;
+}
+
+/* TERM and the console's window size ("ROWSxCOLS") for ERTS, from fw_cfg if the tool gave them. */
+static void setup_terminal(void)
+{
+    char buf[64];
+    const char *term = DEFAULT_TERM;
+    if (fwcfg_read_file(FWCFG_TERM, buf, sizeof(buf)) > 0 && term_ok(buf)) {
+        term = buf;
+    }
+    setenv("TERM", term, 1);
+    unsigned rows = 0, cols = 0;
+    char x;
+    if (fwcfg_read_file(FWCFG_WINSIZE, buf, sizeof(buf)) > 0 &&
+        sscanf(buf, "%u%c%u", &rows, &x, &cols) == 3 && x == 'x' && rows > 0 && rows < 10000 && cols > 0 &&
+        cols < 10000) {
+        struct winsize ws = {.ws_row = (unsigned short)rows, .ws_col = (unsigned short)cols};
+        console_set_winsize(&ws);
+    }
+    struct winsize ws;
+    console_get_winsize(&ws);
+    printf("terminal: TERM=%s, %ux%u\n", getenv("TERM"), ws.ws_row, ws.ws_col);
+}
+
 void chrysopolis_main(void)
 {
     syscalls_init();
@@ -88,6 +135,7 @@ void chrysopolis_main(void)
     setenv("EMU", "beam", 1);
     setenv("PROGNAME", "erl", 1);
     setenv("HOME", "/", 1);
+    setup_terminal();
 
     static char *argv[MAX_ARGS + 1];
     int argc = 0;
