@@ -96,11 +96,16 @@ def command(
     persist: bool = False,
     disk_bus: int | None = None,
     console_log: Path | None = None,
+    net_bus: int | None = None,
+    mac: str | None = None,
 ) -> list[str]:
     """QEMU booting a Microkit loader image, the disk on virtio-mmio bus `disk_bus` (the
     image's system description chose it: targets.Image.command passes it). Unless
     `persist`, the guest's disk writes go to a throw-away overlay: checks and batch runs
-    never change an image (or the cache). `console_log`: see `machine`."""
+    never change an image (or the cache). `console_log`: see `machine`.
+
+    With `net_bus`, a virtio-net device on that bus, on QEMU's user network with
+    restrict=on: the guest gets 10.0.2.15 by DHCP and can reach nothing outside it."""
     if ram is not None and ram_bytes(ram) < ram_bytes(board.ram):
         # seL4's memory map for the board comes from QEMU's device tree at SDK build time.
         raise UsageError(
@@ -113,6 +118,9 @@ def command(
         "-device",
         f"loader,file={loader},addr={board.loader_addr:#x},cpu-num=0",
     ]
+    if disk is not None or net_bus is not None:
+        # Modern virtio-mmio, for either device: the sDDF drivers negotiate VERSION_1.
+        cmd += ["-global", "virtio-mmio.force-legacy=false"]
     if disk is not None:
         if disk_bus is None:
             raise ValueError("a disk needs the virtio-mmio bus of the system description")
@@ -120,16 +128,26 @@ def command(
             raise UserError(
                 f"disk image {disk} does not exist; rebuild the target " "(`chrysopolis build`)"
             )
-        # Modern virtio-mmio; the disk on the bus of the blk node the system description uses.
+        # The disk on the bus of the blk node the system description uses.
         cmd += [
-            "-global",
-            "virtio-mmio.force-legacy=false",
             "-drive",
             f"file={disk},if=none,format=raw,id=hd0{'' if persist else ',snapshot=on'}",
             "-device",
             f"virtio-blk-device,drive=hd0,bus=virtio-mmio-bus.{disk_bus}",
         ]
+    if net_bus is not None:
+        cmd += net_args(net_bus, mac)
     return cmd
+
+
+def net_args(bus: int, mac: str | None) -> list[str]:
+    """virtio-net on virtio-mmio bus `bus`, on QEMU's user network with restrict=on (the
+    guest reaches nothing but the user network's own DHCP). `mac` only names the device in
+    QEMU (`info network`): the driver and lwIP use the MAC of the system description."""
+    device = f"virtio-net-device,netdev=net0,bus=virtio-mmio-bus.{bus}"
+    if mac is not None:
+        device += f",mac={mac}"
+    return ["-netdev", "user,id=net0,restrict=on", "-device", device]
 
 
 @dataclass

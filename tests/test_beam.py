@@ -14,7 +14,9 @@ def planner(stack_planner):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", ["boot-smoke", "shell-smoke", "shell-deep", "boot-nootp"])
+@pytest.mark.parametrize(
+    "name", ["boot-smoke", "shell-smoke", "shell-deep", "boot-nootp", "net-up"]
+)
 def test_check(planner, name):
     assert checks.load_all()[name].run(planner)
 
