@@ -50,6 +50,20 @@ def test_run_path_loads_user_modules(planner, tmp_path):
     assert r.stdout.strip() == "{hello,world,from,seL4}"
 
 
+@pytest.mark.slow
+def test_run_eval_with_a_forward(planner):
+    # QEMU takes the hostfwd (127.0.0.1 only) next to restrict=on; the guest boots as before.
+    r = cli("run", "--forward", "tcp:18080:8080", "--eval", "1 + 1.")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.splitlines() == ["2"]
+
+
+def test_bad_forward_is_refused_before_booting():
+    r = cli("run", "--forward", "8080", "--eval", "1 + 1.", timeout=60)
+    assert r.returncode == 2
+    assert "--forward '8080' is not [tcp:|udp:]HOSTPORT:GUESTPORT" in r.stderr
+
+
 def test_eval_without_full_stop_is_refused_before_booting():
     r = cli("run", "--eval", "1 + 1", timeout=60)
     assert r.returncode == 2
