@@ -97,6 +97,44 @@ def test_batch_runs_leave_the_image_unchanged(planner):
 
 
 @pytest.mark.slow
+def test_beam_server_carries_the_net_client(planner, tmp_path):
+    """beam_server.elf declares the net client's and lib_sddf_lwip's config sections at
+    sdfgen's sizes, links netd, and lwIP's globals clash with none of ERTS's."""
+    import subprocess
+
+    from chrysopolis import system
+    from chrysopolis.stages import lionsos
+    from chrysopolis.targets.beam import erts_archives
+
+    llvm = lionsos.LLVM_BIN
+    elf = planner.ensure("beam") / "beam_server.elf"
+    outputs = system.generate(tmp_path)
+    heads = subprocess.run(
+        [llvm / "llvm-readelf", "-S", "--wide", elf], capture_output=True, text=True
+    ).stdout
+    sizes = {}
+    for line in heads.splitlines():
+        f = line.split("]", 1)[-1].split()
+        if len(f) >= 5 and f[0].startswith("."):
+            sizes[f[0]] = int(f[4], 16)
+    for b in outputs.blobs:
+        if b.elf == "beam_server.elf":
+            assert sizes[b.section] == b.data.stat().st_size, b.section
+    syms = subprocess.run([llvm / "llvm-nm", elf], capture_output=True, text=True).stdout
+    assert " netstack_start" in syms and " sddf_lwip_init" in syms
+
+    def globals_of(archive):
+        r = subprocess.run(
+            [llvm / "llvm-nm", "-g", "--defined-only", archive], capture_output=True, text=True
+        )
+        return {f[2] for f in (line.split() for line in r.stdout.splitlines()) if len(f) == 3}
+
+    lwip = globals_of(planner.ensure("lwip") / "lib" / lionsos.LWIP_LIB)
+    for archive in erts_archives(planner.ensure("erts")):
+        assert not lwip & globals_of(archive), archive.name
+
+
+@pytest.mark.slow
 def test_image_rebuilds_byte_identical(planner):
     import shutil
 
