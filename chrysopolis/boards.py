@@ -23,6 +23,7 @@ class Board:
     serial_node: str  # device tree node paths of the devices the system drives
     timer_node: str
     blk_node: str  # a virtio_mmio@ node: QEMU puts the disk on the matching bus
+    net_node: str  # a virtio_mmio@ node: QEMU puts the network device on the matching bus
     partition: int  # the MBR partition the FAT server mounts
     # The largest single allocation the Microkit tool can make from the board's untyped
     # memory: it allocates all pages of one size (every MR in 2 MiB pages, say) as one block.
@@ -48,6 +49,10 @@ BOARDS = {
             serial_node="pl011@9000000",
             timer_node="timer",
             blk_node="virtio_mmio@a000200",
+            # sDDF's own choice (tools/meta/board.py, QEMU_NET_ARGS: bus 0). It shares one
+            # 4 KiB register page with the disk's slot: sdfgen maps the one region to both
+            # drivers (tests/test_system.py holds it to that).
+            net_node="virtio_mmio@a000000",
             partition=0,
             max_single_alloc=512 * MIB,
             virtio_mmio_base=0xA00_0000,
@@ -73,13 +78,14 @@ def check_config(config: str) -> str:
     return config
 
 
-def virtio_mmio_bus(b: Board, node: str) -> int:
-    """QEMU's virtio-mmio bus number for a device tree node such as virtio_mmio@a000200."""
+def virtio_mmio_bus(b: Board, node: str, role: str = "block") -> int:
+    """QEMU's virtio-mmio bus number for a device tree node such as virtio_mmio@a000200
+    (`role` names the device in the refusal: block, net)."""
     m = re.fullmatch(r"virtio_mmio@([0-9a-f]+)", node)
     offset = int(m.group(1), 16) - b.virtio_mmio_base if m else -1
     if offset < 0 or offset % b.virtio_mmio_stride:
         raise UserError(
-            f"block node '{node}' is not a virtio-mmio slot of {b.name}; "
+            f"{role} node '{node}' is not a virtio-mmio slot of {b.name}; "
             f"use virtio_mmio@<address>, e.g. virtio_mmio@{b.virtio_mmio_base + b.virtio_mmio_stride:x}"
         )
     return offset // b.virtio_mmio_stride

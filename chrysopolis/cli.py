@@ -287,6 +287,14 @@ RUN_HELP = """Boot TARGET in QEMU with its serial console on this terminal (Ctrl
     "kernel is built for.",
 )
 @click.option(
+    "--forward",
+    "forwards",
+    multiple=True,
+    metavar="[tcp:|udp:]HOSTPORT:GUESTPORT",
+    help="Forward 127.0.0.1:HOSTPORT on this host to the guest's GUESTPORT (TCP unless "
+    "udp:; repeatable). The guest still reaches nothing outside QEMU's user network.",
+)
+@click.option(
     "--keep-writes",
     is_flag=True,
     help="With --eval: keep what the guest writes on your disk.",
@@ -302,10 +310,17 @@ def run(
     paths: tuple[Path, ...],
     timeout: float | None,
     ram: str | None,
+    forwards: tuple[str, ...],
     keep_writes: bool,
     fresh_disk: bool,
 ) -> None:
     from chrysopolis import cache, logs, qemu, shell, targets, userdisk
+
+    try:
+        for f in forwards:
+            qemu.parse_forward(f)
+    except UsageError as e:
+        _fail(e, shell.USAGE)
 
     if exprs:
         try:
@@ -317,6 +332,7 @@ def run(
                 keep_writes,
                 fresh_disk,
                 shell.TIMEOUT if timeout is None else timeout,
+                forwards,
             )
         except UsageError as e:
             _fail(e, shell.USAGE)
@@ -342,7 +358,12 @@ def run(
             with tempfile.TemporaryDirectory(dir=config.runs_dir(), prefix="path-") as tmp:
                 scratch = shell.with_modules(disk, paths, Path(tmp) / "disk.img")
                 cmd = published.command(
-                    scratch, ram=ram, interactive=True, persist=True, console_log=console_log
+                    scratch,
+                    ram=ram,
+                    interactive=True,
+                    persist=True,
+                    console_log=console_log,
+                    forwards=forwards,
                 )
                 click.echo(
                     f"booting {published.loader}; a scratch copy of your disk with the "
@@ -352,7 +373,12 @@ def run(
                 )
                 sys.exit(qemu.interactive(cmd, console_log))
         cmd = published.command(
-            disk, ram=ram, interactive=True, persist=True, console_log=console_log
+            disk,
+            ram=ram,
+            interactive=True,
+            persist=True,
+            console_log=console_log,
+            forwards=forwards,
         )
         where = f"; disk {disk} (writes persist)" if disk else ""
         click.echo(f"booting {dest / img.loader.name}{where} (Ctrl-A X quits QEMU)", err=True)

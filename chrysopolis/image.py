@@ -25,12 +25,13 @@ def _stack():
 
 
 # The stages a beam_server image stands on, and the sources whose headers it includes.
-DEPS = ("sdk", "lionsos-libc", "sddf", "fatfs", "libmicrokitco-beam")
+DEPS = ("sdk", "lionsos-libc", "sddf", "fatfs", "libmicrokitco-beam", "lwip")
 SOURCES = ("sddf", "lionsos", "libmicrokitco")
 RUNTIME = "runtime"
 # The runtime's C (docs/architecture.md), every .c file of each folder: the PD base every
-# beam_server links (runtime/pd), and the POSIX adapter ERTS needs on top (runtime/posix).
-PD_DIR, POSIX_DIR = "pd", "posix"
+# beam_server links (runtime/pd), the POSIX adapter ERTS needs on top (runtime/posix), and
+# the network stack over it (runtime/net: lwIP in beam_server, linked with lib_sddf_lwip).
+PD_DIR, POSIX_DIR, NET_DIR = "pd", "posix", "net"
 # The POSIX adapter's cothreads: --wrap every libmicrokitco call that can switch cothreads,
 # so the __wrap_ functions keep tpidr_el0 (musl's thread pointer) with its cothread and
 # give channel waits wake-all semantics (docs/threads.md).
@@ -69,11 +70,18 @@ CFLAGS = [
 ]
 
 
-def runtime_sources(ctx: Context, posix: bool) -> list[Path]:
-    """The runtime's C for a beam_server: the PD base, and with `posix` the POSIX adapter."""
+def runtime_sources(ctx: Context, posix: bool, net: bool = False) -> list[Path]:
+    """The runtime's C for a beam_server: the PD base, with `posix` the POSIX adapter, with
+    `net` (which needs `posix`) the network stack; link `lwip_lib(ctx)` with it."""
     rt = ctx.ours(RUNTIME)
-    dirs = (PD_DIR, POSIX_DIR) if posix else (PD_DIR,)
+    dirs = (PD_DIR, POSIX_DIR, NET_DIR) if net else (PD_DIR, POSIX_DIR) if posix else (PD_DIR,)
     return [f for d in dirs for f in sorted((rt / d).glob("*.c"))]
+
+
+def lwip_lib(ctx: Context) -> Path:
+    """lib_sddf_lwip.a: lwIP and sDDF's glue, for images that compile runtime/net."""
+    lionsos, _ = _stack()
+    return ctx.dep("lwip") / "lib" / lionsos.LWIP_LIB
 
 
 def include_dirs(ctx: Context, board: str) -> list[Path]:
@@ -87,6 +95,10 @@ def include_dirs(ctx: Context, board: str) -> list[Path]:
         ctx.src("sddf") / "include" / "microkit",
         ctx.src("libmicrokitco"),
         ctx.dep("libmicrokitco-beam") / "include",
+        # lwipopts.h and arch/cc.h as the lwip stage compiled them, then lwIP's headers:
+        # our C must see the very layouts the library was built with.
+        ctx.dep("lwip") / "include",
+        ctx.src("sddf") / "network" / "ipstacks" / "lwip" / "src" / "include",
     ]
 
 
@@ -195,5 +207,7 @@ def assemble(
         board,
         disk="disk.img",
         disk_bus=outputs.blk_bus,
+        net_bus=outputs.net_bus,
+        mac=outputs.mac,
         markers=dict(markers or {}),
     )

@@ -139,12 +139,23 @@ def command(
     disk_bus: int | None = None,
     console_log: Path | None = None,
     terminal: Terminal | None = None,
+    net_bus: int | None = None,
+    mac: str | None = None,
+    forwards: Sequence[str] = (),
 ) -> list[str]:
     """QEMU booting a Microkit loader image, the disk on virtio-mmio bus `disk_bus` (the
     image's system description chose it: targets.Image.command passes it). Unless
     `persist`, the guest's disk writes go to a throw-away overlay: checks and batch runs
     never change an image (or the cache). `console_log`: see `machine`. `terminal` is what the
-    guest's console is (default: this terminal when interactive, else HEADLESS)."""
+    guest's console is (default: this terminal when interactive, else HEADLESS).
+
+    With `net_bus`, a virtio-net device on that bus, on QEMU's user network with
+    restrict=on: the guest gets 10.0.2.15 by DHCP and can reach nothing outside it.
+    `forwards` are `--forward` specs ([tcp:|udp:]HOSTPORT:GUESTPORT): host ports on
+    127.0.0.1 only, forwarded to the guest."""
+    hostfwd = [parse_forward(f) for f in forwards]  # refused before anything else
+    if hostfwd and net_bus is None:
+        raise UsageError("--forward: this image has no network device")
     if ram is not None and ram_bytes(ram) < ram_bytes(board.ram):
         # seL4's memory map for the board comes from QEMU's device tree at SDK build time.
         raise UsageError(
@@ -159,6 +170,9 @@ def command(
     ]
     if board.fw_cfg_paddr is not None:
         cmd += (terminal or (host_terminal() if interactive else HEADLESS)).fw_cfg()
+    if disk is not None or net_bus is not None:
+        # Modern virtio-mmio, for either device: the sDDF drivers negotiate VERSION_1.
+        cmd += ["-global", "virtio-mmio.force-legacy=false"]
     if disk is not None:
         if disk_bus is None:
             raise ValueError("a disk needs the virtio-mmio bus of the system description")
@@ -166,16 +180,46 @@ def command(
             raise UserError(
                 f"disk image {disk} does not exist; rebuild the target " "(`chrysopolis build`)"
             )
-        # Modern virtio-mmio; the disk on the bus of the blk node the system description uses.
+        # The disk on the bus of the blk node the system description uses.
         cmd += [
-            "-global",
-            "virtio-mmio.force-legacy=false",
             "-drive",
             f"file={disk},if=none,format=raw,id=hd0{'' if persist else ',snapshot=on'}",
             "-device",
             f"virtio-blk-device,drive=hd0,bus=virtio-mmio-bus.{disk_bus}",
         ]
+    if net_bus is not None:
+        cmd += net_args(net_bus, mac, hostfwd)
     return cmd
+
+
+FORWARD = re.compile(r"(?:(tcp|udp):)?(\d{1,5}):(\d{1,5})")
+
+
+def parse_forward(spec: str) -> str:
+    """`[tcp:|udp:]HOSTPORT:GUESTPORT` (TCP by default) as QEMU's hostfwd value, bound to
+    127.0.0.1 only; the guest side is the guest's DHCP address. UsageError otherwise."""
+    m = FORWARD.fullmatch(spec.strip())
+    if not m:
+        raise UsageError(
+            f"--forward {spec!r} is not [tcp:|udp:]HOSTPORT:GUESTPORT; e.g. --forward tcp:8080:80"
+        )
+    proto, host, guest = m.group(1) or "tcp", int(m.group(2)), int(m.group(3))
+    for port in (host, guest):
+        if not 1 <= port <= 65535:
+            raise UsageError(f"--forward {spec!r}: port {port} is not in 1-65535")
+    return f"{proto}:127.0.0.1:{host}-:{guest}"
+
+
+def net_args(bus: int, mac: str | None, hostfwd: Sequence[str] = ()) -> list[str]:
+    """virtio-net on virtio-mmio bus `bus`, on QEMU's user network with restrict=on (the
+    guest reaches nothing but the user network's own DHCP; `hostfwd` values from
+    `parse_forward` let the host reach the guest). `mac` only names the device in QEMU
+    (`info network`): the driver and lwIP use the MAC of the system description."""
+    device = f"virtio-net-device,netdev=net0,bus=virtio-mmio-bus.{bus}"
+    if mac is not None:
+        device += f",mac={mac}"
+    netdev = "user,id=net0,restrict=on" + "".join(f",hostfwd={h}" for h in hostfwd)
+    return ["-netdev", netdev, "-device", device]
 
 
 @dataclass

@@ -233,6 +233,7 @@ def run_batch(
     keep_writes: bool = False,
     fresh_disk: bool = False,
     timeout: float = TIMEOUT,
+    forwards: Sequence[str] = (),
 ) -> int:
     """`chrysopolis run --eval`: each result on stdout, one line each, in order; what the
     guest prints and the errors on stderr; the exit status of `run --help`. The user's disk
@@ -251,13 +252,14 @@ def run_batch(
     img = targets.image(cache.Planner(), target)
     if img.disk is None:
         raise UsageError(f"target '{target}' boots without a disk, so --eval cannot run on it")
-    qemu.command(img.board, img.loader, ram=ram)  # refuses a bad --ram before any work
+    # Refuses a bad --ram or --forward before any work.
+    qemu.command(img.board, img.loader, ram=ram, net_bus=img.net_bus, forwards=forwards)
     _modules(paths)  # refuses a --path without modules before any work
     mark = evaluator.new_mark()
     with userdisk.in_use(img, target, fresh=fresh_disk) as user:
         with tempfile.TemporaryDirectory(dir=config.runs_dir(), prefix="batch-") as tmp:
             scratch = batch_disk(user, paths, exprs, mark, Path(tmp) / "disk.img")
-            cmd = img.command(scratch, ram=ram, persist=True)
+            cmd = img.command(scratch, ram=ram, persist=True, forwards=forwards)
             status = evaluate(cmd, logs.run_log(target), mark, timeout, img.markers)
             if keep_writes:
                 _keep(scratch, user, tmp)

@@ -9,6 +9,8 @@ each blob into its ELF. The picture, top to bottom:
     timer_driver (254, passive)  <- protected calls from beam_server
     serial_driver (100) -- serial_virt_tx (99) / serial_virt_rx (98) -- beam_server
     blk_driver (200) -- blk_virt (199) -- fatfs (96) -- beam_server
+    ethernet_driver (160) -- net_virt_tx (159) -- beam_server (lwIP, TX)
+    ethernet_driver (160) -- net_virt_rx (158) -- beam_net_copier (157) -- beam_server (RX)
     beam_server (1): ERTS over LionsOS libc, with its own heap region
 """
 
@@ -44,6 +46,9 @@ CLIENT = "beam_server"
 FWCFG_MR = "fw_cfg"
 FWCFG_VADDR = 0x1_0000_0000
 FWCFG_SYMBOL = "fwcfg_base"
+# The node's MAC address. Always given to sdfgen: without one it draws a random address
+# and the image would not rebuild byte-identical. QEMU's locally administered prefix.
+DEFAULT_MAC = "52:54:00:c5:00:01"
 SDFGEN_VERSION = "0.28.1"  # pairs with sDDF d1f5252 (LionsOS main's meta.py asserts 0.28)
 
 
@@ -65,6 +70,9 @@ class SystemOutputs:
     heap_vaddr: int
     blk_node: str
     blk_bus: int  # QEMU's `-device virtio-blk-device,bus=virtio-mmio-bus.N`
+    net_node: str
+    net_bus: int  # QEMU's `-device virtio-net-device,bus=virtio-mmio-bus.N`
+    mac: str  # the MAC in the net blobs (virt_rx's filter and beam_server's netif)
     large_page_total: int  # bytes the Microkit tool will allocate in 2 MiB pages
     small_page_total: int
 
@@ -74,6 +82,8 @@ def _client_blobs(client: str, client_elf: str) -> list[tuple[str, str, str]]:
         (client_elf, ".serial_client_config", f"serial_client_{client}.data"),
         (client_elf, ".timer_client_config", f"timer_client_{client}.data"),
         (client_elf, ".fs_client_config", f"fs_client_{client}.data"),
+        (client_elf, ".net_client_config", f"net_client_{client}.data"),
+        (client_elf, ".lib_sddf_lwip_config", f"lib_sddf_lwip_config_{client}.data"),
     ]
 
 
@@ -91,6 +101,11 @@ SERVICE_BLOBS = [
     ("blk_virt.elf", ".blk_virt_config", "blk_virt.data"),
     ("fat.elf", ".blk_client_config", "blk_client_fatfs.data"),
     ("fat.elf", ".fs_server_config", "fs_server_fatfs.data"),
+    ("eth_driver.elf", ".device_resources", "ethernet_driver_device_resources.data"),
+    ("eth_driver.elf", ".net_driver_config", "net_driver.data"),
+    ("network_virt_rx.elf", ".net_virt_rx_config", "net_virt_rx.data"),
+    ("network_virt_tx.elf", ".net_virt_tx_config", "net_virt_tx.data"),
+    ("network_copy.elf", ".net_copy_config", "net_copy_beam_net_copier.data"),
 ]
 
 
@@ -174,6 +189,7 @@ def generate(
     sddf: Path | None = None,
     heap_mib: int = 256,
     stack_kib: int = 1024,
+    mac: str = DEFAULT_MAC,
     client_elf: str = "beam_server.elf",
     system_name: str = "chrysopolis.system",
 ) -> SystemOutputs:
@@ -196,11 +212,19 @@ def generate(
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     blk_bus = boards.virtio_mmio_bus(sb, sb.blk_node)
+    net_bus = boards.virtio_mmio_bus(sb, sb.net_node, "net")
+    if sb.net_node == sb.blk_node:
+        raise UserError(
+            f"the board's net node and block node are both '{sb.net_node}'; give each device "
+            "its own virtio-mmio slot in chrysopolis/boards.py"
+        )
+    mac = check_mac(mac)
     dtb_path = compile_dts(Path(sddf) / sb.sddf_dts, out_dir / f"{sb.name}.dtb")
     dtb = DeviceTree(dtb_path.read_bytes())
     serial_dev = _node(dtb, sb.serial_node, "serial")
     timer_dev = _node(dtb, sb.timer_node, "timer")
     blk_dev = _node(dtb, sb.blk_node, "block")
+    net_dev = _node(dtb, sb.net_node, "net")
 
     PD = SystemDescription.ProtectionDomain
     sdf = SystemDescription(SystemDescription.Arch.AARCH64, sb.paddr_top)
@@ -235,6 +259,17 @@ def generate(
     serial.add_client(beam_server)
     timer.add_client(beam_server)
 
+    # Network: virtio-net driver, a virtualiser each way, and a copier that gives beam_server
+    # RX buffers of its own (the device's are shared with every client). lwIP runs inside
+    # beam_server (lib_sddf_lwip: its pbuf pool region and config).
+    eth_driver = PD("ethernet_driver", "eth_driver.elf", priority=160)
+    net_virt_tx = PD("net_virt_tx", "network_virt_tx.elf", priority=159)
+    net_virt_rx = PD("net_virt_rx", "network_virt_rx.elf", priority=158)
+    net_copier = PD("beam_net_copier", "network_copy.elf", priority=157)
+    net = Sddf.Net(sdf, net_dev, eth_driver, net_virt_tx, net_virt_rx)
+    net.add_client_with_copier(beam_server, net_copier, mac_addr=mac)
+    lwip = Sddf.Lwip(sdf, net, beam_server)
+
     # Files: the LionsOS FAT server, a block client serving beam_server.
     fatfs = PD("fatfs", "fat.elf", priority=96)
     fs = LionsOs.FileSystem.Fat(sdf, fatfs, beam_server, blk=blk, partition=sb.partition)
@@ -246,13 +281,18 @@ def generate(
         serial_virt_rx,
         blk_driver,
         blk_virt,
+        eth_driver,
+        net_virt_tx,
+        net_virt_rx,
+        net_copier,
         fatfs,
         beam_server,
     ):
         sdf.add_pd(pd)
 
-    # The FAT server registers itself as a block client, so it connects before the block system.
-    for subsystem in (fs, serial, timer, blk):
+    # The FAT server registers itself as a block client, so it connects before the block
+    # system; lwIP's pbuf pool sits on the net client, so it connects after the net system.
+    for subsystem in (fs, serial, timer, blk, net, lwip):
         if not subsystem.connect():
             raise UserError(f"sdfgen could not connect the {type(subsystem).__name__} subsystem")
         if not subsystem.serialise_config(str(out_dir)):
@@ -289,8 +329,28 @@ def generate(
                 f"sdfgen wrote no {b.data.name}; is sdfgen 0.28.1 installed (`chrysopolis setup`)?"
             )
     return SystemOutputs(
-        system_file, dtb_path, blobs, heap_size, HEAP_VADDR, sb.blk_node, blk_bus, large, small
+        system_file,
+        dtb_path,
+        blobs,
+        heap_size,
+        HEAP_VADDR,
+        sb.blk_node,
+        blk_bus,
+        sb.net_node,
+        net_bus,
+        mac,
+        large,
+        small,
     )
+
+
+def check_mac(mac: str) -> str:
+    """A unicast MAC address as sdfgen wants it (six lower-case hex pairs), or a refusal."""
+    if not isinstance(mac, str) or not re.fullmatch(r"([0-9a-fA-F]{2}:){5}[0-9a-fA-F]{2}", mac):
+        raise UserError(f"MAC address {mac!r} is not six hex pairs like {DEFAULT_MAC}")
+    if int(mac[:2], 16) & 1:
+        raise UserError(f"MAC address {mac} is a multicast address; use a unicast one")
+    return mac.lower()
 
 
 def _add_heap_setvars(xml: str) -> str:

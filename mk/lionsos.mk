@@ -37,6 +37,17 @@ include $(SDDF)/drivers/serial/$(UART_DRIV_DIR)/serial_driver.mk
 include $(SDDF)/serial/components/serial_components.mk
 include $(SDDF)/drivers/blk/$(BLK_DRIV_DIR)/blk_driver.mk
 include $(SDDF)/blk/components/blk_components.mk
+# Network: the virtio-net driver (eth_driver_virtio.elf, copied to eth_driver.elf by sDDF's
+# common.mk) and the virtualisers and copier (network_virt_rx/tx.elf, network_copy.elf).
+include $(SDDF)/drivers/network/$(NET_DRIV_DIR)/eth_driver.mk
+include $(SDDF)/network/components/network_components.mk
+
+# lib_sddf_lwip.a: sDDF's lwIP glue plus lwIP's core, IPv4 and ethernet, configured by our
+# lwipopts.h and arch/cc.h (LWIP_OPTS, given by the `lwip` stage). The second -I is needed:
+# the rule for lib_sddf_lwip.o adds only LIB_SDDF_LWIP_CFLAGS, not lwIP's include directory.
+LWIP_OPTS ?= $(CHRYSOPOLIS_MK)/../runtime/lwip
+LIB_SDDF_LWIP_CFLAGS := -I$(LWIP_OPTS) -I$(SDDF)/network/ipstacks/lwip/src/include
+include $(SDDF)/network/lib_sddf_lwip/lib_sddf_lwip.mk
 
 # The FAT server links libmicrokitco_fat.a, built with its own options header.
 FAT_LIBC_LIB := $(LIONS_LIBC)/lib/libc.a
@@ -44,6 +55,7 @@ FAT_LIBC_INCLUDE := $(LIONS_LIBC)/include
 include $(LIONSOS)/components/fs/fat/fat.mk
 
 SDDF_IMAGES := timer_driver.elf serial_driver.elf serial_virt_tx.elf serial_virt_rx.elf \
-	blk_driver.elf blk_virt.elf
+	blk_driver.elf blk_virt.elf eth_driver.elf network_virt_rx.elf network_virt_tx.elf \
+	network_copy.elf
 
-$(SDDF_IMAGES) fat.elf: $(LIONS_LIBC)/lib/libc.a libsddf_util_debug.a
+$(SDDF_IMAGES) eth_driver_virtio.elf fat.elf: $(LIONS_LIBC)/lib/libc.a libsddf_util_debug.a

@@ -14,7 +14,9 @@ def planner(stack_planner):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", ["boot-smoke", "shell-smoke", "shell-deep", "boot-nootp"])
+@pytest.mark.parametrize(
+    "name", ["boot-smoke", "shell-smoke", "shell-deep", "boot-nootp", "net-up"]
+)
 def test_check(planner, name):
     assert checks.load_all()[name].run(planner)
 
@@ -48,6 +50,20 @@ def test_run_path_loads_user_modules(planner, tmp_path):
     assert r.stdout.strip() == "{hello,world,from,seL4}"
 
 
+@pytest.mark.slow
+def test_run_eval_with_a_forward(planner):
+    # QEMU takes the hostfwd (127.0.0.1 only) next to restrict=on; the guest boots as before.
+    r = cli("run", "--forward", "tcp:18080:8080", "--eval", "1 + 1.")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.splitlines() == ["2"]
+
+
+def test_bad_forward_is_refused_before_booting():
+    r = cli("run", "--forward", "8080", "--eval", "1 + 1.", timeout=60)
+    assert r.returncode == 2
+    assert "--forward '8080' is not [tcp:|udp:]HOSTPORT:GUESTPORT" in r.stderr
+
+
 def test_eval_without_full_stop_is_refused_before_booting():
     r = cli("run", "--eval", "1 + 1", timeout=60)
     assert r.returncode == 2
@@ -78,6 +94,44 @@ def test_batch_runs_leave_the_image_unchanged(planner):
     assert r.returncode == 0, r.stderr
     assert r.stdout.splitlines() == ["ok", '{ok,<<"written by the guest">>}']
     assert file_hash(disk) == before
+
+
+@pytest.mark.slow
+def test_beam_server_carries_the_net_client(planner, tmp_path):
+    """beam_server.elf declares the net client's and lib_sddf_lwip's config sections at
+    sdfgen's sizes, links netd, and lwIP's globals clash with none of ERTS's."""
+    import subprocess
+
+    from chrysopolis import system
+    from chrysopolis.stages import lionsos
+    from chrysopolis.targets.beam import erts_archives
+
+    llvm = lionsos.LLVM_BIN
+    elf = planner.ensure("beam") / "beam_server.elf"
+    outputs = system.generate(tmp_path)
+    heads = subprocess.run(
+        [llvm / "llvm-readelf", "-S", "--wide", elf], capture_output=True, text=True
+    ).stdout
+    sizes = {}
+    for line in heads.splitlines():
+        f = line.split("]", 1)[-1].split()
+        if len(f) >= 5 and f[0].startswith("."):
+            sizes[f[0]] = int(f[4], 16)
+    for b in outputs.blobs:
+        if b.elf == "beam_server.elf":
+            assert sizes[b.section] == b.data.stat().st_size, b.section
+    syms = subprocess.run([llvm / "llvm-nm", elf], capture_output=True, text=True).stdout
+    assert " netstack_start" in syms and " sddf_lwip_init" in syms
+
+    def globals_of(archive):
+        r = subprocess.run(
+            [llvm / "llvm-nm", "-g", "--defined-only", archive], capture_output=True, text=True
+        )
+        return {f[2] for f in (line.split() for line in r.stdout.splitlines()) if len(f) == 3}
+
+    lwip = globals_of(planner.ensure("lwip") / "lib" / lionsos.LWIP_LIB)
+    for archive in erts_archives(planner.ensure("erts")):
+        assert not lwip & globals_of(archive), archive.name
 
 
 @pytest.mark.slow

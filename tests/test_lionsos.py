@@ -125,3 +125,29 @@ def test_blobs_go_into_the_built_elfs(planner, outputs, tmp_path):
             check=True,
         )
         assert dump.read_bytes() == b.data.read_bytes(), (b.elf, b.section)
+
+
+@pytest.mark.slow
+@pytest.mark.sources
+def test_lwip_stage_builds_with_our_options(planner):
+    from chrysopolis import config
+
+    out = planner.ensure("lwip")
+    members = subprocess.run(
+        [LLVM / "llvm-ar", "t", out / "lib" / lionsos.LWIP_LIB], capture_output=True, text=True
+    ).stdout.split()
+    assert {"lib_sddf_lwip.o", "dhcp.o", "tcp.o", "udp.o", "etharp.o", "netif.o"} <= set(members)
+    # The headers the library was compiled with are ours, byte for byte.
+    for rel in ("lwipopts.h", "arch/cc.h"):
+        ours = config.ROOT / lionsos.LWIP_OPTS / rel
+        assert (out / "include" / rel).read_bytes() == ours.read_bytes(), rel
+
+    # lwIP's globals clash with nothing in the libc it is linked with.
+    def globals_of(archive):
+        r = subprocess.run(
+            [LLVM / "llvm-nm", "-g", "--defined-only", archive], capture_output=True, text=True
+        )
+        return {f[2] for f in (line.split() for line in r.stdout.splitlines()) if len(f) == 3}
+
+    libc = planner.ensure("lionsos-libc") / "lib" / "libc.a"
+    assert not globals_of(out / "lib" / lionsos.LWIP_LIB) & globals_of(libc)

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from chrysopolis import boards, logs, qemu, toolchain
-from chrysopolis.errors import UserError
+from chrysopolis.errors import UsageError, UserError
 
 GUEST = textwrap.dedent("""
     import sys, time
@@ -92,6 +92,44 @@ def test_command_has_board_flags_and_pinned_disk(tmp_path):
     assert "bus=virtio-mmio-bus.1" in joined and "force-legacy=false" in joined
     assert "-serial stdio -monitor none" in joined
     assert "mon:stdio" in " ".join(qemu.command(b, tmp_path / "l.img", interactive=True))
+
+
+def test_network_is_restricted_user_net_on_the_given_bus(tmp_path):
+    b = boards.board("qemu_virt_aarch64")
+    cmd = qemu.command(b, tmp_path / "l.img", net_bus=0, mac="52:54:00:c5:00:01")
+    joined = " ".join(cmd)
+    assert "-netdev user,id=net0,restrict=on " in joined
+    assert "virtio-net-device,netdev=net0,bus=virtio-mmio-bus.0,mac=52:54:00:c5:00:01" in joined
+    assert "force-legacy=false" in joined  # modern virtio-mmio without a disk too
+    assert "-netdev" not in qemu.command(b, tmp_path / "l.img")  # no bus, no network
+
+
+@pytest.mark.parametrize(
+    "spec, hostfwd",
+    [
+        ("8080:80", "tcp:127.0.0.1:8080-:80"),
+        ("tcp:2222:22", "tcp:127.0.0.1:2222-:22"),
+        ("udp:5353:53", "udp:127.0.0.1:5353-:53"),
+    ],
+)
+def test_forward_binds_the_host_side_to_loopback_only(tmp_path, spec, hostfwd):
+    assert qemu.parse_forward(spec) == hostfwd
+    b = boards.board("qemu_virt_aarch64")
+    cmd = qemu.command(b, tmp_path / "l.img", net_bus=0, forwards=[spec, "9:9"])
+    netdev = cmd[cmd.index("-netdev") + 1]
+    assert netdev == f"user,id=net0,restrict=on,hostfwd={hostfwd},hostfwd=tcp:127.0.0.1:9-:9"
+
+
+@pytest.mark.parametrize("spec", ["80", "sctp:1:2", "0:80", "80:70000", "a:b", "1.2.3.4:80:80"])
+def test_bad_forward_is_refused(tmp_path, spec):
+    with pytest.raises(UsageError, match="--forward"):
+        qemu.parse_forward(spec)
+
+
+def test_forward_needs_a_network_device(tmp_path):
+    b = boards.board("qemu_virt_aarch64")
+    with pytest.raises(UsageError, match="no network device"):
+        qemu.command(b, tmp_path / "l.img", forwards=["8080:80"])
 
 
 def test_missing_qemu_names_the_fix(tmp_path, monkeypatch):

@@ -39,12 +39,19 @@ def test_protection_domains_and_priorities(rendered):
         "serial_virt_rx": 98,
         "blk_driver": 200,
         "blk_virt": 199,
+        "ethernet_driver": 160,
+        "net_virt_tx": 159,
+        "net_virt_rx": 158,
+        "beam_net_copier": 157,
         "fatfs": 96,
         "beam_server": 1,
     }
     assert pds(root)["timer_driver"].get("passive") == "true"
     assert int(pds(root)["beam_server"].get("stack_size"), 0) == 1024 * 1024
     assert pds(root)["fatfs"].find("program_image").get("path") == "fat.elf"
+    images = {n: pd.find("program_image").get("path") for n, pd in pds(root).items()}
+    assert images["ethernet_driver"] == "eth_driver.elf"
+    assert images["beam_net_copier"] == "network_copy.elf"
 
 
 def test_heap_region_reaches_beam_server_through_setvars(rendered):
@@ -83,6 +90,83 @@ def test_devices_and_channels(rendered):
     assert frozenset({"blk_virt", "fatfs"}) in ends
     assert frozenset({"timer_driver", "beam_server"}) in ends
     assert frozenset({"blk_virt", "beam_server"}) not in ends  # files only through the FAT server
+
+
+def test_net_and_blk_share_one_register_page(rendered):
+    """virtio_mmio@a000000 (net) and @a000200 (disk) are one 4 KiB page. Microkit 2.0.1
+    rejects overlapping physical regions, so there must be exactly one region at that page,
+    mapped by both drivers (sdfgen dedupes it; no region of our own)."""
+    outputs, root = rendered
+    assert (outputs.net_node, outputs.net_bus) == ("virtio_mmio@a000000", 0)
+    page = [m for m in root.iter("memory_region") if m.get("phys_addr") == "0xa000000"]
+    assert len(page) == 1
+    assert int(page[0].get("size"), 0) == 0x1000
+    users = {
+        n
+        for n, pd in pds(root).items()
+        for m in pd.iter("map")
+        if m.get("mr") == page[0].get("name")
+    }
+    assert users == {"blk_driver", "ethernet_driver"}
+    # No two physical regions overlap anywhere.
+    spans = sorted(
+        (int(m.get("phys_addr"), 0), int(m.get("size"), 0))
+        for m in root.iter("memory_region")
+        if m.get("phys_addr") is not None
+    )
+    for (a, size), (b, _) in zip(spans, spans[1:], strict=False):
+        assert a + size <= b, (hex(a), hex(b))
+
+
+def test_network_topology(rendered):
+    outputs, root = rendered
+    ends = {frozenset(e.get("pd") for e in ch.iter("end")) for ch in root.iter("channel")}
+    assert frozenset({"ethernet_driver", "net_virt_rx"}) in ends
+    assert frozenset({"ethernet_driver", "net_virt_tx"}) in ends
+    assert frozenset({"net_virt_rx", "beam_net_copier"}) in ends
+    assert frozenset({"beam_net_copier", "beam_server"}) in ends
+    assert frozenset({"net_virt_tx", "beam_server"}) in ends
+    assert frozenset({"net_virt_rx", "beam_server"}) not in ends  # RX only through the copier
+    irqs = [i.get("irq") for i in pds(root)["ethernet_driver"].iter("irq")]
+    assert irqs == ["48"]
+    mrs = {m.get("mr") for m in pds(root)["beam_server"].iter("map")}
+    assert any(m.endswith("/net/lib_sddf_lwip/beam_server") for m in mrs)
+    sections = {(b.elf, b.section) for b in outputs.blobs}
+    for want in [
+        ("eth_driver.elf", ".device_resources"),
+        ("eth_driver.elf", ".net_driver_config"),
+        ("network_virt_rx.elf", ".net_virt_rx_config"),
+        ("network_virt_tx.elf", ".net_virt_tx_config"),
+        ("network_copy.elf", ".net_copy_config"),
+        ("beam_server.elf", ".net_client_config"),
+        ("beam_server.elf", ".lib_sddf_lwip_config"),
+    ]:
+        assert want in sections
+
+
+def test_mac_is_fixed_and_in_the_blobs(rendered, tmp_path):
+    """The MAC is always given to sdfgen (else it draws a random one): the same in the
+    virtualiser's filter and beam_server's netif, and the same on every render."""
+    outputs, _ = rendered
+    assert outputs.mac == system.DEFAULT_MAC
+    mac = bytes.fromhex(outputs.mac.replace(":", ""))
+    blob = {b.section: b.data.read_bytes() for b in outputs.blobs}
+    assert blob[".net_client_config"].count(mac) == 1
+    assert mac in blob[".net_virt_rx_config"]
+    again = system.generate(tmp_path, heap_mib=256, stack_kib=1024)
+    for a, b in zip(outputs.blobs, again.blobs, strict=True):
+        assert a.data.read_bytes() == b.data.read_bytes(), a.data.name
+    other = system.generate(tmp_path / "o", mac="52:54:00:c5:00:02")
+    assert (
+        bytes.fromhex("525400c50002")
+        in next(b.data for b in other.blobs if b.section == ".net_client_config").read_bytes()
+    )
+
+
+@pytest.mark.parametrize("mac", ["52:54:00:c5:00", "zz:54:00:c5:00:01", "53:54:00:c5:00:01"])
+def test_bad_mac_is_refused(tmp_path, mac):
+    with pytest.raises(UserError, match="MAC address"):
+        system.generate(tmp_path, mac=mac)
 
 
 def test_every_blob_written_and_serial_uncoloured(rendered):
@@ -160,6 +244,8 @@ def test_bad_stack_is_refused(tmp_path, stack_kib):
         ({"timer_node": "soc/timer"}, "'soc/timer' (timer) is not in the"),
         ({"blk_node": "pl011@9000000"}, "'pl011@9000000' is not a virtio-mmio slot"),
         ({"blk_node": "virtio_mmio@a000210"}, "'virtio_mmio@a000210' is not a virtio-mmio slot"),
+        ({"net_node": "virtio_mmio@a000210"}, "net node 'virtio_mmio@a000210' is not a"),
+        ({"net_node": "virtio_mmio@a000200"}, "net node and block node are both"),
     ],
 )
 def test_bad_device_node_in_a_board_row_is_refused(tmp_path, kw, message):
@@ -179,8 +265,19 @@ def test_block_node_picks_the_qemu_bus(rendered, tmp_path):
         pytest.skip("qemu-system-aarch64 absent: run `chrysopolis setup`")
     board = boards.board(boards.DEFAULT_BOARD)
     (tmp_path / "disk.img").touch()
-    img = targets.Image(tmp_path, Path("loader.img"), tmp_path / "disk.img", board, {}, 1)
-    assert f"bus=virtio-mmio-bus.{outputs.blk_bus}" in " ".join(map(str, img.command()))
+    img = targets.Image(
+        tmp_path, Path("loader.img"), tmp_path / "disk.img", board, {}, 1, 0, system.DEFAULT_MAC
+    )
+    cmd = " ".join(map(str, img.command()))
+    assert f"virtio-blk-device,drive=hd0,bus=virtio-mmio-bus.{outputs.blk_bus}" in cmd
+    # The network: user net with restrict=on, on the net node's bus, with the node's MAC.
+    assert "-netdev user,id=net0,restrict=on " in cmd
+    assert (
+        f"virtio-net-device,netdev=net0,bus=virtio-mmio-bus.{outputs.net_bus},"
+        f"mac={system.DEFAULT_MAC}" in cmd
+    )
+    assert cmd.count("virtio-mmio.force-legacy=false") == 1
+    assert "hostfwd" not in cmd and "guestfwd" not in cmd
     moved = dataclasses.replace(board, blk_node="virtio_mmio@a000400")
     other = system.generate(tmp_path, moved)
     assert other.blk_bus == 2

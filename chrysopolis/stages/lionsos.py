@@ -1,7 +1,7 @@
 # SPDX-License-Identifier: BSD-2-Clause
 """LionsOS and sDDF: the POSIX libc, the sDDF drivers and virtualisers, the FAT server.
 
-All three stages run one makefile of ours, mk/lionsos.mk, which includes sDDF's and
+All four stages run one makefile of ours, mk/lionsos.mk, which includes sDDF's and
 LionsOS's own snippets the way LionsOS's examples/posix_test does; each stage asks it for
 its own targets. Whatever an earlier stage built is copied into the build directory and
 named with `make -o` (assume old), so the snippets' rules never redo it: the musl stage's
@@ -12,8 +12,13 @@ sDDF util library and libmicrokitco.
                    lib/libc.a      musl (`sel4` variant) + LionsOS posix/, compiler_rt/
                                    and lib/fs/helpers: what beam_server links with -lc
     sddf           elf/            timer_driver, serial_driver, serial_virt_tx/rx,
-                                   blk_driver (virtio-mmio), blk_virt
+                                   blk_driver (virtio-mmio), blk_virt, eth_driver
+                                   (virtio-net, virtio-mmio), network_virt_rx/tx,
+                                   network_copy
                    lib/            libsddf_util_debug.a
+    lwip           lib/            lib_sddf_lwip.a: sDDF's lwIP glue + lwIP 2.2 core, IPv4,
+                                   ethernet, built with our runtime/lwip/lwipopts.h
+                   include/        that lwipopts.h and arch/cc.h, as compiled
     fatfs          elf/fat.elf     the LionsOS FAT server (FatFs R0.15)
 
 Compilers: the sDDF clang toolchain snippet calls `clang`, `ld.lld`, `llvm-ar`...; Debian
@@ -44,8 +49,14 @@ SDDF_ELFS = (
     "serial_virt_rx.elf",
     "blk_driver.elf",
     "blk_virt.elf",
+    "eth_driver.elf",
+    "network_virt_rx.elf",
+    "network_virt_tx.elf",
+    "network_copy.elf",
 )
 UTIL_LIB = "libsddf_util_debug.a"
+LWIP_OPTS = "runtime/lwip"  # our lwipopts.h and arch/cc.h
+LWIP_LIB = "lib_sddf_lwip.a"
 OPTIONS = {"board": boards.DEFAULT_BOARD, "config": CONFIG}
 
 
@@ -82,6 +93,7 @@ def _make(
     targets: Sequence[str],
     given: Sequence[str] = (),
     lionsos: Path | None = None,
+    extra_vars: Sequence[str] = (),
 ) -> None:
     """Run mk/lionsos.mk in `bld` for `targets`, taking the files in `given` as built."""
     board_dir(ctx.dep("sdk"), ctx.options["board"], ctx.options["config"])  # fails early
@@ -93,6 +105,7 @@ def _make(
             ctx.ours(MK),
             f"-j{ctx.jobs}",
             *make_vars(ctx, lionsos=lionsos),
+            *extra_vars,
             *assume_old,
             *targets,
         ],
@@ -174,7 +187,8 @@ def build_libc(ctx: Context) -> None:
     files=(MK, GOT_LD),
     host=HOST,
     options=OPTIONS,
-    doc="sDDF: util library, PL011 serial + virtualisers, ARM timer, virtio-blk + blk virtualiser",
+    doc="sDDF: util library, PL011 serial + virtualisers, ARM timer, virtio-blk + blk virtualiser, "
+    "virtio-net + net virtualisers and copier",
 )
 def build_sddf(ctx: Context) -> None:
     bld = ctx.work / "build"
@@ -208,3 +222,27 @@ def build_fatfs(ctx: Context) -> None:
     shutil.copyfile(ctx.dep("sddf") / "lib" / UTIL_LIB, bld / UTIL_LIB)
     _make(ctx, bld, ["fat.elf"], given=[*given, "libmicrokitco_fat.a", UTIL_LIB], lionsos=lionsos)
     _install_elfs(ctx, bld, ["fat.elf"])
+
+
+@stage(
+    "lwip",
+    sources=("lionsos", "sddf", "libmicrokitco"),
+    deps=("sdk", "lionsos-libc"),
+    files=(MK, LWIP_OPTS),
+    host=HOST,
+    options=OPTIONS,
+    doc="lwIP 2.2 (core, IPv4, ethernet) + sDDF's lib_sddf_lwip, with our lwipopts.h",
+)
+def build_lwip(ctx: Context) -> None:
+    """A stage of its own, not part of `sddf`: tuning lwipopts.h rebuilds only this and
+    beam_server, never the drivers."""
+    bld = ctx.work / "build"
+    bld.mkdir()
+    given = _given_libc(ctx, bld)
+    # The options from inside the build directory: no checkout path reaches the library.
+    opts = bld / "lwip_opts"
+    shutil.copytree(ctx.ours(LWIP_OPTS), opts)
+    _make(ctx, bld, [LWIP_LIB], given=given, extra_vars=[f"LWIP_OPTS={opts}"])
+    (ctx.out / "lib").mkdir()
+    shutil.copyfile(bld / LWIP_LIB, ctx.out / "lib" / LWIP_LIB)
+    shutil.copytree(opts, ctx.out / "include")

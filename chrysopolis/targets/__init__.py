@@ -3,8 +3,8 @@
 
 Each module here (hello, bringup, selftest, beam) is the one place of its target: the C it
 compiles, the topology it boots (chrysopolis/system.py) and its checks. Its stage writes
-`run.json` beside the images: the loader image, the disk, the virtio-mmio bus the system
-description put the disk on, and the board. `run`, `check` and the tests read only that.
+`run.json` beside the images: the loader image, the disk, the virtio-mmio buses the system
+description put the disk and the network device on, the node's MAC, and the board. `run`, `check` and the tests read only that.
 """
 
 import ctypes
@@ -33,11 +33,22 @@ class Image:
     board: boards.Board
     markers: dict  # named regexes the image prints, for run/check
     disk_bus: int | None = None  # QEMU's virtio-mmio bus for the disk, from the system
+    net_bus: int | None = None  # QEMU's virtio-mmio bus for virtio-net (None: no network)
+    mac: str | None = None  # the MAC the system description gave the node
 
     def command(self, disk: Path | None = None, **kw) -> list[str]:
-        """QEMU booting this image with `disk` (default: its own) on the system's disk bus."""
+        """QEMU booting this image with `disk` (default: its own) on the system's disk bus,
+        and its network device on the system's net bus."""
         d = disk if disk is not None else self.disk
-        return qemu.command(self.board, self.loader, d, disk_bus=self.disk_bus, **kw)
+        return qemu.command(
+            self.board,
+            self.loader,
+            d,
+            disk_bus=self.disk_bus,
+            net_bus=self.net_bus,
+            mac=self.mac,
+            **kw,
+        )
 
 
 def write_manifest(
@@ -47,8 +58,12 @@ def write_manifest(
     disk: str | None = None,
     disk_bus: int | None = None,
     markers: dict | None = None,
+    net_bus: int | None = None,
+    mac: str | None = None,
 ) -> None:
     m = {"loader": loader, "disk": disk, "disk_bus": disk_bus, "board": board}
+    if net_bus is not None:
+        m |= {"net_bus": net_bus, "mac": mac}
     (out / MANIFEST).write_text(json.dumps({**m, "markers": markers or {}}, indent=1))
 
 
@@ -67,6 +82,8 @@ def image(planner: Planner, name: str) -> Image:
         boards.board(m["board"]),
         m.get("markers", {}),
         m.get("disk_bus"),
+        m.get("net_bus"),
+        m.get("mac"),
     )
 
 

@@ -5,8 +5,9 @@ Its C: the runtime (PD base + POSIX adapter) and targets/beam/main.c, which star
 Its topology: the LionsOS stack of chrysopolis/system.py. `chrysopolis build` (this
 target) writes `sel4-beam.img` and `disk.img`. Its checks boot it: `boot-smoke` (the markers in order, no error line), `shell-smoke` (the
 README's session) and `shell-deep` (processes, ETS, binaries, re, zlib, floats, files,
-timers, the compiler, entropy across boots) and `shell-edit` (OTP's line editor driven by
-keystrokes on a narrow terminal).
+timers, the compiler, entropy across boots), `shell-edit` (OTP's line editor driven by
+keystrokes on a narrow terminal) and `net-up` (eth0 gets its DHCP address from QEMU's user
+network while the shell still works).
 """
 
 import json
@@ -30,6 +31,12 @@ MARKERS = {
     "erlang": r"Erlang/OTP 27[^\r\n]*",
     "eshell": r"Eshell V(\d+(?:\.\d+)+) ",
 }
+# netd's line when DHCP has bound eth0 (runtime/net/netstack.c). QEMU's user network with
+# restrict=on offers no router, hence gw 0.0.0.0 (libslirp leaves the option out).
+NET_LINE = r"net: eth0 (\d+\.\d+\.\d+\.\d+)/(\d+) gw (\d+\.\d+\.\d+\.\d+) \(dhcp\)"
+NET_ADDRESS = ("10.0.2.15", "24")  # what QEMU's user network leases first
+NET_BOUND = 20.0  # seconds from the banner to the address: DHCP takes well under one here
+
 # The syscalls left unanswered on purpose, each with its reason. Any other unimplemented
 # syscall on the console fails every check of the image.
 UNANSWERED_SYSCALLS: dict[int, str] = {}
@@ -60,9 +67,9 @@ def erts_archives(erts: Path) -> list[Path]:
 def beam(ctx: Context) -> None:
     """The Erlang image: ERTS 27 in beam_server on seL4, OTP on a FAT disk (sel4-beam.img)."""
     board = ctx.options["board"]
-    srcs = [*image.runtime_sources(ctx, posix=True), ctx.ours(MAIN)]
+    srcs = [*image.runtime_sources(ctx, posix=True, net=True), ctx.ours(MAIN)]
     # ERTS's archives depend on each other and on libgcc (128-bit division): one group.
-    libs = [*erts_archives(ctx.dep("erts")), LIBGCC_DIR / "libgcc.a"]
+    libs = [*erts_archives(ctx.dep("erts")), image.lwip_lib(ctx), LIBGCC_DIR / "libgcc.a"]
     image.compile_client(
         ctx,
         srcs,
@@ -325,3 +332,35 @@ def boot_nootp(planner: Planner) -> str:
                     raise
                 return f"refused: {str(e).split(' (log')[0]}"
     raise UserError(f"the image booted to a shell without OTP on its disk (log: {log})")
+
+
+@check("net-up", needs=NEEDS)
+def net_up(planner: Planner) -> str:
+    """The network comes up: eth0 gets 10.0.2.15/24 by DHCP from QEMU's user network
+    (restrict=on) within NET_BOUND s of the banner, once; the shell still answers; no error
+    line."""
+    img = targets.image(planner, "beam")
+    if img.net_bus is None:
+        raise UserError(f"the beam image has no network device in {img.dir / targets.MANIFEST}")
+    log = logs.run_log("net-up")
+    with qemu.boot(img.command(), log) as s:
+        s.expect(MARKERS["banner"], 180)
+        banner_at = s.elapsed()
+        m = s.expect(NET_LINE, NET_BOUND)
+        took = s.elapsed() - banner_at
+        ip, plen, gw = (g.decode() for g in m.groups())
+        if (ip, plen) != NET_ADDRESS:
+            raise UserError(
+                f"eth0 got {ip}/{plen} by DHCP, expected {'/'.join(NET_ADDRESS)} (log: {log})"
+            )
+        shell = Shell(s)
+        at = shell.wait_ready(60)
+        got = shell.eval("1 + 1.")
+        if got != "2":
+            raise UserError(f"'1 + 1.' printed {got!r} after the network came up (log: {log})")
+        _halt(shell, 0)
+    _no_fatal_lines(log)
+    lines = re.findall(NET_LINE.encode(), log.read_bytes())
+    if len(lines) != 1:
+        raise UserError(f"{len(lines)} 'net: eth0' lines on the console, expected 1 (log: {log})")
+    return f"eth0 {ip}/{plen} gw {gw} {took:.2f} s after the banner; prompt after {at:.1f} s"

@@ -10,15 +10,22 @@
 #include <libmicrokitco.h>
 #include <lions/fs/helpers.h>
 #include <lions/posix/posix.h>
+#include <sddf/network/config.h>
+#include <sddf/network/lib_sddf_lwip.h>
 
 #include <chrysopolis/console.h>
 #include <chrysopolis/dispatch.h>
 #include <chrysopolis/files.h>
+#include <chrysopolis/netstack.h>
 #include <chrysopolis/pd.h>
 
 __attribute__((__section__(".serial_client_config"))) serial_client_config_t serial_config;
 __attribute__((__section__(".timer_client_config"))) timer_client_config_t timer_config;
 __attribute__((__section__(".fs_client_config"))) fs_client_config_t fs_config;
+/* Every LionsOS-stack beam_server is a net client (one topology for all); only images that
+ * link runtime/net (beam) run lwIP on it. */
+__attribute__((__section__(".net_client_config"))) net_client_config_t net_config;
+__attribute__((__section__(".lib_sddf_lwip_config"))) lib_sddf_lwip_config_t lib_sddf_lwip_config;
 
 /* Patched by the Microkit tool (setvar_vaddr/setvar_size on the heap map). */
 uint64_t beam_heap_base;
@@ -85,11 +92,18 @@ void init(void)
     microkit_cothread_yield();
 }
 
+/* Images without the network stack (runtime/net) ignore its notifications. */
+__attribute__((weak)) void netstack_notified(microkit_channel ch)
+{
+    (void)ch;
+}
+
 void notified(microkit_channel ch)
 {
     if (ch == fs_config.server.id) {
         files_notified();
     }
+    netstack_notified(ch);
     microkit_cothread_recv_ntfn(ch);
     microkit_cothread_yield();
 }

@@ -15,6 +15,7 @@
 #include <chrysopolis/console.h>
 #include <chrysopolis/files.h>
 #include <chrysopolis/fwcfg.h>
+#include <chrysopolis/netstack.h>
 #include <chrysopolis/pd.h>
 #include <chrysopolis/syscalls.h>
 #include <chrysopolis/time.h>
@@ -114,6 +115,11 @@ void chrysopolis_main(void)
     uint64_t ns = time_now_ns();
     printf("monotonic clock via sDDF timer: %llu.%06llu s\n", (unsigned long long)(ns / 1000000000ULL),
            (unsigned long long)(ns % 1000000000ULL / 1000));
+
+    /* eth0 and DHCP in the background (netd): the boot never waits for an address. */
+    if (netstack_start() != 0) {
+        printf("beam_server: no network: cannot start netd\n");
+    }
 
     int status = files_mount(MOUNT_TIMEOUT_NS);
     if (status != 0) {

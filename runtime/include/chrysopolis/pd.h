@@ -11,6 +11,8 @@
 #include <stdint.h>
 
 #include <microkit.h>
+#include <sddf/network/config.h>
+#include <sddf/network/lib_sddf_lwip.h>
 #include <sddf/serial/config.h>
 #include <sddf/serial/queue.h>
 #include <sddf/timer/config.h>
@@ -19,6 +21,8 @@
 extern serial_client_config_t serial_config;
 extern timer_client_config_t timer_config;
 extern fs_client_config_t fs_config;
+extern net_client_config_t net_config;
+extern lib_sddf_lwip_config_t lib_sddf_lwip_config;
 /* The heap memory region: base and size patched in by the Microkit tool. */
 extern uint64_t beam_heap_base;
 extern uint64_t beam_heap_size;

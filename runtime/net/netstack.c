@@ -1,0 +1,180 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
+/*
+ * lwIP in beam_server (docs/architecture.md, "The network"; docs/threads.md, "netd").
+ *
+ * sdfgen gives beam_server a net client (an RX queue the copier fills, a TX queue to the
+ * TX virtualiser) and lib_sddf_lwip's pbuf pool; lib_sddf_lwip puts lwIP's eth0 on them.
+ * One pthread, netd, runs the stack: RX from the copier, lwIP's timers (DHCP, ARP, TCP),
+ * the loopback queue and TX kicks. Never the root: it has no thread pointer, and lwIP,
+ * malloc and printf use TLS. A notification on the net channels wakes netd (pd.c's
+ * notified() calls netstack_notified); lwIP's next timer is netd's deadline, kept on the
+ * wait queues' deadline list (waitq.c owns the one sDDF timeout).
+ *
+ * Callbacks from inside lwIP only record: they must not park (another cothread could then
+ * enter lwIP half-way through a call), so netd prints after lwIP returns.
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+
+#include <microkit.h>
+#include <sddf/network/config.h>
+#include <sddf/network/lib_sddf_lwip.h>
+#include <sddf/network/queue.h>
+
+#include "lwip/init.h"
+#include "lwip/ip4_addr.h"
+#include "lwip/netif.h"
+#include "lwip/timeouts.h"
+
+#include <chrysopolis/clocks.h>
+#include <chrysopolis/entropy.h>
+#include <chrysopolis/netstack.h>
+#include <chrysopolis/pd.h>
+#include <chrysopolis/waitq.h>
+
+static net_queue_handle_t rx_queue;
+static net_queue_handle_t tx_queue;
+static struct waitq netd_q;
+/* Set by the root on a net notification, cleared by netd before it looks for work: a
+ * notification that comes while netd is running is not lost. */
+static volatile bool netd_kicked;
+static volatile bool address_changed;
+
+uint32_t netstack_rand(void)
+{
+    uint32_t r;
+    entropy_fill(&r, sizeof(r));
+    return r;
+}
+
+/* No stdio here: these run inside lwIP, where nothing may park. */
+void netstack_diag(const char *fmt, ...)
+{
+    char line[160];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(line, sizeof(line), fmt, ap);
+    va_end(ap);
+    microkit_dbg_puts(line);
+}
+
+static int err_output(const char *fmt, ...)
+{
+    char line[160];
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(line, sizeof(line), fmt, ap);
+    va_end(ap);
+    microkit_dbg_puts("net: ");
+    microkit_dbg_puts(line);
+    return n;
+}
+
+_Noreturn void netstack_assert_failed(const char *msg, const char *file, int line)
+{
+    char buf[64];
+    snprintf(buf, sizeof(buf), ":%d\n", line);
+    microkit_dbg_puts("beam_server: ERROR: lwIP assertion failed: ");
+    microkit_dbg_puts(msg);
+    microkit_dbg_puts(" at ");
+    microkit_dbg_puts(file);
+    microkit_dbg_puts(buf);
+    pd_halt();
+}
+
+void netstack_flush(void)
+{
+    sddf_lwip_maybe_notify();
+    /* Only notifications are ever deferred in beam_server (it has no IRQs to ack). */
+    if (microkit_have_signal && microkit_signal_cap >= BASE_OUTPUT_NOTIFICATION_CAP &&
+        microkit_signal_cap < BASE_OUTPUT_NOTIFICATION_CAP + MICROKIT_MAX_CHANNELS) {
+        microkit_have_signal = seL4_False;
+        microkit_notify(microkit_signal_cap - BASE_OUTPUT_NOTIFICATION_CAP);
+    }
+}
+
+void netstack_notified(microkit_channel ch)
+{
+    if (ch == net_config.rx.id || ch == net_config.tx.id) {
+        netd_kicked = true;
+        waitq_wake(&netd_q, NULL, 1);
+    }
+}
+
+/* lib_sddf_lwip calls this when DHCP has given eth0 an address (inside lwIP). */
+static void on_address(char *ip)
+{
+    (void)ip;
+    address_changed = true;
+}
+
+static int prefix_len(const ip4_addr_t *mask)
+{
+    uint32_t m = lwip_ntohl(ip4_addr_get_u32(mask));
+    int n = 0;
+    while (m & 0x80000000u) {
+        n++;
+        m <<= 1;
+    }
+    return n;
+}
+
+static void print_address(void)
+{
+    struct netif *eth = netif_default;
+    char ip[IP4ADDR_STRLEN_MAX], gw[IP4ADDR_STRLEN_MAX];
+    ip4addr_ntoa_r(netif_ip4_addr(eth), ip, sizeof(ip));
+    ip4addr_ntoa_r(netif_ip4_gw(eth), gw, sizeof(gw));
+    printf("net: eth0 %s/%d gw %s (dhcp)\n", ip, prefix_len(netif_ip4_netmask(eth)), gw);
+    fflush(stdout);
+}
+
+static void *netd(void *arg)
+{
+    (void)arg;
+    net_queue_init(&rx_queue, net_config.rx.free_queue.vaddr, net_config.rx.active_queue.vaddr,
+                   net_config.rx.num_buffers);
+    net_queue_init(&tx_queue, net_config.tx.free_queue.vaddr, net_config.tx.active_queue.vaddr,
+                   net_config.tx.num_buffers);
+    net_buffers_init(&tx_queue, 0);
+    /* No address: lib_sddf_lwip starts DHCP. */
+    sddf_lwip_init(&lib_sddf_lwip_config, &net_config, &timer_config, rx_queue, tx_queue, NULL, err_output,
+                   on_address, NULL, NULL, NULL);
+    for (;;) {
+        netd_kicked = false;
+        sddf_lwip_process_rx();
+        sys_check_timeouts();
+        netif_poll_all(); /* the loopback queue: with NO_SYS nothing else drains it */
+        netstack_flush();
+        if (address_changed) {
+            address_changed = false;
+            print_address();
+        }
+        if (netd_kicked) {
+            continue;
+        }
+        uint32_t ms = sys_timeouts_sleeptime();
+        uint64_t deadline =
+            ms == SYS_TIMEOUTS_SLEEPTIME_INFINITE ? 0 : clocks_now_ns() + (uint64_t)ms * NS_IN_MS;
+        waitq_wait(&netd_q, NULL, deadline);
+    }
+    return NULL;
+}
+
+int netstack_start(void)
+{
+    if (!net_config_check_magic(&net_config)) {
+        printf("beam_server: ERROR: no network config in beam_server.elf; rebuild the image\n");
+        return EINVAL;
+    }
+    pthread_t t;
+    pthread_attr_t attr;
+    pthread_attr_init(&attr);
+    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+    int err = pthread_create(&t, &attr, netd, NULL);
+    pthread_attr_destroy(&attr);
+    return err;
+}
