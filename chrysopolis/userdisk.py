@@ -261,7 +261,7 @@ def _update(target: str, pristine: Path, d: Path, old: dict | None, new: dict) -
 def adopt_legacy(img: targets.Image, target: str) -> None:
     """Take over a user's disk from where earlier versions kept it, once, so what the guest
     wrote there stays: ./build/TARGET-disk (the output folder before ./out) is moved here;
-    before user disks, `run` booted the published TARGET/disk.img itself."""
+    before user disks, `run` booted the published ./build/TARGET/disk.img itself."""
     if img.disk is None or disk_dir(target).exists():
         return
     legacy = config.legacy_out_dir()
@@ -272,15 +272,10 @@ def adopt_legacy(img: targets.Image, target: str) -> None:
         except FileExistsError:  # another run got there first
             pass
         return
-    old = next(
-        (
-            d / target / img.disk.name
-            for d in (config.out_dir(), legacy)
-            if d is not None and (d / target / img.disk.name).is_file()
-        ),
-        None,
-    )
-    if old is not None:
+    # Only ./build can hold such a disk: ./out came after user disks, and the disk published
+    # there is the pristine one (a second build must not take it for the user's).
+    old = legacy / target / img.disk.name if legacy is not None else None
+    if old is not None and old.is_file():
         d = disk_dir(target)
         try:
             d.mkdir(parents=True)

@@ -174,9 +174,12 @@ def test_a_disk_in_use_is_not_reset_or_updated(out, tmp_path):
         assert file_hash(d) == before
 
 
-def test_the_old_published_disk_is_adopted_with_the_guests_files(out, tmp_path):
+def test_the_old_published_disk_is_adopted_with_the_guests_files(tmp_path, monkeypatch):
+    monkeypatch.delenv("CHRYSOPOLIS_OUT", raising=False)
+    monkeypatch.setattr(config, "ROOT", tmp_path / "checkout")
     v1, v2 = pristine(tmp_path, "v1", V1), pristine(tmp_path, "v2", V2)
-    legacy = out / "t" / "disk.img"  # where `run` booted the disk before user disks
+    # where `run` booted the disk before user disks (./build, the output folder then)
+    legacy = tmp_path / "checkout" / "build" / "t" / "disk.img"
     legacy.parent.mkdir(parents=True)
     userdisk.copy(v1.disk, legacy)
     write(legacy, {"/keep.txt": "data"}, tmp_path)
