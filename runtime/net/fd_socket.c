@@ -1266,6 +1266,7 @@ long sys_setsockopt(long fd, long level, long name, long val, long len, long f)
         case SO_DONTROUTE:
         case SO_RCVLOWAT:
         case SO_SNDLOWAT:
+        case SO_BSDCOMPAT: /* inet_drv sets it on UDP sockets (uname's release is 2.0) */
             return 0;
         default:
             return -ENOPROTOOPT;

@@ -72,7 +72,7 @@ long sys_uname(long a, long b, long c, long d, long e, long f)
     memset(u, 0, sizeof(*u));
     strcpy(u->sysname, "seL4");
     strcpy(u->nodename, RUNTIME_HOSTNAME);
-    strcpy(u->release, "Microkit-2.0.1");
+    strcpy(u->release, "2.0.1-microkit"); /* numbers first: inet_drv sscanfs "%u.%u" */
     strcpy(u->version, "Chrysopolis LionsOS");
     strcpy(u->machine, "aarch64");
     strcpy(u->domainname, "(none)");
