@@ -142,6 +142,7 @@ def command(
     net_bus: int | None = None,
     mac: str | None = None,
     forwards: Sequence[str] = (),
+    guest_forwards: Sequence[tuple[int, int]] = (),
 ) -> list[str]:
     """QEMU booting a Microkit loader image, the disk on virtio-mmio bus `disk_bus` (the
     image's system description chose it: targets.Image.command passes it). Unless
@@ -152,8 +153,11 @@ def command(
     With `net_bus`, a virtio-net device on that bus, on QEMU's user network with
     restrict=on: the guest gets 10.0.2.15 by DHCP and can reach nothing outside it.
     `forwards` are `--forward` specs ([tcp:|udp:]HOSTPORT:GUESTPORT): host ports on
-    127.0.0.1 only, forwarded to the guest."""
+    127.0.0.1 only, forwarded to the guest. `guest_forwards` are (GUESTPORT, HOSTPORT)
+    pairs: the guest's TCP connections to 10.0.2.100:GUESTPORT reach 127.0.0.1:HOSTPORT
+    (`guest_forward`)."""
     hostfwd = [parse_forward(f) for f in forwards]  # refused before anything else
+    hostfwd += [guest_forward(g, h) for g, h in guest_forwards]
     if hostfwd and net_bus is None:
         raise UsageError("--forward: this image has no network device")
     if ram is not None and ram_bytes(ram) < ram_bytes(board.ram):
@@ -210,6 +214,27 @@ def parse_forward(spec: str) -> str:
     return f"{proto}:127.0.0.1:{host}-:{guest}"
 
 
+# Where the guest reaches a guest_forward: an otherwise unused address of QEMU's user
+# network. libslirp refuses guestfwd rules on the host alias 10.0.2.2 itself (and on the
+# DNS address 10.0.2.3): "Conflicting/invalid host:port in guest forwarding rule".
+GUESTFWD_ADDR = "10.0.2.100"
+RELAY = Path(__file__).resolve().parent / "relay.py"
+
+
+def guest_forward(guest_port: int, host_port: int) -> str:
+    """A netdev `guestfwd=` rule: the guest's TCP connections to 10.0.2.100:guest_port run
+    relay.py, which connects to 127.0.0.1:host_port (restrict=on drops everything else the
+    guest sends out). QEMU 7.2's `-dev` form (a chardev) would connect once, at startup;
+    `cmd:` runs the relay per connection. As a net_args `hostfwd` item (see there)."""
+    for port in (guest_port, host_port):
+        if not 1 <= int(port) <= 65535:
+            raise UsageError(f"guest forward: port {port} is not in 1-65535")
+    for p in (sys.executable, str(RELAY)):
+        if "," in p or " " in p:
+            raise UsageError(f"guest forward: {p!r} holds a comma or a space")
+    return f"guestfwd=tcp:{GUESTFWD_ADDR}:{int(guest_port)}-cmd:{sys.executable} {RELAY} {int(host_port)}"
+
+
 def net_args(bus: int, mac: str | None, hostfwd: Sequence[str] = ()) -> list[str]:
     """virtio-net on virtio-mmio bus `bus`, on QEMU's user network with restrict=on (the
     guest reaches nothing but the user network's own DHCP; `hostfwd` values from
@@ -218,7 +243,8 @@ def net_args(bus: int, mac: str | None, hostfwd: Sequence[str] = ()) -> list[str
     device = f"virtio-net-device,netdev=net0,bus=virtio-mmio-bus.{bus}"
     if mac is not None:
         device += f",mac={mac}"
-    netdev = "user,id=net0,restrict=on" + "".join(f",hostfwd={h}" for h in hostfwd)
+    rules = [h if h.startswith("guestfwd=") else f"hostfwd={h}" for h in hostfwd]
+    netdev = "user,id=net0,restrict=on" + "".join(f",{r}" for r in rules)
     return ["-netdev", netdev, "-device", device]
 
 

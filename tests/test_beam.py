@@ -15,7 +15,7 @@ def planner(stack_planner):
 
 @pytest.mark.slow
 @pytest.mark.parametrize(
-    "name", ["boot-smoke", "shell-smoke", "shell-deep", "boot-nootp", "net-up"]
+    "name", ["boot-smoke", "shell-smoke", "shell-deep", "boot-nootp", "net-up", "tcp-smoke"]
 )
 def test_check(planner, name):
     assert checks.load_all()[name].run(planner)

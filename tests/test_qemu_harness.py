@@ -156,3 +156,57 @@ def test_ram_below_the_board_is_refused(tmp_path):
     with pytest.raises(UserError, match="not a size like 512M"):
         qemu.command(b, tmp_path / "l.img", ram="lots")
     assert "size=4G" in qemu.command(b, tmp_path / "l.img", ram="4G")
+
+
+def test_guest_forward_relays_to_loopback_only(tmp_path):
+    b = boards.board("qemu_virt_aarch64")
+    cmd = qemu.command(b, tmp_path / "l.img", net_bus=0, guest_forwards=[(9000, 45678)])
+    netdev = cmd[cmd.index("-netdev") + 1]
+    assert netdev.startswith("user,id=net0,restrict=on,guestfwd=tcp:10.0.2.100:9000-cmd:")
+    assert netdev.endswith(f"{qemu.RELAY} 45678")
+    assert "127.0.0.1" in qemu.RELAY.read_text() and "," not in netdev.split("-cmd:")[1]
+    with pytest.raises(UsageError, match="guest forward"):
+        qemu.guest_forward(9000, 70000)
+
+
+def test_relay_joins_stdin_to_a_loopback_port():
+    """relay.py as QEMU runs it: its stdin/stdout is the guest's connection (a socket)."""
+    import socket
+    import subprocess
+    import sys
+    import threading
+
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(1)
+    srv.settimeout(10)
+
+    def echo_upper():
+        c, _ = srv.accept()
+        with c:
+            c.settimeout(10)
+            data = b""
+            while chunk := c.recv(4096):
+                data += chunk
+            c.sendall(data.upper())
+
+    t = threading.Thread(target=echo_upper, daemon=True)
+    t.start()
+    guest, relay_end = socket.socketpair()
+    p = subprocess.Popen(
+        [sys.executable, str(qemu.RELAY), str(srv.getsockname()[1])],
+        stdin=relay_end,
+        stdout=relay_end,
+        stderr=relay_end,
+    )
+    relay_end.close()
+    guest.settimeout(10)
+    guest.sendall(b"hello")
+    guest.shutdown(socket.SHUT_WR)
+    got = b""
+    while chunk := guest.recv(4096):
+        got += chunk
+    assert got == b"HELLO"
+    assert p.wait(10) == 0
+    t.join(5)
+    srv.close()

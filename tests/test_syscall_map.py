@@ -3,7 +3,9 @@
 registered from that table only (docs/syscalls.md).
 
 runtime/posix/syscalls.c holds SYSCALLS, the POSIX adapter's rows; runtime/pd/dispatch.c
-holds PD_SYSCALLS, the few every image answers. A row is {SYS_name, handler, "file.c"}.
+holds PD_SYSCALLS, the few every image answers; runtime/net/fd_socket.c holds NET_SYSCALLS,
+the socket calls of images with the network, and syscalls.c's NO_NET_SYSCALLS refuses
+some of the same numbers in images without it (one or the other is registered). A row is {SYS_name, handler, "file.c"}.
 These tests read the C sources (no compiler, no QEMU) and hold the map to the code.
 """
 
@@ -15,7 +17,9 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 RUNTIME = ROOT / "runtime"
 HEADERS = RUNTIME / "include" / "chrysopolis"
-DIRS = (RUNTIME / "pd", RUNTIME / "posix")
+DIRS = (RUNTIME / "pd", RUNTIME / "posix", RUNTIME / "net")
+# Alternatives: an image registers exactly one of them.
+ALTERNATIVES = ("NET_SYSCALLS", "NO_NET_SYSCALLS")
 TABLE = re.compile(r"static const struct dispatch_syscall (\w+)\[\] = \{(.*?)\n\};", re.DOTALL)
 ROW = re.compile(r'\{\s*(SYS_\w+),\s*(\w+),\s*"([\w.]+)"\s*\}')
 REGISTER_CALL = re.compile(r"\bdispatch_register\((.*?)\)\s*[!=;]")
@@ -43,16 +47,28 @@ def rows() -> list[tuple[str, str, str, Path]]:
     return [(nr, fn, file, path) for path, rs in tables().values() for nr, fn, file in rs]
 
 
+def image_rows(alternative: str) -> list[tuple[str, str, str, Path]]:
+    """The rows one image registers: every table but the other alternative."""
+    return [
+        (nr, fn, file, path)
+        for name, (path, rs) in tables().items()
+        if name not in ALTERNATIVES or name == alternative
+        for nr, fn, file in rs
+    ]
+
+
 def test_the_tables_exist():
     t = tables()
-    assert set(t) == {"SYSCALLS", "PD_SYSCALLS"}
+    assert set(t) == {"SYSCALLS", "PD_SYSCALLS", "NET_SYSCALLS", "NO_NET_SYSCALLS"}
     assert t["SYSCALLS"][0] == RUNTIME / "posix" / "syscalls.c"
+    assert t["NO_NET_SYSCALLS"][0] == RUNTIME / "posix" / "syscalls.c"
     assert t["PD_SYSCALLS"][0] == RUNTIME / "pd" / "dispatch.c"
+    assert t["NET_SYSCALLS"][0] == RUNTIME / "net" / "fd_socket.c"
     assert len(t["SYSCALLS"][1]) >= 60 and len(t["PD_SYSCALLS"][1]) >= 1
     # every row of a table is a row the parser understood
-    for path, rs in t.values():
-        body = TABLE.search(strip_comments(path.read_text())).group(2)
-        assert body.count("{") == len(rs), f"a row of {path.name} does not parse"
+    for name, (path, rs) in t.items():
+        bodies = dict(TABLE.findall(strip_comments(path.read_text())))
+        assert bodies[name].count("{") == len(rs), f"a row of {name} does not parse"
 
 
 def test_syscalls_c_says_where_the_map_is_explained():
@@ -101,10 +117,20 @@ def test_each_handler_is_defined_in_the_file_its_row_names(nr, fn, file, table_p
     ), f"{fn} not declared in {header.name}"
 
 
-def test_no_number_appears_twice():
-    names = [nr for nr, _, _, _ in rows()]
+@pytest.mark.parametrize("alternative", ALTERNATIVES)
+def test_no_number_appears_twice(alternative):
+    names = [nr for nr, _, _, _ in image_rows(alternative)]
     twice = sorted({n for n in names if names.count(n) > 1})
     assert not twice, f"registered twice: {twice}"
+
+
+def test_without_the_network_the_socket_calls_are_still_answered():
+    t = tables()
+    no_net = {nr for nr, _, _ in t["NO_NET_SYSCALLS"][1]}
+    net = {nr for nr, _, _ in t["NET_SYSCALLS"][1]}
+    assert {"SYS_socket", "SYS_getsockopt"} <= no_net <= net
+    text = strip_comments((RUNTIME / "posix" / "syscalls.c").read_text())
+    assert "#pragma weak fd_socket_init" in text
 
 
 def test_no_number_appears_twice_by_value():
@@ -115,9 +141,10 @@ def test_no_number_appears_twice_by_value():
     if not headers:
         pytest.skip("the target's bits/syscall.h is not built (lionsos-libc stage)")
     numbers = dict(re.findall(r"#define (SYS_\w+)\s+(\d+)", headers[-1].read_text()))
-    values = [int(numbers[nr]) for nr, _, _, _ in rows()]
-    assert len(values) == len(set(values))
-    assert max(values) < 512, "DISPATCH_MAX is 512"
+    for alternative in ALTERNATIVES:
+        values = [int(numbers[nr]) for nr, _, _, _ in image_rows(alternative)]
+        assert len(values) == len(set(values))
+        assert max(values) < 512, "DISPATCH_MAX is 512"
 
 
 def test_every_handler_is_in_a_table():

@@ -10,9 +10,13 @@ keystrokes on a narrow terminal) and `net-up` (eth0 gets its DHCP address from Q
 network while the shell still works).
 """
 
+import hashlib
 import json
+import os
 import re
+import socket
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -364,3 +368,155 @@ def net_up(planner: Planner) -> str:
     if len(lines) != 1:
         raise UserError(f"{len(lines)} 'net: eth0' lines on the console, expected 1 (log: {log})")
     return f"eth0 {ip}/{plen} gw {gw} {took:.2f} s after the banner; prompt after {at:.1f} s"
+
+
+# tcp-smoke: the guest's gen_tcp both ways through QEMU's user network, and inside the node.
+TCP_GUEST_PORT = 8080  # the guest's listener (hostfwd from a free host port)
+TCP_ALIAS_PORT = 9000  # the guest connects to 10.0.2.100:9000 (guestfwd to a host listener)
+TCP_BIG = 10 * 1024 * 1024  # bytes of the transfer each way
+TCP_TIMEOUT = 120.0  # seconds for any one transfer
+# The guest's server: for each of `N` connections, read to EOF, answer "MD5HEX SIZE\n".
+TCP_SERVER = (
+    "Self = self(), spawn(fun() -> {ok, L} = gen_tcp:listen(%d, [binary, {active, false}, "
+    "{reuseaddr, true}, {exit_on_close, false}]), Self ! listening, "
+    "Rd = fun Rd(S, C, N) -> case gen_tcp:recv(S, 0, 60000) of {ok, B} -> "
+    "Rd(S, erlang:md5_update(C, B), N + byte_size(B)); _ -> {C, N} end end, "
+    "[begin {ok, S} = gen_tcp:accept(L, 300000), {C, N} = Rd(S, erlang:md5_init(), 0), "
+    "gen_tcp:send(S, [binary:encode_hex(erlang:md5_final(C), lowercase), $\\s, "
+    "integer_to_binary(N), $\\n]), gen_tcp:close(S) end || _ <- lists:seq(1, %d)] end), "
+    "receive listening -> listening after 10000 -> timeout end."
+)
+# The guest as a client of a "MD5HEX SIZE\n" server: send Data, half-close, read the line.
+TCP_CLIENT = (
+    "Put = fun(Ip, Port, Data) -> T0 = erlang:monotonic_time(millisecond), "
+    "{ok, S} = gen_tcp:connect(Ip, Port, [binary, {active, false}, {packet, line}, "
+    "{exit_on_close, false}], 10000), ok = gen_tcp:send(S, Data), ok = gen_tcp:shutdown(S, write), "
+    "{ok, R} = gen_tcp:recv(S, 0, 120000), gen_tcp:close(S), "
+    "{binary:encode_hex(erlang:md5(Data), lowercase), string:trim(R), "
+    "erlang:monotonic_time(millisecond) - T0} end."
+)
+TCP_BIG_DATA = (
+    "Big = << <<(rand:bytes(1048576))/binary>> || _ <- lists:seq(1, %d) >>, byte_size(Big)."
+)
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _md5_server(sock: socket.socket, conns: int, got: list) -> None:
+    """The host's "MD5HEX SIZE\\n" server on 127.0.0.1, for `conns` connections (bounded
+    in count and time)."""
+    sock.settimeout(TCP_TIMEOUT)
+    try:
+        for _ in range(conns):
+            c, _ = sock.accept()
+            with c:
+                c.settimeout(TCP_TIMEOUT)
+                h, n = hashlib.md5(), 0
+                while data := c.recv(65536):
+                    h.update(data)
+                    n += len(data)
+                c.sendall(f"{h.hexdigest()} {n}\n".encode())
+                got.append((h.hexdigest(), n))
+    except OSError as e:
+        got.append(e)
+
+
+def _host_put(port: int, data: bytes) -> tuple[str, float]:
+    """Send `data` to the guest's server through hostfwd, half-close, read its line."""
+    t0 = time.monotonic()
+    with socket.create_connection(("127.0.0.1", port), timeout=TCP_TIMEOUT) as c:
+        c.sendall(data)
+        c.shutdown(socket.SHUT_WR)
+        reply = b""
+        while not reply.endswith(b"\n") and len(reply) < 200:
+            chunk = c.recv(200)
+            if not chunk:
+                break
+            reply += chunk
+    return reply.decode(errors="replace").strip(), time.monotonic() - t0
+
+
+def _erl_triple(text: str) -> tuple[str, str, int]:
+    m = re.fullmatch(r'\{<<"([0-9a-f]{32})">>,<<"([0-9a-f]{32}) (\d+)">>,(\d+)\}', text)
+    if not m:
+        raise UserError(f"unexpected result {text!r}")
+    return m.group(1), f"{m.group(2)} {m.group(3)}", int(m.group(4))
+
+
+@check("tcp-smoke", needs=NEEDS)
+def tcp_smoke(planner: Planner) -> str:
+    """gen_tcp both ways through QEMU's user network (restrict=on): the host reaches a
+    guest listener through a hostfwd on 127.0.0.1, the guest reaches a host listener on
+    127.0.0.1 through 10.0.2.100 (guestfwd); 10 MB each way arrive byte-identical (md5 at both
+    ends); and gen_tcp on 127.0.0.1 inside the node."""
+    img = targets.image(planner, "beam")
+    log = logs.run_log("tcp-smoke")
+    host_fwd, host_srv = _free_port(), socket.socket()
+    host_srv.bind(("127.0.0.1", 0))
+    host_srv.listen(4)
+    got: list = []
+    server = threading.Thread(target=_md5_server, args=(host_srv, 2, got), daemon=True)
+    server.start()
+    cmd = img.command(
+        forwards=[f"tcp:{host_fwd}:{TCP_GUEST_PORT}"],
+        guest_forwards=[(TCP_ALIAS_PORT, host_srv.getsockname()[1])],
+    )
+    try:
+        with qemu.boot(cmd, log) as s:
+            s.expect(MARKERS["banner"], 180)
+            s.expect(NET_LINE, NET_BOUND)
+            shell = Shell(s)
+            shell.wait_ready(60)
+
+            def ev(expr: str, timeout: float = 60.0) -> str:
+                return re.sub(r",\n\s+", ",", shell.eval(expr, timeout)).strip()
+
+            # inside the node, on 127.0.0.1: a guest server and a guest client
+            if ev(TCP_SERVER % (TCP_GUEST_PORT, 4)) != "listening":
+                raise UserError(f"the guest's gen_tcp listener did not start (log: {log})")
+            ev(TCP_CLIENT)
+            sent, echo, _ = _erl_triple(ev('Put({127,0,0,1}, %d, <<"hello">>).' % TCP_GUEST_PORT))
+            if echo != f"{sent} 5":
+                raise UserError(f"gen_tcp on 127.0.0.1: sent md5 {sent}, got {echo!r} (log: {log})")
+            # (a) host -> guest through hostfwd
+            small = b"hello from the host"
+            reply, _ = _host_put(host_fwd, small)
+            if reply != f"{hashlib.md5(small).hexdigest()} {len(small)}":
+                raise UserError(f"host -> guest: the guest answered {reply!r} (log: {log})")
+            big = os.urandom(TCP_BIG)
+            reply, up = _host_put(host_fwd, big)
+            if reply != f"{hashlib.md5(big).hexdigest()} {len(big)}":
+                raise UserError(f"host -> guest 10 MB: the guest answered {reply!r} (log: {log})")
+            # (b) guest -> host through 10.0.2.100
+            sent, echo, _ = _erl_triple(
+                ev('Put({10,0,2,100}, %d, <<"hello from the guest">>).' % TCP_ALIAS_PORT)
+            )
+            if echo != f"{sent} 20":
+                raise UserError(f"guest -> host: sent md5 {sent}, host got {echo!r} (log: {log})")
+            # (c) 10 MB guest -> host, and inside the node
+            ev(TCP_BIG_DATA % (TCP_BIG // 1048576), 120)
+            sent, echo, down_ms = _erl_triple(
+                ev("Put({10,0,2,100}, %d, Big)." % TCP_ALIAS_PORT, TCP_TIMEOUT)
+            )
+            if echo != f"{sent} {TCP_BIG}":
+                raise UserError(f"guest -> host 10 MB: sent {sent}, host got {echo!r} (log: {log})")
+            sent, echo, lo_ms = _erl_triple(
+                ev("Put({127,0,0,1}, %d, Big)." % TCP_GUEST_PORT, TCP_TIMEOUT)
+            )
+            if echo != f"{sent} {TCP_BIG}":
+                raise UserError(f"127.0.0.1 10 MB: sent {sent}, got {echo!r} (log: {log})")
+            _halt(shell, 0)
+    finally:
+        host_srv.close()
+        server.join(5)
+    if len(got) != 2 or any(isinstance(g, Exception) for g in got):
+        raise UserError(f"the host's server saw {got!r} (log: {log})")
+    _no_fatal_lines(log)
+    return (
+        f"10 MB host->guest {up:.2f} s, guest->host {down_ms / 1000:.2f} s, "
+        f"127.0.0.1 in the node {lo_ms / 1000:.2f} s; md5 equal"
+    )

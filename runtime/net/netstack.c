@@ -42,6 +42,8 @@ static struct waitq netd_q;
  * notification that comes while netd is running is not lost. */
 static volatile bool netd_kicked;
 static volatile bool address_changed;
+/* lwIP is initialised (netd ran sddf_lwip_init): sockets may call into it. */
+static volatile bool lwip_up;
 
 uint32_t netstack_rand(void)
 {
@@ -96,6 +98,39 @@ void netstack_flush(void)
     }
 }
 
+bool netstack_up(void)
+{
+    return lwip_up;
+}
+
+void netstack_after_call(void)
+{
+    /* The loopback queue: a reply (an ACK, a SYN-ACK) may queue another frame; a few
+     * rounds here, and netd drains what is left. */
+    for (int round = 0; round < 4; round++) {
+        bool queued = false;
+        struct netif *n;
+        NETIF_FOREACH(n)
+        {
+            queued |= n->loop_first != NULL;
+        }
+        if (!queued) {
+            break;
+        }
+        netif_poll_all();
+    }
+    netstack_flush();
+    struct netif *n;
+    NETIF_FOREACH(n)
+    {
+        if (n->loop_first != NULL) {
+            netd_kicked = true;
+            waitq_wake(&netd_q, NULL, 1);
+            break;
+        }
+    }
+}
+
 void netstack_notified(microkit_channel ch)
 {
     if (ch == net_config.rx.id || ch == net_config.tx.id) {
@@ -143,6 +178,7 @@ static void *netd(void *arg)
     /* No address: lib_sddf_lwip starts DHCP. */
     sddf_lwip_init(&lib_sddf_lwip_config, &net_config, &timer_config, rx_queue, tx_queue, NULL, err_output,
                    on_address, NULL, NULL, NULL);
+    lwip_up = true;
     for (;;) {
         netd_kicked = false;
         sddf_lwip_process_rx();

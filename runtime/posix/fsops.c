@@ -18,8 +18,10 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <poll.h>
 #include <string.h>
 #include <sys/syscall.h>
+#include <sys/uio.h>
 
 #include <lions/posix/fd.h>
 
@@ -211,8 +213,42 @@ long sys_read(long fd, long b, long c, long d, long e, long f)
     return fd_call(SYS_read, fd, b, c, d, e, f);
 }
 
+/*
+ * readv/writev of our fds (pipes, sockets): one read or write per iovec, stopping at a
+ * short transfer, and never an error after bytes moved (LionsOS's loop reports a later
+ * iovec's EAGAIN and loses the count: ERTS's non-blocking writev to a socket). After
+ * the first iovec, go on only while the fd is ready: a blocking fd must not park then.
+ */
+static long our_vector(long n, long fd, const struct iovec *iov, long cnt)
+{
+    if (cnt < 0 || cnt > IOV_MAX) {
+        return -EINVAL;
+    }
+    long total = 0;
+    for (long i = 0; i < cnt; i++) {
+        if (iov[i].iov_len == 0) {
+            continue;
+        }
+        if (total > 0 && !(fds_ready((int)fd, false) & (n == SYS_read ? POLLIN : POLLOUT))) {
+            break;
+        }
+        long r = lions(n, fd, (long)iov[i].iov_base, (long)iov[i].iov_len, 0, 0, 0);
+        if (r < 0) {
+            return total > 0 ? total : r;
+        }
+        total += r;
+        if ((size_t)r < iov[i].iov_len) {
+            break;
+        }
+    }
+    return total;
+}
+
 long sys_readv(long fd, long b, long c, long d, long e, long f)
 {
+    if (!lions_file((int)fd)) {
+        return our_vector(SYS_read, fd, (const struct iovec *)b, c);
+    }
     return fd_call(SYS_readv, fd, b, c, d, e, f);
 }
 
@@ -224,6 +260,9 @@ long sys_write(long fd, long b, long c, long d, long e, long f)
 
 long sys_writev(long fd, long b, long c, long d, long e, long f)
 {
+    if (!lions_file((int)fd) && posix_fd_entry((int)fd) != NULL) {
+        return our_vector(SYS_write, fd, (const struct iovec *)b, c);
+    }
     return lions_file((int)fd) ? changed(fslock_lions(SYS_writev, fd, b, c, d, e, f))
                                : lions(SYS_writev, fd, b, c, d, e, f);
 }

@@ -31,6 +31,7 @@
 #include <chrysopolis/fd_dir.h>
 #include <chrysopolis/fd_epoll.h>
 #include <chrysopolis/fd_pipe.h>
+#include <chrysopolis/fd_socket.h>
 #include <chrysopolis/fd_timerfd.h>
 #include <chrysopolis/fds.h>
 #include <chrysopolis/fsops.h>
@@ -71,7 +72,7 @@ long sys_uname(long a, long b, long c, long d, long e, long f)
     memset(u, 0, sizeof(*u));
     strcpy(u->sysname, "seL4");
     strcpy(u->nodename, RUNTIME_HOSTNAME);
-    strcpy(u->release, "Microkit-2.0.1");
+    strcpy(u->release, "2.0.1-microkit"); /* numbers first: inet_drv sscanfs "%u.%u" */
     strcpy(u->version, "Chrysopolis LionsOS");
     strcpy(u->machine, "aarch64");
     strcpy(u->domainname, "(none)");
@@ -190,15 +191,15 @@ long sys_clone(long a, long b, long c, long d, long e, long f)
     return -ENOSYS;
 }
 
-/* No networking yet: ERTS probes and falls back. */
-long sys_socket(long a, long b, long c, long d, long e, long f)
+/* An image without runtime/net: no network sockets; ERTS probes and falls back. */
+long sys_no_socket(long a, long b, long c, long d, long e, long f)
 {
     UNUSED6;
     return -EAFNOSUPPORT;
 }
 
-/* Socket options: only socketpair fds exist here, and they have none to report. */
-long sys_getsockopt(long a, long b, long c, long d, long e, long f)
+/* Socket options there: only socketpair fds exist, and they have none to report. */
+long sys_no_sockopt(long a, long b, long c, long d, long e, long f)
 {
     UNUSED6;
     return -ENOPROTOOPT;
@@ -286,9 +287,17 @@ static const struct dispatch_syscall SYSCALLS[] = {
     {SYS_tgkill, sys_tgkill, "threads.c"},
     {SYS_setsid, sys_nothing, "syscalls.c"},
     {SYS_clone, sys_clone, "syscalls.c"},
-    {SYS_socket, sys_socket, "syscalls.c"},
-    {SYS_getsockopt, sys_getsockopt, "syscalls.c"},
 };
+
+/* Images without runtime/net (no fd_socket.c): the socket calls ERTS probes, refused.
+ * Images with it register fd_socket.c's NET_SYSCALLS instead. */
+static const struct dispatch_syscall NO_NET_SYSCALLS[] = {
+    {SYS_socket, sys_no_socket, "syscalls.c"},
+    {SYS_getsockopt, sys_no_sockopt, "syscalls.c"},
+};
+
+/* Defined by runtime/net/fd_socket.c when the image links it; NULL otherwise. */
+#pragma weak fd_socket_init
 
 void syscalls_init(void)
 {
@@ -297,6 +306,15 @@ void syscalls_init(void)
     fd_epoll_init();
     for (size_t i = 0; i < sizeof(SYSCALLS) / sizeof(SYSCALLS[0]); i++) {
         if (dispatch_register(&SYSCALLS[i]) != 0) {
+            pd_halt();
+        }
+    }
+    if (fd_socket_init != NULL) {
+        fd_socket_init();
+        return;
+    }
+    for (size_t i = 0; i < sizeof(NO_NET_SYSCALLS) / sizeof(NO_NET_SYSCALLS[0]); i++) {
+        if (dispatch_register(&NO_NET_SYSCALLS[i]) != 0) {
             pd_halt();
         }
     }

@@ -5,6 +5,7 @@
  */
 #pragma once
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include <microkit.h>
@@ -17,3 +18,9 @@ void netstack_notified(microkit_channel ch);
 /* Send the notification lib_sddf_lwip deferred (Microkit would send it only when the root
  * next returns to seL4, many ERTS slices later). Any cothread that called into lwIP. */
 void netstack_flush(void);
+/* lwIP is initialised: a socket call may enter it (netd does it at its first run). */
+bool netstack_up(void);
+/* End of every socket call that entered lwIP (a non-root cothread): drain the loopback
+ * queue (so 127.0.0.1 replies do not wait for netd), send the deferred TX notification,
+ * and wake netd if the loopback queue still holds frames. */
+void netstack_after_call(void);

@@ -21,5 +21,5 @@ long sys_rt_sigaction(long sig, long act, long oldact, long size, long e, long f
 long sys_rt_sigprocmask(long how, long set, long oldset, long size, long e, long f);
 long sys_sigaltstack(long ss, long old, long c, long d, long e, long f);
 long sys_clone(long a, long b, long c, long d, long e, long f);
-long sys_socket(long a, long b, long c, long d, long e, long f);
-long sys_getsockopt(long a, long b, long c, long d, long e, long f);
+long sys_no_socket(long a, long b, long c, long d, long e, long f);
+long sys_no_sockopt(long a, long b, long c, long d, long e, long f);
