@@ -49,11 +49,26 @@ DEFAULT_SIZE = (24, 80)  # rows, columns: what the guest assumes when the size i
 HEADLESS = Terminal("vt100", 24, 1000)
 
 
+def guest_term(term: str) -> str:
+    """The guest's name for a host TERM: one of the entries built into its libtinfo (stage
+    ncurses), the nearest family for one it lacks (xterm-kitty speaks xterm), else vt100."""
+    from chrysopolis.stages.ncurses import FALLBACKS
+
+    if term in FALLBACKS:
+        return term
+    for family, entry in (("tmux", "tmux"), ("screen", "screen")):
+        if term.startswith(family):
+            return f"{entry}-256color" if "256color" in term else entry
+    xterm_like = ("xterm", "kitty", "alacritty", "foot", "wezterm", "rxvt", "konsole", "gnome")
+    if "256color" in term or term.startswith(xterm_like):
+        return "xterm-256color"
+    return "vt100"
+
+
 def host_terminal() -> Terminal:
-    """This terminal, for an interactive run: the user's TERM (unset: vt100) and the size of
-    the terminal on stdin (else 80x24). A TERM the guest has no entry for gives OTP's
-    line-mode shell there."""
-    term = os.environ.get("TERM") or "vt100"
+    """This terminal, for an interactive run: the user's TERM as the guest knows it
+    (`guest_term`; unset: vt100) and the size of the terminal on stdin (else 80x24)."""
+    term = guest_term(os.environ.get("TERM") or "vt100")
     try:
         size = os.get_terminal_size(sys.stdin.fileno())
         rows, cols = size.lines, size.columns

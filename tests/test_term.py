@@ -32,6 +32,22 @@ def test_host_terminal_without_a_tty_is_80x24(monkeypatch):
     assert qemu.host_terminal() == qemu.Terminal("vt100", 24, 80)
 
 
+@pytest.mark.parametrize(
+    "host, guest",
+    [
+        ("xterm-256color", "xterm-256color"),
+        ("linux", "linux"),
+        ("xterm-kitty", "xterm-256color"),
+        ("alacritty", "xterm-256color"),
+        ("screen.xterm-256color", "screen-256color"),
+        ("tmux-direct", "tmux"),
+        ("eterm-color", "vt100"),
+    ],
+)
+def test_a_term_the_guest_lacks_maps_to_the_nearest_it_has(host, guest):
+    assert qemu.guest_term(host) == guest
+
+
 def test_plain_drops_escape_sequences_and_backspaces():
     raw = b"\x1b[A\x1b[J1> 1 + 2.xyz\x08\x08\x08\x1b[K\r\r\r\n3\r\r\n\x1b]0;title\x07\x1b(B"
     assert plain(raw) == "1> 1 + 2.\n3\n"
