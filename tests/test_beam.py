@@ -15,7 +15,8 @@ def planner(stack_planner):
 
 @pytest.mark.slow
 @pytest.mark.parametrize(
-    "name", ["boot-smoke", "shell-smoke", "shell-deep", "boot-nootp", "net-up", "tcp-smoke"]
+    "name",
+    ["boot-smoke", "shell-smoke", "shell-deep", "boot-nootp", "net-up", "tcp-smoke", "net-bad"],
 )
 def test_check(planner, name):
     assert checks.load_all()[name].run(planner)

@@ -6,8 +6,10 @@ Its topology: the LionsOS stack of chrysopolis/system.py. `chrysopolis build` (t
 target) writes `sel4-beam.img` and `disk.img`. Its checks boot it: `boot-smoke` (the markers in order, no error line), `shell-smoke` (the
 README's session) and `shell-deep` (processes, ETS, binaries, re, zlib, floats, files,
 timers, the compiler, entropy across boots), `shell-edit` (OTP's line editor driven by
-keystrokes on a narrow terminal) and `net-up` (eth0 gets its DHCP address from QEMU's user
-network while the shell still works).
+keystrokes on a narrow terminal), `net-up` (eth0 gets its DHCP address from QEMU's user
+network while the shell still works), `tcp-smoke` (gen_tcp both ways, 10 MB md5-equal) and
+`net-bad` (gen_tcp's errors: refused, in use, timeout, a peer closing or resetting
+mid-transfer).
 """
 
 import hashlib
@@ -15,6 +17,7 @@ import json
 import os
 import re
 import socket
+import struct
 import tempfile
 import threading
 import time
@@ -519,4 +522,145 @@ def tcp_smoke(planner: Planner) -> str:
     return (
         f"10 MB host->guest {up:.2f} s, guest->host {down_ms / 1000:.2f} s, "
         f"127.0.0.1 in the node {lo_ms / 1000:.2f} s; md5 equal"
+    )
+
+
+# net-bad: the errors gen_tcp reports, Linux-like, in one boot.
+BAD_CLOSED_PORT = 7  # nothing listens on it in the guest (echo)
+BAD_PORT = 8090  # the guest's listener for (b)-(d)
+BAD_FWD_PORT = 8091  # the guest's listener behind a hostfwd for (e)
+BAD_REFUSED = (
+    "T0 = erlang:monotonic_time(millisecond), "
+    "Rf = gen_tcp:connect({127,0,0,1}, %d, [], 5000), "
+    "{Rf, erlang:monotonic_time(millisecond) - T0}."
+)
+BAD_INUSE = (
+    "{ok, L1} = gen_tcp:listen(%d, [binary, {active, false}, {reuseaddr, true}]), "
+    "{gen_tcp:listen(%d, [{reuseaddr, true}]), gen_tcp:listen(%d, [])}."
+)
+BAD_TIMEOUT = (
+    "{ok, C1} = gen_tcp:connect({127,0,0,1}, %d, [binary, {active, false}], 5000), "
+    "{ok, A1} = gen_tcp:accept(L1, 5000), T1 = erlang:monotonic_time(millisecond), "
+    "Rt = gen_tcp:recv(C1, 0, 300), {Rt, erlang:monotonic_time(millisecond) - T1}."
+)
+# (c) after the timeout the connection still works; the peer's close is seen at once
+BAD_AFTER = (
+    'ok = gen_tcp:send(A1, <<"x">>), R5 = gen_tcp:recv(C1, 0, 5000), gen_tcp:close(A1), '
+    "T2 = erlang:monotonic_time(millisecond), R6 = gen_tcp:recv(C1, 0, 5000), "
+    "{R5, R6, erlang:monotonic_time(millisecond) - T2 < 1000}."
+)
+# (a) a SYN to the host alias, which restrict=on keeps from the host: libslirp resets it
+BAD_NOWHERE = (
+    "T3 = erlang:monotonic_time(millisecond), R7 = gen_tcp:connect({10,0,2,2}, 9, [], 1000), "
+    "{R7, erlang:monotonic_time(millisecond) - T3}."
+)
+# A reader that counts bytes until an error (each recv bounded; at most 10000 reads).
+BAD_READER = (
+    "Rd = fun Rd(_, N, 0) -> {toomany, N}; Rd(S, N, K) -> case gen_tcp:recv(S, 0, 10000) of "
+    "{ok, B} -> Rd(S, N + byte_size(B), K - 1); E -> {E, N} end end."
+)
+# (d) the guest server sends 256 KB and closes (FIN); the client reads it all, then closed.
+BAD_FIN = (
+    "spawn(fun() -> {ok, A} = gen_tcp:accept(L1, 5000), "
+    "gen_tcp:send(A, binary:copy(<<0>>, 262144)), gen_tcp:close(A) end), "
+    "{ok, C2} = gen_tcp:connect({127,0,0,1}, %d, [binary, {active, false}], 5000), "
+    "Rd(C2, 0, 10000)."
+)
+# (d) the guest server closes with unread data (a reset) while the client still reads.
+BAD_RST = (
+    "Srv = spawn(fun() -> {ok, A} = gen_tcp:accept(L1, 5000), "
+    "gen_tcp:send(A, binary:copy(<<0>>, 65536)), receive go -> gen_tcp:close(A) "
+    "after 5000 -> gen_tcp:close(A) end end), "
+    "{ok, C3} = gen_tcp:connect({127,0,0,1}, %d, [binary, {active, false}], 5000), "
+    'ok = gen_tcp:send(C3, <<"unread">>), timer:sleep(100), Srv ! go, Rd(C3, 0, 10000).'
+)
+# (d) the client keeps writing to a server that reset: an error within 200 writes of 64 KB.
+BAD_WRITE = (
+    "Wr = fun Wr(_, 0) -> toomany; Wr(S, K) -> case gen_tcp:send(S, binary:copy(<<1>>, 65536)) "
+    "of ok -> Wr(S, K - 1); E -> E end end, "
+    "Srv2 = spawn(fun() -> {ok, A} = gen_tcp:accept(L1, 5000), receive go -> gen_tcp:close(A) "
+    "after 5000 -> gen_tcp:close(A) end end), "
+    "{ok, C4} = gen_tcp:connect({127,0,0,1}, %d, [binary, {active, false}], 5000), "
+    'ok = gen_tcp:send(C4, <<"unread">>), timer:sleep(100), Srv2 ! go, timer:sleep(100), '
+    "Wr(C4, 200)."
+)
+# (e) a guest server behind a hostfwd reports, per connection, how its reads ended.
+BAD_FWD_SERVER = (
+    "Sh = self(), spawn(fun() -> {ok, L} = gen_tcp:listen(%d, [binary, {active, false}, "
+    "{reuseaddr, true}]), Sh ! fwd_listening, "
+    "[begin {ok, A} = gen_tcp:accept(L, 60000), Sh ! {fwd, Rd(A, 0, 10000)}, gen_tcp:close(A) end "
+    "|| _ <- [1, 2]] end), receive fwd_listening -> ok after 10000 -> timeout end."
+)
+BAD_FWD_RESULT = "receive {fwd, R%d} -> R%d after 20000 -> timeout end."
+BAD_ERR = r"\{error,(closed|econnreset)\}"
+
+
+def _host_abort(port: int, size: int, reset: bool) -> None:
+    """Connect to the guest through hostfwd, send `size` bytes, close: with a reset
+    (SO_LINGER {on, 0}) or a FIN, while the guest is still reading."""
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as c:
+        c.sendall(os.urandom(size))
+        if reset:
+            c.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+
+
+@check("net-bad", needs=NEEDS)
+def net_bad(planner: Planner) -> str:
+    """gen_tcp's errors, Linux-like, in one boot: (a) connect to a closed port on 127.0.0.1
+    is econnrefused within 1 s, and so is one to 10.0.2.2 (libslirp resets what restrict=on
+    keeps from the host); (b) a second listen on a port in use is eaddrinuse, with and
+    without reuseaddr; (c) recv(S, 0, 300) on an idle connection is timeout after 250-1500
+    ms, after which the connection still works and the peer's close is seen at once; (d) a guest peer that closes (FIN) or resets mid-transfer gives the reader its data
+    then closed/econnreset, and a writer an error, never a hang; (e) so does the host side
+    of a hostfwd connection closing or resetting mid-transfer."""
+    img = targets.image(planner, "beam")
+    log = logs.run_log("net-bad")
+    host_fwd = _free_port()
+    cmd = img.command(forwards=[f"tcp:{host_fwd}:{BAD_FWD_PORT}"])
+    with qemu.boot(cmd, log) as s:
+        s.expect(MARKERS["banner"], 180)
+        s.expect(NET_LINE, NET_BOUND)
+        shell = Shell(s)
+        shell.wait_ready(60)
+
+        def ev(expr: str, want: str, what: str, timeout: float = 60.0) -> re.Match:
+            got = re.sub(r",\n\s+", ",", shell.eval(expr, timeout)).strip()
+            m = re.fullmatch(want, got)
+            if not m:
+                raise UserError(
+                    f"{what}: the guest printed {got!r}, expected /{want}/ (log: {log})"
+                )
+            return m
+
+        m = ev(BAD_REFUSED % BAD_CLOSED_PORT, r"\{\{error,econnrefused\},(\d+)\}", "(a) refused")
+        refused_ms = int(m.group(1))
+        if refused_ms > 1000:
+            raise UserError(f"(a) econnrefused took {refused_ms} ms, over 1000 (log: {log})")
+        ev(BAD_INUSE % ((BAD_PORT,) * 3), r"\{\{error,eaddrinuse\},\{error,eaddrinuse\}\}", "(b)")
+        m = ev(BAD_TIMEOUT % BAD_PORT, r"\{\{error,timeout\},(\d+)\}", "(c) idle recv")
+        timeout_ms = int(m.group(1))
+        if not 250 <= timeout_ms <= 1500:
+            raise UserError(f"(c) recv(S, 0, 300) timed out after {timeout_ms} ms (log: {log})")
+        ev(BAD_AFTER, r'\{\{ok,<<"x">>\},\{error,closed\},true\}', "(c) after the timeout")
+        m = ev(BAD_NOWHERE, r"\{\{error,econnrefused\},(\d+)\}", "(a) 10.0.2.2")
+        if int(m.group(1)) > 1000:
+            raise UserError(f"(a) 10.0.2.2 refused after {m.group(1)} ms, over 1000 (log: {log})")
+        ev(BAD_READER, r"#Fun<.*>", "the reader")
+        ev(BAD_FIN % BAD_PORT, r"\{\{error,closed\},262144\}", "(d) FIN after 256 KB")
+        m = ev(BAD_RST % BAD_PORT, r"\{" + BAD_ERR + r",(\d+)\}", "(d) reset while reading")
+        ev(BAD_WRITE % BAD_PORT, r"\{error,(closed|econnreset|epipe)\}", "(d) writing to a reset")
+        ev(BAD_FWD_SERVER % BAD_FWD_PORT, "ok", "(e) the hostfwd server")
+        _host_abort(host_fwd, 100_000, reset=False)
+        m = ev(
+            BAD_FWD_RESULT % (1, 1), r"\{\{error,closed\},(\d+)\}", "(e) host closes mid-transfer"
+        )
+        if int(m.group(1)) != 100_000:
+            raise UserError(f"(e) the guest read {m.group(1)} of 100000 bytes (log: {log})")
+        _host_abort(host_fwd, 100_000, reset=True)
+        ev(BAD_FWD_RESULT % (2, 2), r"\{" + BAD_ERR + r",(\d+)\}", "(e) host resets mid-transfer")
+        _halt(shell, 0)
+    _no_fatal_lines(log)
+    return (
+        f"econnrefused in {refused_ms} ms, eaddrinuse, recv timeout after {timeout_ms} ms, "
+        "FIN/reset mid-transfer seen by readers and a writer, hostfwd close/reset seen"
     )
