@@ -16,7 +16,16 @@ def planner(stack_planner):
 @pytest.mark.slow
 @pytest.mark.parametrize(
     "name",
-    ["boot-smoke", "shell-smoke", "shell-deep", "boot-nootp", "net-up", "tcp-smoke", "net-bad"],
+    [
+        "boot-smoke",
+        "shell-smoke",
+        "shell-deep",
+        "boot-nootp",
+        "net-up",
+        "tcp-smoke",
+        "net-bad",
+        "udp-smoke",
+    ],
 )
 def test_check(planner, name):
     assert checks.load_all()[name].run(planner)
