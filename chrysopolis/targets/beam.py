@@ -689,6 +689,15 @@ UDP_ORDER = (
     "T0 = erlang:monotonic_time(millisecond), Rt = gen_udp:recv(U2, 0, 300), "
     "{Rs, Rt, erlang:monotonic_time(millisecond) - T0}."
 )
+# a connected socket learns that nothing listens on the local port (ECONNREFUSED, once),
+# an unconnected one does not, as on Linux
+UDP_REFUSED = (
+    "{ok, U3} = gen_udp:open(0, [binary, {active, false}]), "
+    'ok = gen_udp:connect(U3, {127,0,0,1}, %d), S3 = gen_udp:send(U3, <<"x">>), '
+    "{ok, U4} = gen_udp:open(0, [binary, {active, false}]), "
+    'S4 = gen_udp:send(U4, {127,0,0,1}, %d, <<"x">>), '
+    "{S3, gen_udp:recv(U3, 0, 1000), gen_udp:recv(U3, 0, 300), S4, gen_udp:recv(U4, 0, 300)}."
+)
 # the guest's echo: answers each datagram to the address it came from, and tells the shell
 UDP_ECHO = (
     "Sh = self(), spawn(fun() -> {ok, U} = gen_udp:open(%d, [binary, {active, false}]), "
@@ -706,7 +715,8 @@ UDP_REPLY_WAIT = 0.5  # seconds the host waits for each echo (restrict=on drops 
 def udp_smoke(planner: Planner) -> str:
     """gen_udp inside the node on 127.0.0.1: two sockets exchange datagrams of 1 to 65507
     bytes both ways, payloads and sender addresses intact; three datagrams keep order and
-    boundaries; recv(U, 0, 300) on an empty socket times out after 250-1500 ms. Host ->
+    boundaries; recv(U, 0, 300) on an empty socket times out after 250-1500 ms; a socket
+    connected to a closed local port gets econnrefused once, an unconnected one not. Host ->
     guest through a `udp:` hostfwd: the guest receives each datagram the host sends, from
     10.0.2.2, and its echo back to that address is sent (ok). The echo does not reach the
     host: libslirp with restrict=on drops every UDP datagram from the guest but DHCP, TFTP
@@ -741,6 +751,11 @@ def udp_smoke(planner: Planner) -> str:
         timeout_ms = int(m.group(1))
         if not 250 <= timeout_ms <= 1500:
             raise UserError(f"gen_udp:recv(U, 0, 300) timed out after {timeout_ms} ms (log: {log})")
+        ev(
+            UDP_REFUSED % (BAD_CLOSED_PORT, BAD_CLOSED_PORT),
+            r"\{ok,\{error,econnrefused\},\{error,timeout\},ok,\{error,timeout\}\}",
+            "a closed local port",
+        )
         ev(UDP_ECHO % (UDP_GUEST_PORT, UDP_HOST_COUNT), "ok", "the guest's echo")
         replies = 0
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as u:
@@ -762,6 +777,6 @@ def udp_smoke(planner: Planner) -> str:
     _no_fatal_lines(log)
     return (
         f"127.0.0.1 datagrams of {'/'.join(map(str, UDP_SIZES))} bytes both ways, order kept, "
-        f"recv timeout after {timeout_ms} ms; {UDP_HOST_COUNT} host -> guest datagrams received "
+        f"recv timeout after {timeout_ms} ms, econnrefused; {UDP_HOST_COUNT} host -> guest datagrams received "
         f"({replies} of the guest's echoes reached the host: restrict=on drops them)"
     )

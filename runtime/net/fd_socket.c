@@ -550,6 +550,25 @@ static long udp_take(struct sock *s, char *buf, size_t len, int flags, bool nonb
     return (flags & MSG_TRUNC) ? (long)total : (long)n;
 }
 
+/* A datagram to a local address and port no UDP socket holds: Linux's ICMP port unreachable
+ * gives a connected sender ECONNREFUSED on its next call. lwIP sends the ICMP but hands no
+ * socket the error, so a local destination is looked up here. */
+static bool udp_unreachable(const struct sock *s, const ip_addr_t *to, u16_t port)
+{
+    if (!(s->udp->flags & UDP_FLAGS_CONNECTED) || !addr_local(to) || ip_addr_isany(to)) {
+        return false;
+    }
+    if (port != s->udp->remote_port || !ip_addr_eq(to, &s->udp->remote_ip)) {
+        return false;
+    }
+    for (struct udp_pcb *u = udp_pcbs; u != NULL; u = u->next) {
+        if (u->local_port == port && (ip_addr_isany(&u->local_ip) || ip_addr_eq(&u->local_ip, to))) {
+            return false;
+        }
+    }
+    return true;
+}
+
 static long udp_put(struct sock *s, const char *buf, size_t len, const ip_addr_t *to, u16_t port)
 {
     if (s->udp == NULL) {
@@ -574,6 +593,10 @@ static long udp_put(struct sock *s, const char *buf, size_t len, const ip_addr_t
     pbuf_free(p);
     if (err != ERR_OK) {
         return err == ERR_RTE ? -ENETUNREACH : -lwip_errno(err);
+    }
+    if (udp_unreachable(s, to != NULL ? to : &s->udp->remote_ip, to != NULL ? port : s->udp->remote_port)) {
+        s->err = ECONNREFUSED;
+        waitq_io_changed();
     }
     return (long)len;
 }
