@@ -347,41 +347,32 @@ def run(
     img = targets.image(cache.Planner(), target)
     userdisk.adopt_legacy(img, target)  # the user's disk where older versions kept it
     dest = targets.publish(img, target)
-    with userdisk.in_use(img, target, fresh=fresh_disk) as disk:
-        # QEMU copies the console here: the guest's halt status is its last line.
-        console_log = logs.run_log(target)
-        published = dataclasses.replace(img, loader=dest / img.loader.name)
+    with (
+        userdisk.in_use(img, target, fresh=fresh_disk) as disk,
+        tempfile.TemporaryDirectory(dir=config.runs_dir(), prefix="path-") as tmp,
+    ):
+        boot_disk, where = disk, f"; disk {disk} (writes persist)" if disk else ""
         if paths:
             if disk is None:
                 raise UsageError(f"--path: target '{target}' has no disk to put modules on")
             shell.require_shell(target)
-            with tempfile.TemporaryDirectory(dir=config.runs_dir(), prefix="path-") as tmp:
-                scratch = shell.with_modules(disk, paths, Path(tmp) / "disk.img")
-                cmd = published.command(
-                    scratch,
-                    ram=ram,
-                    interactive=True,
-                    persist=True,
-                    console_log=console_log,
-                    forwards=forwards,
-                )
-                click.echo(
-                    f"booting {published.loader}; a scratch copy of your disk with the "
-                    f"modules of {', '.join(map(str, paths))} (nothing is kept; Ctrl-A X "
-                    "quits QEMU)",
-                    err=True,
-                )
-                sys.exit(qemu.interactive(cmd, console_log))
+            boot_disk = shell.with_modules(disk, paths, Path(tmp) / "disk.img")
+            where = (
+                f"; a scratch copy of your disk with the modules of "
+                f"{', '.join(map(str, paths))} (nothing is kept)"
+            )
+        # QEMU copies the console here: the guest's halt status is its last line.
+        console_log = logs.run_log(target)
+        published = dataclasses.replace(img, loader=dest / img.loader.name)
         cmd = published.command(
-            disk,
+            boot_disk,
             ram=ram,
             interactive=True,
             persist=True,
             console_log=console_log,
             forwards=forwards,
         )
-        where = f"; disk {disk} (writes persist)" if disk else ""
-        click.echo(f"booting {dest / img.loader.name}{where} (Ctrl-A X quits QEMU)", err=True)
+        click.echo(f"booting {published.loader}{where} (Ctrl-A X quits QEMU)", err=True)
         rc = qemu.interactive(cmd, console_log)
     sys.exit(rc)
 

@@ -12,6 +12,7 @@ network while the shell still works), `tcp-smoke` (gen_tcp both ways, 10 MB md5-
 mid-transfer), `udp-smoke` (gen_udp on 127.0.0.1, and host -> guest through a udp hostfwd).
 """
 
+import functools
 import hashlib
 import json
 import os
@@ -21,6 +22,8 @@ import struct
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from chrysopolis import boards, config, disk, image, logs, qemu, targets
@@ -403,6 +406,33 @@ TCP_BIG_DATA = (
 )
 
 
+@contextmanager
+def _net_shell(cmd: list[str], log: Path) -> Iterator[Shell]:
+    """Boot `cmd` headless and hand over its shell once eth0 has its address."""
+    with qemu.boot(cmd, log) as s:
+        s.expect(MARKERS["banner"], 180)
+        s.expect(NET_LINE, NET_BOUND)
+        shell = Shell(s)
+        shell.wait_ready(60)
+        yield shell
+
+
+def _eval(shell: Shell, expr: str, timeout: float = 60.0) -> str:
+    """What `expr` printed, on one line (the shell's wrapping undone)."""
+    return re.sub(r",\n\s+", ",", shell.eval(expr, timeout)).strip()
+
+
+def _eval_match(
+    shell: Shell, log: Path, expr: str, want: str, what: str, timeout: float = 60.0
+) -> re.Match:
+    """`expr`'s result matched in full against `want`; a mismatch names `what` and the log."""
+    got = _eval(shell, expr, timeout)
+    m = re.fullmatch(want, got)
+    if not m:
+        raise UserError(f"{what}: the guest printed {got!r}, expected /{want}/ (log: {log})")
+    return m
+
+
 def _free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
@@ -469,14 +499,8 @@ def tcp_smoke(planner: Planner) -> str:
         guest_forwards=[(TCP_ALIAS_PORT, host_srv.getsockname()[1])],
     )
     try:
-        with qemu.boot(cmd, log) as s:
-            s.expect(MARKERS["banner"], 180)
-            s.expect(NET_LINE, NET_BOUND)
-            shell = Shell(s)
-            shell.wait_ready(60)
-
-            def ev(expr: str, timeout: float = 60.0) -> str:
-                return re.sub(r",\n\s+", ",", shell.eval(expr, timeout)).strip()
+        with _net_shell(cmd, log) as shell:
+            ev = functools.partial(_eval, shell)
 
             # inside the node, on 127.0.0.1: a guest server and a guest client
             if ev(TCP_SERVER % (TCP_GUEST_PORT, 4)) != "listening":
@@ -617,20 +641,8 @@ def net_bad(planner: Planner) -> str:
     log = logs.run_log("net-bad")
     host_fwd = _free_port()
     cmd = img.command(forwards=[f"tcp:{host_fwd}:{BAD_FWD_PORT}"])
-    with qemu.boot(cmd, log) as s:
-        s.expect(MARKERS["banner"], 180)
-        s.expect(NET_LINE, NET_BOUND)
-        shell = Shell(s)
-        shell.wait_ready(60)
-
-        def ev(expr: str, want: str, what: str, timeout: float = 60.0) -> re.Match:
-            got = re.sub(r",\n\s+", ",", shell.eval(expr, timeout)).strip()
-            m = re.fullmatch(want, got)
-            if not m:
-                raise UserError(
-                    f"{what}: the guest printed {got!r}, expected /{want}/ (log: {log})"
-                )
-            return m
+    with _net_shell(cmd, log) as shell:
+        ev = functools.partial(_eval_match, shell, log)
 
         m = ev(BAD_REFUSED % BAD_CLOSED_PORT, r"\{\{error,econnrefused\},(\d+)\}", "(a) refused")
         refused_ms = int(m.group(1))
@@ -725,20 +737,8 @@ def udp_smoke(planner: Planner) -> str:
     log = logs.run_log("udp-smoke")
     host_fwd = _free_port()
     cmd = img.command(forwards=[f"udp:{host_fwd}:{UDP_GUEST_PORT}"])
-    with qemu.boot(cmd, log) as s:
-        s.expect(MARKERS["banner"], 180)
-        s.expect(NET_LINE, NET_BOUND)
-        shell = Shell(s)
-        shell.wait_ready(60)
-
-        def ev(expr: str, want: str, what: str, timeout: float = 60.0) -> re.Match:
-            got = re.sub(r",\n\s+", ",", shell.eval(expr, timeout)).strip()
-            m = re.fullmatch(want, got)
-            if not m:
-                raise UserError(
-                    f"{what}: the guest printed {got!r}, expected /{want}/ (log: {log})"
-                )
-            return m
+    with _net_shell(cmd, log) as shell:
+        ev = functools.partial(_eval_match, shell, log)
 
         sizes = "[" + ",".join(str(n) for n in UDP_SIZES) + "]"
         want = ",".join(rf"\{{{n},true,true\}}" for n in UDP_SIZES)
