@@ -228,6 +228,7 @@ RUN_HELP = """Boot TARGET in QEMU with its serial console on this terminal (Ctrl
                          and keeps your files)
       --path DIR         interactive, on a scratch copy of your disk plus DIR's modules
                          (in the code path and loaded, like `erl -pa`); nothing is kept
+      --app APP          the same, with an OTP application of the disk (e.g. inets)
       --eval             headless, on a scratch copy of your disk: nothing the run writes
                          is kept (--keep-writes keeps it)
     Start clean with --fresh-disk or `chrysopolis disk reset` (the old disk is kept as
@@ -273,6 +274,14 @@ RUN_HELP = """Boot TARGET in QEMU with its serial console on this terminal (Ctrl
     "(repeatable).",
 )
 @click.option(
+    "--app",
+    "apps",
+    multiple=True,
+    metavar="APP",
+    help="Load an OTP application of the disk at boot, e.g. inets (repeatable): embedded "
+    "mode loads nothing on demand.",
+)
+@click.option(
     "--timeout",
     type=float,
     default=None,
@@ -295,6 +304,14 @@ RUN_HELP = """Boot TARGET in QEMU with its serial console on this terminal (Ctrl
     "udp:; repeatable). The guest still reaches nothing outside QEMU's user network.",
 )
 @click.option(
+    "--host-port",
+    "host_ports",
+    multiple=True,
+    metavar="HOSTPORT[:GUESTPORT]",
+    help="Let the guest reach a TCP server on this host's 127.0.0.1:HOSTPORT at "
+    "10.0.2.100:GUESTPORT (default: the same port; repeatable).",
+)
+@click.option(
     "--keep-writes",
     is_flag=True,
     help="With --eval: keep what the guest writes on your disk.",
@@ -308,9 +325,11 @@ def run(
     target: str,
     exprs: tuple[str, ...],
     paths: tuple[Path, ...],
+    apps: tuple[str, ...],
     timeout: float | None,
     ram: str | None,
     forwards: tuple[str, ...],
+    host_ports: tuple[str, ...],
     keep_writes: bool,
     fresh_disk: bool,
 ) -> None:
@@ -319,6 +338,7 @@ def run(
     try:
         for f in forwards:
             qemu.parse_forward(f)
+        guest_forwards = [qemu.parse_host_port(h) for h in host_ports]
     except UsageError as e:
         _fail(e, shell.USAGE)
 
@@ -333,6 +353,8 @@ def run(
                 fresh_disk,
                 shell.TIMEOUT if timeout is None else timeout,
                 forwards,
+                apps,
+                guest_forwards,
             )
         except UsageError as e:
             _fail(e, shell.USAGE)
@@ -352,14 +374,14 @@ def run(
         tempfile.TemporaryDirectory(dir=config.runs_dir(), prefix="path-") as tmp,
     ):
         boot_disk, where = disk, f"; disk {disk} (writes persist)" if disk else ""
-        if paths:
+        if paths or apps:
             if disk is None:
                 raise UsageError(f"--path: target '{target}' has no disk to put modules on")
             shell.require_shell(target)
-            boot_disk = shell.with_modules(disk, paths, Path(tmp) / "disk.img")
+            boot_disk = shell.with_modules(disk, paths, Path(tmp) / "disk.img", apps=apps)
             where = (
                 f"; a scratch copy of your disk with the modules of "
-                f"{', '.join(map(str, paths))} (nothing is kept)"
+                f"{', '.join([*map(str, paths), *apps])} (nothing is kept)"
             )
         # QEMU copies the console here: the guest's halt status is its last line.
         console_log = logs.run_log(target)
@@ -371,6 +393,7 @@ def run(
             persist=True,
             console_log=console_log,
             forwards=forwards,
+            guest_forwards=guest_forwards,
         )
         click.echo(f"booting {published.loader}{where} (Ctrl-A X quits QEMU)", err=True)
         rc = qemu.interactive(cmd, console_log)

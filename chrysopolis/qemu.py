@@ -229,6 +229,24 @@ def parse_forward(spec: str) -> str:
     return f"{proto}:127.0.0.1:{host}-:{guest}"
 
 
+HOST_PORT = re.compile(r"(\d{1,5})(?::(\d{1,5}))?")
+
+
+def parse_host_port(spec: str) -> tuple[int, int]:
+    """`HOSTPORT[:GUESTPORT]` (`run --host-port`) as a (GUESTPORT, HOSTPORT) pair for
+    `guest_forwards`: the guest reaches 127.0.0.1:HOSTPORT at 10.0.2.100:GUESTPORT
+    (GUESTPORT defaults to HOSTPORT). UsageError otherwise."""
+    m = HOST_PORT.fullmatch(spec.strip())
+    if not m:
+        raise UsageError(f"--host-port {spec!r} is not HOSTPORT[:GUESTPORT]; e.g. --host-port 8000")
+    host = int(m.group(1))
+    guest = int(m.group(2) or host)
+    for port in (host, guest):
+        if not 1 <= port <= 65535:
+            raise UsageError(f"--host-port {spec!r}: port {port} is not in 1-65535")
+    return guest, host
+
+
 # Where the guest reaches a guest_forward: an otherwise unused address of QEMU's user
 # network. libslirp refuses guestfwd rules on the host alias 10.0.2.2 itself (and on the
 # DNS address 10.0.2.3): "Conflicting/invalid host:port in guest forwarding rule".

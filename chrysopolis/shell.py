@@ -147,6 +147,23 @@ def _modules(paths: Sequence[Path]) -> tuple[dict[str, Path], list[str], list[st
     return files, args, modules
 
 
+def app_dirs(apps: Sequence[str]) -> list[str]:
+    """The guest's ebin directory of each OTP application named, e.g. inets ->
+    /lib/inets-9.3.2/ebin (from the `otp` stage's tree, which the disk holds); a UsageError
+    names the applications there for any other name."""
+    lib = cache.Planner().ensure("otp") / "root" / "lib"
+    have = {d.name.partition("-")[0]: d.name for d in sorted(lib.iterdir())}
+    dirs = []
+    for app in apps:
+        if app not in have:
+            raise UsageError(
+                f"--app {app}: the disk has no such OTP application; give one of "
+                f"{', '.join(sorted(have))}"
+            )
+        dirs.append(f"/lib/{have[app]}/ebin")
+    return dirs
+
+
 def with_modules(
     base: Path,
     paths: Sequence[Path],
@@ -154,17 +171,28 @@ def with_modules(
     args: Sequence[str] = (),
     files: dict[str, Path] | None = None,
     load: bool = True,
+    apps: Sequence[str] = (),
 ) -> Path:
     """A scratch copy of the disk `base` plus each DIR's .beam files at /user/N, in the code
-    path and (with `load`) loaded, then `args` and `files` (the user's own files on `base`
-    stay visible; their /chrysopolis/args, if any, comes first).
+    path and (with `load`) loaded, the OTP applications `apps` of the disk in the code path
+    and loaded, then `args` and `files` (the user's own files on `base` stay visible; their
+    /chrysopolis/args, if any, comes first).
 
     The system boots in embedded mode, which loads nothing on demand: init loads the
-    user's modules itself (`-eval`), once the boot script has run.
+    user's modules and the applications' modules itself (`-eval`), once the boot script
+    has run.
     """
     extra, pa, modules = _modules(paths)
     extra.update(files or {})
     lines = [*pa]
+    for d in app_dirs(apps):
+        lines += ["-pa", d]
+    if apps:
+        lines += [
+            "-eval",
+            "[begin application:load(A), {ok, Ms} = application:get_key(A, modules), "
+            f"ok = code:ensure_modules_loaded(Ms) end || A <- [{','.join(apps)}]].",
+        ]
     if load and modules:
         lines += ["-eval", f"code:ensure_modules_loaded([{','.join(map(repr, modules))}])."]
     lines += args
@@ -187,19 +215,21 @@ def booted(
     log_name: str = "eval",
     disk: Path | None = None,
     persist: bool = False,
+    apps: Sequence[str] = (),
+    forwards: Sequence[str] = (),
 ) -> Iterator[Shell]:
     """Boot TARGET headless to its shell. The disk is `disk` (default: the image's pristine
-    disk), behind a throw-away overlay unless `persist`; with `paths`, a scratch copy of it
-    plus the modules. The serial log is a new one (logs.run_log(log_name))."""
+    disk), behind a throw-away overlay unless `persist`; with `paths` or `apps`, a scratch
+    copy of it plus the modules. The serial log is a new one (logs.run_log(log_name))."""
     img = targets.image(cache.Planner(), target)
     runs = config.runs_dir()
     with tempfile.TemporaryDirectory(dir=runs) as tmp:
         d = disk or img.disk
-        if paths:
+        if paths or apps:
             if d is None:
                 raise UserError(f"--path: target '{target}' has no disk to put modules on")
-            d = with_modules(d, paths, Path(tmp) / "disk.img")
-        cmd = img.command(d, ram=ram, persist=persist and not paths)
+            d = with_modules(d, paths, Path(tmp) / "disk.img", apps=apps)
+        cmd = img.command(d, ram=ram, persist=persist and not (paths or apps), forwards=forwards)
         with qemu.boot(cmd, logs.run_log(log_name)) as s:
             shell = Shell(s)
             shell.wait_ready()
@@ -209,9 +239,17 @@ def booted(
 # --- run --eval: the batch ------------------------------------------------------------------
 
 
-def batch_disk(base: Path, paths: Sequence[Path], exprs: list[str], mark: str, dest: Path) -> Path:
+def batch_disk(
+    base: Path,
+    paths: Sequence[Path],
+    exprs: list[str],
+    mark: str,
+    dest: Path,
+    apps: Sequence[str] = (),
+) -> Path:
     """A scratch copy of `base` that boots into the evaluator: the program at PROGRAM,
-    `-noshell -eval LOADER` in /chrysopolis/args, the --path modules at /user/N."""
+    `-noshell -eval LOADER` in /chrysopolis/args, the --path modules at /user/N and the
+    --app applications loaded."""
     _, _, modules = _modules(paths)
     program = dest.parent / "batch.erl"
     program.write_text(evaluator.code(exprs, mark, modules))
@@ -222,6 +260,7 @@ def batch_disk(base: Path, paths: Sequence[Path], exprs: list[str], mark: str, d
         args=["-noshell", "-eval", LOADER],
         files={PROGRAM: program},
         load=False,
+        apps=apps,
     )
 
 
@@ -234,6 +273,8 @@ def run_batch(
     fresh_disk: bool = False,
     timeout: float = TIMEOUT,
     forwards: Sequence[str] = (),
+    apps: Sequence[str] = (),
+    guest_forwards: Sequence[tuple[int, int]] = (),
 ) -> int:
     """`chrysopolis run --eval`: each result on stdout, one line each, in order; what the
     guest prints and the errors on stderr; the exit status of `run --help`. The user's disk
@@ -253,13 +294,23 @@ def run_batch(
     if img.disk is None:
         raise UsageError(f"target '{target}' boots without a disk, so --eval cannot run on it")
     # Refuses a bad --ram or --forward before any work.
-    qemu.command(img.board, img.loader, ram=ram, net_bus=img.net_bus, forwards=forwards)
+    qemu.command(
+        img.board,
+        img.loader,
+        ram=ram,
+        net_bus=img.net_bus,
+        forwards=forwards,
+        guest_forwards=guest_forwards,
+    )
     _modules(paths)  # refuses a --path without modules before any work
+    app_dirs(apps)  # and an --app the disk does not have
     mark = evaluator.new_mark()
     with userdisk.in_use(img, target, fresh=fresh_disk) as user:
         with tempfile.TemporaryDirectory(dir=config.runs_dir(), prefix="batch-") as tmp:
-            scratch = batch_disk(user, paths, exprs, mark, Path(tmp) / "disk.img")
-            cmd = img.command(scratch, ram=ram, persist=True, forwards=forwards)
+            scratch = batch_disk(user, paths, exprs, mark, Path(tmp) / "disk.img", apps)
+            cmd = img.command(
+                scratch, ram=ram, persist=True, forwards=forwards, guest_forwards=guest_forwards
+            )
             status = evaluate(cmd, logs.run_log(target), mark, timeout, img.markers)
             if keep_writes:
                 _keep(scratch, user, tmp)

@@ -25,6 +25,7 @@ def planner(stack_planner):
         "tcp-smoke",
         "net-bad",
         "udp-smoke",
+        "http-demo",
     ],
 )
 def test_check(planner, name):
@@ -66,6 +67,22 @@ def test_run_eval_with_a_forward(planner):
     r = cli("run", "--forward", "tcp:18080:8080", "--eval", "1 + 1.")
     assert r.returncode == 0, r.stderr
     assert r.stdout.splitlines() == ["2"]
+
+
+@pytest.mark.slow
+def test_run_app_loads_an_otp_application_of_the_disk(planner):
+    r = cli(
+        "run", "--app", "inets", "--eval", "{code:is_loaded(httpd) =/= false, code:which(httpd)}."
+    )
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == '{true,"/lib/inets-9.3.2/ebin/httpd.beam"}'
+
+
+def test_unknown_app_is_refused_naming_the_apps(planner):
+    r = cli("run", "--app", "cowboy", "--eval", "1.", timeout=120)
+    assert r.returncode == 2
+    assert "--app cowboy: the disk has no such OTP application; give one of" in r.stderr
+    assert "inets" in r.stderr
 
 
 def test_bad_forward_is_refused_before_booting():

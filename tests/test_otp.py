@@ -132,6 +132,7 @@ VERSIONS = {
     "compiler": "8.6.1",
     "sasl": "4.2.2",
     "erts": "15.2.7",
+    "inets": "9.3.2",
 }
 
 
@@ -265,3 +266,16 @@ def test_tree_runs_re_zlib_compile_rand_ets_file(host_root):
     assert "Failed to eval" in boot(
         host_root, "-noshell", "-eval", WORKLOAD, boot="/releases/27/start_clean"
     )
+
+
+def test_inetrc_resolves_without_inet_gethost(host_root):
+    """The tree's /etc/inetrc (read through `-kernel inetrc`, as beam_server passes it) makes
+    the resolver use the hosts file and DNS: localhost resolves, an unknown name fails
+    cleanly, and nothing asks for the inet_gethost port program, which a PD cannot spawn."""
+    expr = (
+        'io:format("~p~n", [{inet_db:res_option(lookup), inet:getaddr("localhost", inet), '
+        'inet:getaddr("no-such-host.invalid", inet)}]), halt().'
+    )
+    out = boot(host_root, "-kernel", "inetrc", "'/etc/inetrc'", "-noshell", "-eval", expr)
+    assert "{[file,dns],{ok,{127,0,0,1}},{error,nxdomain}}" in "".join(out.split()), out
+    assert "inet_gethost" not in out, out

@@ -126,6 +126,17 @@ def test_bad_forward_is_refused(tmp_path, spec):
         qemu.parse_forward(spec)
 
 
+@pytest.mark.parametrize("spec, pair", [("8000", (8000, 8000)), ("8000:80", (80, 8000))])
+def test_host_port_is_a_guest_forward_pair(spec, pair):
+    assert qemu.parse_host_port(spec) == pair
+
+
+@pytest.mark.parametrize("spec", ["", "tcp:80", "0", "80:0", "70000", "1.2.3.4:80"])
+def test_bad_host_port_is_refused(spec):
+    with pytest.raises(UsageError, match="--host-port"):
+        qemu.parse_host_port(spec)
+
+
 def test_forward_needs_a_network_device(tmp_path):
     b = boards.board("qemu_virt_aarch64")
     with pytest.raises(UsageError, match="no network device"):

@@ -14,6 +14,7 @@ mid-transfer), `udp-smoke` (gen_udp on 127.0.0.1, and host -> guest through a ud
 
 import functools
 import hashlib
+import http.server
 import json
 import os
 import re
@@ -22,6 +23,7 @@ import struct
 import tempfile
 import threading
 import time
+import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -30,7 +32,7 @@ from chrysopolis import boards, config, disk, image, logs, qemu, targets
 from chrysopolis.cache import Context, Planner, stage
 from chrysopolis.checks import check, clean_log
 from chrysopolis.errors import UserError
-from chrysopolis.shell import Shell, booted
+from chrysopolis.shell import Shell, booted, with_modules
 from chrysopolis.stages.erts import LIBGCC_DIR
 
 MAIN = "targets/beam/main.c"
@@ -779,4 +781,101 @@ def udp_smoke(planner: Planner) -> str:
         f"127.0.0.1 datagrams of {'/'.join(map(str, UDP_SIZES))} bytes both ways, order kept, "
         f"recv timeout after {timeout_ms} ms, econnrefused; {UDP_HOST_COUNT} host -> guest datagrams received "
         f"({replies} of the guest's echoes reached the host: restrict=on drops them)"
+    )
+
+
+HTTP_GUEST_PORT = 8080  # httpd in the guest (hostfwd from a free host port)
+HTTP_ALIAS_PORT = 9080  # the guest's httpc fetches 10.0.2.100:9080 (guestfwd to a host server)
+HTTP_DOC = "/www/hello.txt"  # a file on the FAT disk, served by httpd
+HTTPD_START = (
+    'ok = inets:start(), {ok, Httpd} = inets:start(httpd, [{port, %d}, {server_name, "beam"}, '
+    '{server_root, "/www"}, {document_root, "/www"}, {bind_address, any}]), '
+    "proplists:get_value(port, httpd:info(Httpd))."
+)
+# `{ssl, []}`: else httpc computes its default TLS options, which need public_key (and so
+# crypto, a NIF the image has not), even for http.
+HTTPC_GET = (
+    '{ok, {{_, Code, _}, _, Body}} = httpc:request(get, {"http://10.0.2.100:%d/fetched", []}, '
+    "[{timeout, 30000}, {ssl, []}], [{body_format, binary}]), "
+    "{Code, byte_size(Body), binary:encode_hex(erlang:md5(Body), lowercase)}."
+)
+
+
+def _http_server(body: bytes) -> tuple[threading.Thread, http.server.HTTPServer]:
+    """A host HTTP server on 127.0.0.1 answering GET /fetched with `body`."""
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            code = 200 if self.path == "/fetched" else 404
+            data = body if code == 200 else b"not here\n"
+            self.send_response(code)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def log_message(self, *_args) -> None:
+            pass
+
+    srv = http.server.HTTPServer(("127.0.0.1", 0), Handler)
+    srv.timeout = TCP_TIMEOUT
+    t = threading.Thread(target=srv.serve_forever, daemon=True)
+    t.start()
+    return t, srv
+
+
+@check("http-demo", needs=NEEDS)
+def http_demo(planner: Planner) -> str:
+    """inets on the node (`run --app inets`): httpd serves a file of the FAT disk to an
+    HTTP client on the host through a hostfwd, and httpc fetches a page from a server on
+    the host's 127.0.0.1 through 10.0.2.100; both bodies compared byte for byte."""
+    img = targets.image(planner, "beam")
+    log = logs.run_log("http-demo")
+    served = b"served by httpd on seL4 from the FAT disk\n" * 100
+    fetched = os.urandom(256 * 1024)
+    host_fwd = _free_port()
+    _, srv = _http_server(fetched)
+    with tempfile.TemporaryDirectory(dir=config.runs_dir(), prefix="http-") as tmp:
+        doc = Path(tmp) / "hello.txt"
+        doc.write_bytes(served)
+        d = with_modules(
+            img.disk, [], Path(tmp) / "disk.img", files={HTTP_DOC: doc}, apps=["inets"]
+        )
+        cmd = img.command(
+            d,
+            forwards=[f"tcp:{host_fwd}:{HTTP_GUEST_PORT}"],
+            guest_forwards=[(HTTP_ALIAS_PORT, srv.server_address[1])],
+        )
+        try:
+            with _net_shell(cmd, log) as shell:
+                _eval_match(
+                    shell, log, HTTPD_START % HTTP_GUEST_PORT, str(HTTP_GUEST_PORT), "httpd"
+                )
+                url = f"http://127.0.0.1:{host_fwd}/hello.txt"
+                with urllib.request.urlopen(url, timeout=TCP_TIMEOUT) as r:
+                    body, server = r.read(), r.headers.get("Server", "")
+                if body != served:
+                    raise UserError(
+                        f"GET {url}: {len(body)} bytes, not the {len(served)} of {HTTP_DOC} "
+                        f"(log: {log})"
+                    )
+                m = _eval_match(
+                    shell,
+                    log,
+                    HTTPC_GET % HTTP_ALIAS_PORT,
+                    r'\{200,(\d+),<<"([0-9a-f]{32})">>\}',
+                    "httpc",
+                )
+                if (int(m.group(1)), m.group(2)) != (
+                    len(fetched),
+                    hashlib.md5(fetched).hexdigest(),
+                ):
+                    raise UserError(f"httpc: the body differs from the host's (log: {log})")
+                _halt(shell, 0)
+        finally:
+            srv.shutdown()
+            srv.server_close()
+    _no_fatal_lines(log)
+    return (
+        f"httpd ({server}) served {len(served)} bytes of {HTTP_DOC} to the host; httpc fetched "
+        f"{len(fetched)} bytes from the host's 127.0.0.1 through 10.0.2.100"
     )
