@@ -1,0 +1,58 @@
+# SPDX-License-Identifier: BSD-2-Clause
+"""Our Erlang modules (erlang/*.erl) as the OTP application `chrysopolis` for the disk.
+
+Compiled by the baseline emulator (the image's own ERTS and OTP under qemu-aarch64) with
+`deterministic`, so the .beam files carry no paths or times: the same sources give the
+same bytes. Output: lib/chrysopolis-<VSN>/ebin/*.beam and chrysopolis.app, which the beam
+target puts on the disk at /lib (docs/distribution.md: chrysopolis_epmd).
+"""
+
+from pathlib import Path
+
+from chrysopolis import baseline
+from chrysopolis.cache import Context, stage
+from chrysopolis.errors import UserError
+
+APP = "chrysopolis"
+VSN = "0.1.0"
+LIB = f"{APP}-{VSN}"
+SOURCES = "erlang"
+
+
+def app_file(modules: list[str]) -> str:
+    mods = ", ".join(modules)
+    return (
+        f'{{application, {APP}, [{{description, "Chrysopolis: Erlang on seL4"}}, '
+        f'{{vsn, "{VSN}"}}, {{modules, [{mods}]}}, {{registered, []}}, '
+        f"{{applications, [kernel, stdlib]}}]}}.\n"
+    )
+
+
+@stage(
+    "erlang-app",
+    deps=("baseline", "otp"),
+    files=(SOURCES,),
+    doc="our Erlang modules (erlang/) compiled into the OTP application chrysopolis",
+)
+def erlang_app(ctx: Context) -> None:
+    ebin = ctx.out / "lib" / LIB / "ebin"
+    ebin.mkdir(parents=True)
+    srcs = sorted(ctx.ours(SOURCES).glob("*.erl"))
+    if not srcs:
+        raise UserError(f"{SOURCES}/ holds no .erl file")
+    opts = f'[deterministic, report, warnings_as_errors, {{outdir, "{ebin}"}}]'
+    exprs = [f'compile:file("{s}", {opts}).' for s in srcs]
+    results, out, _ = baseline.run(
+        ctx.dep("baseline") / "bin" / "beam.smp", ctx.dep("otp") / "root", exprs
+    )
+    modules = [s.stem for s in srcs]
+    want = [f"{{ok,{m}}}" for m in modules]
+    if results != want:
+        raise UserError(f"compiling {SOURCES}/ failed: {results!r}\n{out[-2000:]}")
+    (ebin / f"{APP}.app").write_text(app_file(modules))
+    ctx.note(f"{LIB}: {', '.join(modules)}")
+
+
+def ebin_dir(root: Path) -> Path:
+    """The ebin directory of the app in a stage output `root`."""
+    return root / "lib" / LIB / "ebin"
