@@ -57,7 +57,7 @@ def command(beam: Path, root: Path, home: Path, exprs: list[str], mark: str) -> 
     ]
 
 
-def _dotted_hostname() -> None:
+def dotted_hostname() -> None:
     """In the child before exec: a private UTS namespace named HOSTNAME."""
     libc = ctypes.CDLL(None, use_errno=True)
     if libc.unshare(CLONE_NEWUTS) != 0 and libc.unshare(CLONE_NEWUSER | CLONE_NEWUTS) != 0:
@@ -98,7 +98,7 @@ def run(
                 text=True,
                 errors="replace",
                 timeout=timeout,
-                preexec_fn=_dotted_hostname if needs_ns else None,
+                preexec_fn=dotted_hostname if needs_ns else None,
             )
         except subprocess.SubprocessError as e:
             if isinstance(e, subprocess.TimeoutExpired):

@@ -33,6 +33,7 @@ from chrysopolis.cache import Context, Planner, stage
 from chrysopolis.checks import check, clean_log
 from chrysopolis.errors import UserError
 from chrysopolis.shell import Shell, booted, with_modules
+from chrysopolis.stages import erlang_app
 from chrysopolis.stages.erts import LIBGCC_DIR
 
 MAIN = "targets/beam/main.c"
@@ -62,7 +63,7 @@ def erts_archives(erts: Path) -> list[Path]:
 @stage(
     "beam",
     sources=image.SOURCES,
-    deps=(*image.DEPS, "erts", "otp"),
+    deps=(*image.DEPS, "erts", "otp", "erlang-app"),
     files=(*image.FILES, MAIN),
     host=(*image.HOST, "gcc-aarch64-linux-gnu"),
     options={
@@ -100,6 +101,7 @@ def beam(ctx: Context) -> None:
         heap_mib=ctx.options["heap_mib"],
         stack_kib=ctx.options["stack_kib"],
         disk_tree=ctx.dep("otp") / "root",
+        disk_extra={f"/lib/{erlang_app.LIB}": ctx.dep("erlang-app") / "lib" / erlang_app.LIB},
         markers=MARKERS,
     )
 

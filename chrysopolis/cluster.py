@@ -1,0 +1,144 @@
+# SPDX-License-Identifier: BSD-2-Clause
+"""Several nodes at once: seL4 nodes in QEMU and a Linux node on the host, in one cluster.
+
+`booted` boots seL4 nodes, each on a scratch copy of a disk (its own overlay), with its
+own dist port, log and shell, registered with the host's epmd while it runs.
+`linux_node` starts the baseline emulator (the image's ERTS and OTP under qemu-aarch64) as
+an ordinary Linux node on the host, with the flags the README gives any `erl`.
+"""
+
+import os
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import ExitStack, contextmanager
+from pathlib import Path
+
+import pexpect
+
+from chrysopolis import baseline, cache, config, dist, epmd, logs, qemu, targets, toolchain
+from chrysopolis.shell import Shell, with_modules
+
+BOOT_TIMEOUT = 180.0
+# The Linux node's console: ERTS's terminal mode needs its forker, which qemu-aarch64
+# cannot run, so the node runs -noshell with this loop on stdin instead, printing as the
+# Eshell does for chrysopolis.shell.Shell: the line read (stdin does not echo), the
+# result, then `N> `.
+REPL = (
+    "L = fun L(N, B) -> io:format(\"~n~b> \", [N]), case io:get_line('') of eof -> halt(); "
+    "Line -> io:put_chars(Line), B2 = try {ok, Ts, _} = erl_scan:string(Line), "
+    "{ok, Es} = erl_parse:parse_exprs(Ts), {value, V, NB} = erl_eval:exprs(Es, B), "
+    'io:format("~tp~n", [V]), NB catch C:E -> io:format("** exception ~p: ~tp~n", [C, E]), B end, '
+    "L(N + 1, B2) end end, L(1, erl_eval:new_bindings())."
+)
+
+
+@contextmanager
+def host_epmd() -> Iterator[None]:
+    """The host's epmd for as long as the body runs (one already running, or ours)."""
+    ours = epmd.ensure()
+    try:
+        yield
+    finally:
+        if ours is not None:
+            ours.close()
+
+
+@contextmanager
+def booted(
+    img: targets.Image,
+    nodes: Sequence[dist.Node],
+    cookie: str,
+    log_prefix: str,
+    disk: Path | None = None,
+) -> Iterator[list[Shell]]:
+    """Boot `nodes` (in parallel) and hand over their shells, each distributed and
+    registered; every QEMU ends and every registration is dropped on exit."""
+    ports = [n.port for n in nodes]
+    with ExitStack() as stack:
+        stack.enter_context(host_epmd())
+        tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(dir=config.runs_dir())))
+        regs = [epmd.register(n.alive, n.port) for n in nodes]  # a taken name fails first
+        for r in regs:
+            stack.callback(r.close)
+        sessions = []
+        for n in nodes:
+            d = with_modules(
+                disk or img.disk, [], tmp / f"{n.alive}.img", args=dist.init_args(n, cookie)
+            )
+            cmd = img.command(
+                d,
+                forwards=[f"tcp:{n.port}:{n.port}"],
+                guest_forwards=dist.guest_forwards([p for p in ports if p != n.port]),
+            )
+            sessions.append(
+                stack.enter_context(qemu.boot(cmd, logs.run_log(f"{log_prefix}-{n.alive}")))
+            )
+        shells = []
+        for s in sessions:
+            sh = Shell(s)
+            sh.wait_ready(BOOT_TIMEOUT)
+            shells.append(sh)
+        yield shells
+
+
+@contextmanager
+def linux_node(alive: str, long: bool, cookie: str, log: Path) -> Iterator[Shell]:
+    """The baseline emulator as a Linux node on the host, its Eshell on a pty."""
+    planner = cache.Planner()
+    beam = planner.ensure("baseline") / "bin" / "beam.smp"
+    root = planner.ensure("otp") / "root"
+    with tempfile.TemporaryDirectory(prefix="chrysopolis-linux-node-") as home:
+        env = {
+            **os.environ,
+            **toolchain.env(),
+            "BINDIR": str(root / "bin"),
+            "ROOTDIR": str(root),
+            "EMU": "beam",
+            "PROGNAME": "erl",
+            "HOME": home,
+            "TERM": qemu.HEADLESS.term,
+        }
+        cmd = [
+            toolchain.path("qemu-aarch64-static"),
+            str(beam),
+            *baseline.EMU_FLAGS,
+            "--",
+            "-root",
+            str(root),
+            "-bindir",
+            str(root / "bin"),
+            "-progname",
+            "erl",
+            "--",
+            "-home",
+            home,
+            "-boot",
+            str(root / "releases" / baseline.RELEASE / "start"),
+            # No port programs under qemu-aarch64: resolve through the tree's inetrc.
+            "-kernel",
+            "inetrc",
+            f"'{root}/etc/inetrc'",
+            *dist.linux_flags(alive, long, cookie),
+            "-noshell",
+            "-eval",
+            REPL,
+        ]
+        log.parent.mkdir(parents=True, exist_ok=True)
+        with open(log, "wb") as logf:
+            child = pexpect.spawn(
+                cmd[0],
+                cmd[1:],
+                env=env,
+                timeout=None,
+                echo=False,
+                dimensions=(qemu.HEADLESS.rows, qemu.HEADLESS.cols),
+                preexec_fn=baseline.dotted_hostname,
+            )
+            child.logfile_read = logf
+            try:
+                sh = Shell(qemu.Session(child, log, time.monotonic()))
+                sh.wait_ready(120)
+                yield sh
+            finally:
+                child.terminate(force=True)
