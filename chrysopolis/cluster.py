@@ -8,7 +8,9 @@ an ordinary Linux node on the host, with the flags the README gives any `erl`.
 """
 
 import os
+import sys
 import tempfile
+import threading
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import ExitStack, contextmanager
@@ -48,12 +50,14 @@ def host_epmd() -> Iterator[None]:
 def booted(
     img: targets.Image,
     nodes: Sequence[dist.Node],
-    cookie: str,
+    cookie: str | Sequence[str],
     log_prefix: str,
     disk: Path | None = None,
 ) -> Iterator[list[Shell]]:
     """Boot `nodes` (in parallel) and hand over their shells, each distributed and
-    registered; every QEMU ends and every registration is dropped on exit."""
+    registered; `cookie` is every node's, or one per node. Every QEMU ends and every
+    registration is dropped on exit."""
+    cookies = [cookie] * len(nodes) if isinstance(cookie, str) else list(cookie)
     ports = [n.port for n in nodes]
     with ExitStack() as stack:
         stack.enter_context(host_epmd())
@@ -62,9 +66,9 @@ def booted(
         for r in regs:
             stack.callback(r.close)
         sessions = []
-        for n in nodes:
+        for n, c in zip(nodes, cookies, strict=True):
             d = with_modules(
-                disk or img.disk, [], tmp / f"{n.alive}.img", args=dist.init_args(n, cookie)
+                disk or img.disk, [], tmp / f"{n.alive}.img", args=dist.init_args(n, c)
             )
             cmd = img.command(
                 d,
@@ -142,3 +146,40 @@ def linux_node(alive: str, long: bool, cookie: str, log: Path) -> Iterator[Shell
                 yield sh
             finally:
                 child.terminate(force=True)
+
+
+def _drain(s: qemu.Session) -> None:
+    """Keep reading a background node's console (into its log) so QEMU never blocks on it."""
+    try:
+        while True:
+            s.child.read_nonblocking(1 << 16, timeout=None)
+    except (pexpect.EOF, OSError, ValueError):
+        pass
+
+
+def interactive(img: targets.Image, nodes: Sequence[dist.Node], cookie: str) -> int:
+    """`chrysopolis cluster`: the nodes booted together, the first on this terminal, the
+    others headless with their consoles in their logs; returns the first one's status."""
+    first, rest = nodes[0], list(nodes[1:])
+    ports = [n.port for n in nodes]
+    with ExitStack() as stack:
+        stack.enter_context(host_epmd())
+        tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(dir=config.runs_dir())))
+        for n in nodes:
+            stack.callback(epmd.register(n.alive, n.port).close)
+        cmds = {}
+        for n in nodes:
+            d = with_modules(img.disk, [], tmp / f"{n.alive}.img", args=dist.init_args(n, cookie))
+            cmds[n] = dict(
+                disk=d,
+                forwards=[f"tcp:{n.port}:{n.port}"],
+                guest_forwards=dist.guest_forwards([p for p in ports if p != n.port]),
+            )
+        for n in rest:
+            log = logs.run_log(f"cluster-{n.alive}")
+            s = stack.enter_context(qemu.boot(img.command(**cmds[n]), log))
+            threading.Thread(target=_drain, args=(s,), daemon=True).start()
+            print(f"{n.name}: headless, console in {log}", file=sys.stderr)
+        log = logs.run_log(f"cluster-{first.alive}")
+        print(f"{first.name}: on this terminal (Ctrl-A X quits QEMU)", file=sys.stderr)
+        return qemu.interactive(img.command(**cmds[first], interactive=True, console_log=log), log)
