@@ -442,6 +442,70 @@ def disk_reset(target: str) -> None:
     click.echo(f"{target}: a fresh disk at {p}{kept}")
 
 
+CLUSTER_HELP = """Boot N seL4 nodes (default 2) of TARGET in one Erlang cluster.
+
+  The nodes are PREFIX1@localhost ... PREFIXN@localhost (with --long, @127.0.0.1), each
+  on a scratch copy of the image's disk (nothing is kept), with its own dist port on
+  this host's 127.0.0.1 and its own serial log. The first node's console is this
+  terminal (Ctrl-A X quits; the others stop with it); the others run headless.
+
+  The cookie is --cookie, the first line of --cookie-file, or your ~/.erlang.cookie
+  (made if missing, as `erl` does); the image has none. A Linux node on this host joins
+  with ordinary flags (docs/distribution.md), e.g.
+
+    erl -sname linux@localhost -setcookie COOKIE -kernel inet_dist_listen_min 9100 inet_dist_listen_max 9109
+
+  and `erl -sname me@localhost -setcookie COOKIE -remsh beam1@localhost` is a shell on
+  the first node. Names and ports are found through the host's epmd on 127.0.0.1:4369
+  (the one running, or the tool's own while the cluster runs).
+"""
+
+
+@main.command(help=CLUSTER_HELP)
+@click.argument("count", type=click.IntRange(1, 8), default=2, required=False)
+@click.option("--target", default=DEFAULT_TARGET, help="The image every node boots.")
+@click.option("--prefix", default="beam", help="Node names: PREFIX1, PREFIX2, ...")
+@click.option("--long", "long_names", is_flag=True, help="Long names: NAME@127.0.0.1.")
+@click.option("--cookie", default=None, help="The cluster's cookie.")
+@click.option(
+    "--cookie-file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="A file whose first line is the cookie.",
+)
+def cluster(
+    count: int,
+    target: str,
+    prefix: str,
+    long_names: bool,
+    cookie: str | None,
+    cookie_file: Path | None,
+) -> None:
+    from chrysopolis import cache, dist, shell, targets
+    from chrysopolis import cluster as cl
+
+    try:
+        if not dist.ALIVE.fullmatch(f"{prefix}{count}"):
+            raise UsageError(
+                f"--prefix {prefix!r}: a letter, then letters, digits, _ or -, e.g. --prefix beam"
+            )
+        value = dist.cookie(cookie, cookie_file)
+    except UsageError as e:
+        _fail(e, shell.USAGE)
+    shell.require_shell(target)
+    img = targets.image(cache.Planner(), target)
+    if img.net_bus is None or img.disk is None:
+        raise UsageError(f"target '{target}' has no network or no disk; use beam")
+    nodes = [dist.Node(f"{prefix}{i}", long_names, dist.free_port()) for i in range(1, count + 1)]
+    for n in nodes:
+        click.echo(f"{n.name}: dist port {n.port} on 127.0.0.1", err=True)
+    click.echo(
+        "join from Linux: erl " + " ".join(dist.linux_flags("linux", long_names, "COOKIE")),
+        err=True,
+    )
+    sys.exit(cl.interactive(img, nodes, value))
+
+
 @main.command()
 @click.argument("names", nargs=-1)
 @click.option("--list", "list_", is_flag=True, help="List the checks.")
@@ -500,14 +564,44 @@ def _log_in(msg: str) -> str | None:
     "--eval",
     "exprs",
     multiple=True,
-    required=True,
     metavar="EXPR",
     help="An Erlang expression to evaluate (repeatable).",
 )
-def baseline(exprs: tuple[str, ...]) -> None:
-    """Evaluate EXPR on the same ERTS as a static Linux beam under qemu-aarch64 (the reference)."""
+@click.option("--sname", default=None, help="Run as a Linux node NAME@localhost of a cluster.")
+@click.option("--name", default=None, help="Run as a Linux node NAME@127.0.0.1 (long names).")
+@click.option("--cookie", default=None, help="The cluster's cookie (default ~/.erlang.cookie).")
+@click.option(
+    "--cookie-file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="A file whose first line is the cookie.",
+)
+def baseline(
+    exprs: tuple[str, ...],
+    sname: str | None,
+    name: str | None,
+    cookie: str | None,
+    cookie_file: Path | None,
+) -> None:
+    """Evaluate EXPR on the same ERTS as a static Linux beam under qemu-aarch64 (the
+    reference); or, with --sname/--name, run it as a Linux node of a cluster (`chrysopolis
+    cluster`), one expression per line on this terminal."""
     from chrysopolis import baseline as bl
+    from chrysopolis import dist, shell
 
+    if sname or name:
+        if exprs:
+            _fail(UsageError("--eval with --sname/--name: give one of the two"), shell.USAGE)
+        try:
+            alive, long = dist.parse_name(sname, name)
+            value = dist.cookie(cookie, cookie_file)
+        except UsageError as e:
+            _fail(e, shell.USAGE)
+        from chrysopolis import cluster as cl
+
+        sys.exit(cl.linux_interactive(alive, long, value))
+    if not exprs:
+        _fail(UsageError("give --eval EXPR, or --sname NAME to join a cluster"), shell.USAGE)
     for line in bl.evaluate(list(exprs)):
         click.echo(line)
 

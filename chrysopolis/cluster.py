@@ -8,6 +8,7 @@ an ordinary Linux node on the host, with the flags the README gives any `erl`.
 """
 
 import os
+import subprocess
 import sys
 import tempfile
 import threading
@@ -86,48 +87,54 @@ def booted(
         yield shells
 
 
-@contextmanager
-def linux_node(alive: str, long: bool, cookie: str, log: Path) -> Iterator[Shell]:
-    """The baseline emulator as a Linux node on the host, its Eshell on a pty."""
+def linux_command(alive: str, long: bool, cookie: str, home: str) -> tuple[list[str], dict]:
+    """(argv, environment) of the baseline emulator as a Linux node named `alive`."""
     planner = cache.Planner()
     beam = planner.ensure("baseline") / "bin" / "beam.smp"
     root = planner.ensure("otp") / "root"
+    env = {
+        **os.environ,
+        **toolchain.env(),
+        "BINDIR": str(root / "bin"),
+        "ROOTDIR": str(root),
+        "EMU": "beam",
+        "PROGNAME": "erl",
+        "HOME": home,
+        "TERM": qemu.HEADLESS.term,
+    }
+    cmd = [
+        toolchain.path("qemu-aarch64-static"),
+        str(beam),
+        *baseline.EMU_FLAGS,
+        "--",
+        "-root",
+        str(root),
+        "-bindir",
+        str(root / "bin"),
+        "-progname",
+        "erl",
+        "--",
+        "-home",
+        home,
+        "-boot",
+        str(root / "releases" / baseline.RELEASE / "start"),
+        # No port programs under qemu-aarch64: resolve through the tree's inetrc.
+        "-kernel",
+        "inetrc",
+        f"'{root}/etc/inetrc'",
+        *dist.linux_flags(alive, long, cookie),
+        "-noshell",
+        "-eval",
+        REPL,
+    ]
+    return cmd, env
+
+
+@contextmanager
+def linux_node(alive: str, long: bool, cookie: str, log: Path) -> Iterator[Shell]:
+    """The baseline emulator as a Linux node on the host, its line loop on a pty."""
     with tempfile.TemporaryDirectory(prefix="chrysopolis-linux-node-") as home:
-        env = {
-            **os.environ,
-            **toolchain.env(),
-            "BINDIR": str(root / "bin"),
-            "ROOTDIR": str(root),
-            "EMU": "beam",
-            "PROGNAME": "erl",
-            "HOME": home,
-            "TERM": qemu.HEADLESS.term,
-        }
-        cmd = [
-            toolchain.path("qemu-aarch64-static"),
-            str(beam),
-            *baseline.EMU_FLAGS,
-            "--",
-            "-root",
-            str(root),
-            "-bindir",
-            str(root / "bin"),
-            "-progname",
-            "erl",
-            "--",
-            "-home",
-            home,
-            "-boot",
-            str(root / "releases" / baseline.RELEASE / "start"),
-            # No port programs under qemu-aarch64: resolve through the tree's inetrc.
-            "-kernel",
-            "inetrc",
-            f"'{root}/etc/inetrc'",
-            *dist.linux_flags(alive, long, cookie),
-            "-noshell",
-            "-eval",
-            REPL,
-        ]
+        cmd, env = linux_command(alive, long, cookie, home)
         log.parent.mkdir(parents=True, exist_ok=True)
         with open(log, "wb") as logf:
             child = pexpect.spawn(
@@ -146,6 +153,14 @@ def linux_node(alive: str, long: bool, cookie: str, log: Path) -> Iterator[Shell
                 yield sh
             finally:
                 child.terminate(force=True)
+
+
+def linux_interactive(alive: str, long: bool, cookie: str) -> int:
+    """`chrysopolis baseline --sname`: the Linux node's line loop on this terminal; with the
+    host's epmd kept (ours, if none runs) until it ends."""
+    with host_epmd(), tempfile.TemporaryDirectory(prefix="chrysopolis-linux-node-") as home:
+        cmd, env = linux_command(alive, long, cookie, home)
+        return subprocess.call(cmd, env=env, preexec_fn=baseline.dotted_hostname)
 
 
 def _drain(s: qemu.Session) -> None:
