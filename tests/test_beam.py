@@ -25,6 +25,7 @@ def planner(stack_planner):
         "tcp-smoke",
         "net-bad",
         "udp-smoke",
+        "net-many",
     ],
 )
 def test_check(planner, name):
