@@ -349,9 +349,12 @@ static long nl_send(struct nl *s, const unsigned char *buf, size_t len)
         if (h.len < sizeof(h) || h.len > len - at) {
             return -EINVAL;
         }
-        unsigned char req[sizeof(struct nl_hdr) + 16] = {0};
-        memcpy(req, buf + at, h.len < sizeof(req) ? h.len : sizeof(req));
-        int r = answer(s, (const struct nl_hdr *)req);
+        union {
+            struct nl_hdr h;
+            unsigned char b[sizeof(struct nl_hdr) + 16]; /* the header and its rtgenmsg */
+        } req = {0};
+        memcpy(req.b, buf + at, h.len < sizeof(req.b) ? h.len : sizeof(req.b));
+        int r = answer(s, &req.h);
         if (r < 0) {
             return r;
         }
