@@ -26,6 +26,7 @@ def planner(stack_planner):
         "net-bad",
         "udp-smoke",
         "http-demo",
+        "net-many",
     ],
 )
 def test_check(planner, name):

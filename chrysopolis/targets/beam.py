@@ -7,9 +7,10 @@ target) writes `sel4-beam.img` and `disk.img`. Its checks boot it: `boot-smoke` 
 README's session) and `shell-deep` (processes, ETS, binaries, re, zlib, floats, files,
 timers, the compiler, entropy across boots), `shell-edit` (OTP's line editor driven by
 keystrokes on a narrow terminal), `net-up` (eth0 gets its DHCP address from QEMU's user
-network while the shell still works), `tcp-smoke` (gen_tcp both ways, 10 MB md5-equal) and
-`net-bad` (gen_tcp's errors: refused, in use, timeout, a peer closing or resetting
-mid-transfer), `udp-smoke` (gen_udp on 127.0.0.1, and host -> guest through a udp hostfwd).
+network while the shell still works; getifaddrs, the host name, FIONREAD), `tcp-smoke`
+(gen_tcp both ways, 10 MB md5-equal) and `net-bad` (gen_tcp's errors: refused, in use,
+timeout, a peer closing or resetting mid-transfer), `udp-smoke` (gen_udp on 127.0.0.1, and
+host -> guest through a udp hostfwd), `net-many` (700 short connections, nothing leaks).
 """
 
 import functools
@@ -348,13 +349,72 @@ def boot_nootp(planner: Planner) -> str:
     raise UserError(f"the image booted to a shell without OTP on its disk (log: {log})")
 
 
+def _ifaddrs_want(mac: str) -> str:
+    """inet:getifaddrs()'s answer on Linux for lo and eth0 (index order) with `mac`."""
+    hw = ",".join(str(int(b, 16)) for b in mac.split(":"))
+    return re.escape(
+        '{ok,[{"lo",[{flags,[up,loopback,running]},{addr,{127,0,0,1}},'
+        "{netmask,{255,0,0,0}},{hwaddr,[0,0,0,0,0,0]}]},"
+        '{"eth0",[{flags,[up,broadcast,running,multicast]},{addr,{10,0,2,15}},'
+        "{netmask,{255,255,255,0}},{broadaddr,{10,0,2,255}},{hwaddr,[" + hw + "]}]}]}"
+    )
+
+
+# (expression, regex of its result, what it shows): the interfaces and the host name, by
+# each path ERTS has to them (inet_drv, the socket NIFs, ioctls), and FIONREAD.
+NET_UP_IFADDRS = "inet:getifaddrs()."
+NET_UP_CASES = [
+    ("inet:getifaddrs([{inet_backend, socket}]).", None, "net:getifaddrs (socket backend)"),
+    ("inet:gethostname().", re.escape('{ok,"beam"}'), "inet:gethostname"),
+    ("net:gethostname().", re.escape('{ok,"beam.chrysopolis.local"}'), "net:gethostname"),
+    ("net:if_names().", re.escape('{ok,[{1,"lo"},{2,"eth0"}]}'), "if_nameindex"),
+    (
+        "inet:getif().",
+        re.escape(
+            "{ok,[{{127,0,0,1},{0,0,0,0},{255,0,0,0}},"
+            "{{10,0,2,15},{10,0,2,255},{255,255,255,0}}]}"
+        ),
+        "inet:getif (SIOCGIFCONF and friends)",
+    ),
+    (
+        '{ok, Ifs} = socket:open(inet, dgram, udp), R1 = {socket:ioctl(Ifs, gifindex, "eth0"), '
+        'socket:ioctl(Ifs, gifname, 1), socket:ioctl(Ifs, gifmtu, "eth0"), '
+        'socket:ioctl(Ifs, gifaddr, "nope")}, socket:close(Ifs), R1.',
+        re.escape('{{ok,2},{ok,"lo"},{ok,1500},{error,enodev}}'),
+        "socket:ioctl interface requests",
+    ),
+    (
+        "{ok, U1} = socket:open(inet, dgram, udp), "
+        "ok = socket:bind(U1, #{family => inet, addr => {127,0,0,1}, port => 0}), "
+        "{ok, A1} = socket:sockname(U1), {ok, U2} = socket:open(inet, dgram, udp), "
+        'ok = socket:sendto(U2, <<"hello">>, A1), timer:sleep(50), '
+        "R2 = socket:ioctl(U1, nread), socket:close(U1), socket:close(U2), R2.",
+        re.escape("{ok,5}"),
+        "FIONREAD on UDP (the next datagram)",
+    ),
+    (
+        "{ok, L3} = socket:open(inet, stream, tcp), "
+        "ok = socket:bind(L3, #{family => inet, addr => {127,0,0,1}, port => 0}), "
+        "ok = socket:listen(L3), {ok, A3} = socket:sockname(L3), "
+        "{ok, C3} = socket:open(inet, stream, tcp), ok = socket:connect(C3, A3), "
+        "{ok, S3} = socket:accept(L3), ok = socket:send(C3, binary:copy(<<7>>, 1000)), "
+        "timer:sleep(50), R3 = socket:ioctl(S3, nread), [socket:close(X) || X <- [S3, C3, L3]], R3.",
+        re.escape("{ok,1000}"),
+        "FIONREAD on TCP (bytes queued)",
+    ),
+]
+
+
 @check("net-up", needs=NEEDS)
 def net_up(planner: Planner) -> str:
     """The network comes up: eth0 gets 10.0.2.15/24 by DHCP from QEMU's user network
     (restrict=on) within NET_BOUND s of the banner, once; the shell still answers; no error
-    line."""
+    line. Erlang sees the interfaces as on Linux: inet:getifaddrs() by inet_drv and by the
+    socket backend (lo 127.0.0.1/8, eth0 with its address, broadcast, flags and the node's
+    MAC), inet:getif(), net:if_names(), socket:ioctl's interface requests; the host name
+    (inet:gethostname, net:gethostname); FIONREAD on UDP and TCP sockets."""
     img = targets.image(planner, "beam")
-    if img.net_bus is None:
+    if img.net_bus is None or img.mac is None:
         raise UserError(f"the beam image has no network device in {img.dir / targets.MANIFEST}")
     log = logs.run_log("net-up")
     with qemu.boot(img.command(), log) as s:
@@ -372,12 +432,19 @@ def net_up(planner: Planner) -> str:
         got = shell.eval("1 + 1.")
         if got != "2":
             raise UserError(f"'1 + 1.' printed {got!r} after the network came up (log: {log})")
+        want = _ifaddrs_want(img.mac)
+        _eval_match(shell, log, NET_UP_IFADDRS, want, "inet:getifaddrs (inet_drv)")
+        for expr, case_want, what in NET_UP_CASES:
+            _eval_match(shell, log, expr, case_want or want, what)
         _halt(shell, 0)
     _no_fatal_lines(log)
     lines = re.findall(NET_LINE.encode(), log.read_bytes())
     if len(lines) != 1:
         raise UserError(f"{len(lines)} 'net: eth0' lines on the console, expected 1 (log: {log})")
-    return f"eth0 {ip}/{plen} gw {gw} {took:.2f} s after the banner; prompt after {at:.1f} s"
+    return (
+        f"eth0 {ip}/{plen} gw {gw} {took:.2f} s after the banner; prompt after {at:.1f} s; "
+        f"getifaddrs, getif, if_names, hostname, FIONREAD as on Linux"
+    )
 
 
 # tcp-smoke: the guest's gen_tcp both ways through QEMU's user network, and inside the node.
@@ -880,4 +947,213 @@ def http_demo(planner: Planner) -> str:
     return (
         f"httpd ({server}) served {len(served)} bytes of {HTTP_DOC} to the host; httpc fetched "
         f"{len(fetched)} bytes from the host's 127.0.0.1 through 10.0.2.100"
+# net-many: hundreds of short gen_tcp connections, and nothing leaks.
+MANY_PORT = 8100  # the guest's echo listener (also behind a hostfwd)
+MANY_SEQ = 500  # sequential connections over 127.0.0.1 in the guest
+MANY_PAR = 50  # concurrent connections over 127.0.0.1, then as many open at once from the host
+MANY_HOST_SEQ = 100  # sequential connections from the host through the hostfwd
+MANY_BYTES = 64  # each connection's request, echoed back
+MANY_HOST_WAIT = 20.0  # seconds a host connection may take
+MANY_SETTLE = 10.0  # seconds the counters get to return to their baseline after the runs
+MANY_POOLS = ("TCP_PCB", "TCP_PCB_LISTEN", "TCP_SEG", "UDP_PCB", "PBUF", "PBUF_POOL", "SYS_TIMEOUT")
+# The runtime's own counts: open fds (/proc/self/fd, the listing's own fd included),
+# /proc/net/sockstat (sockets used; TCP inuse, orphan, tw, alloc; UDP inuse) and
+# /proc/net/memp (per pool: used, max, avail, err), as integers, printed whole (~w: the
+# shell would cut a long list short).
+MANY_STATE = (
+    'Nums = fun(B) -> [list_to_integer(T) || T <- string:lexemes(binary_to_list(B), " \\n"), '
+    "lists:all(fun(Ch) -> Ch >= $0 andalso Ch =< $9 end, T)] end, "
+    'St = fun() -> {ok, Fds} = file:list_dir("/proc/self/fd"), '
+    '{ok, Ss} = file:read_file("/proc/net/sockstat"), {ok, Mp} = file:read_file("/proc/net/memp"), '
+    '{length(Fds), Nums(Ss), Nums(Mp)} end, Pr = fun() -> io:format("~w~n", [St()]) end, Pr().'
+)
+# The guest's echo server: {backlog, 128}; each connection reads a request, echoes it and
+# waits for the client's close; counters: 1 connections served, 2 served wrongly.
+MANY_SERVER = (
+    "Cn = counters:new(2, []), Sh = self(), "
+    "Srv = spawn(fun() -> {ok, L} = gen_tcp:listen(%d, [binary, {active, false}, {reuseaddr, true}, "
+    "{backlog, 128}]), Sh ! {many_listening, L}, "
+    "Acc = fun Acc(0) -> done; Acc(K) -> case gen_tcp:accept(L, 30000) of "
+    "{ok, S} -> spawn(fun() -> R = case gen_tcp:recv(S, %d, 10000) of "
+    "{ok, D} -> ok = gen_tcp:send(S, D), gen_tcp:recv(S, 0, 30000); E -> E end, "
+    "gen_tcp:close(S), counters:add(Cn, case R of {error, closed} -> 1; _ -> 2 end, 1) end), "
+    "Acc(K - 1); _ -> Acc(0) end end, Acc(%d), receive stop -> gen_tcp:close(L) end end), "
+    "receive {many_listening, Lm} -> {ok, Lm} after 10000 -> timeout end."
+)
+# A client over 127.0.0.1: connect, send a numbered request, read its echo, close first.
+MANY_CLIENT = (
+    "Cl = fun(I) -> {ok, S} = gen_tcp:connect({127,0,0,1}, %d, [binary, {active, false}], 10000), "
+    "D = <<I:32, (rand:bytes(%d))/binary>>, ok = gen_tcp:send(S, D), "
+    "{ok, D} = gen_tcp:recv(S, byte_size(D), 10000), ok = gen_tcp:close(S) end, "
+    "Seq = fun(N) -> T0 = erlang:monotonic_time(millisecond), "
+    "Ok = length([I || I <- lists:seq(1, N), (catch Cl(I)) =:= ok]), "
+    "{Ok, erlang:monotonic_time(millisecond) - T0} end, "
+    "Par = fun(N) -> T0 = erlang:monotonic_time(millisecond), Me = self(), "
+    "_ = [spawn(fun() -> Me ! {par, I, catch Cl(I)} end) || I <- lists:seq(1, N)], "
+    "Ok = length([I || I <- lists:seq(1, N), "
+    "receive {par, I, ok} -> true; {par, I, _} -> false after 30000 -> false end]), "
+    "{Ok, erlang:monotonic_time(millisecond) - T0} end, ok."
+)
+MANY_SERVED = "{counters:get(Cn, 1), counters:get(Cn, 2)}."
+MANY_STOP = "Srv ! stop, ok."
+
+
+class _NetState:
+    """One reading of MANY_STATE: fds, /proc/net/sockstat and /proc/net/memp."""
+
+    def __init__(self, text: str, log: Path):
+        m = re.fullmatch(r"\{(\d+),\[([\d,]*)\],\[([\d,]*)\]\}", text)
+        nums = [int(x) for x in m.group(3).split(",")] if m and m.group(3) else []
+        if not m or len(m.group(2).split(",")) != 6 or len(nums) != 4 * len(MANY_POOLS):
+            raise UserError(f"the guest's counters read {text!r} (log: {log})")
+        self.fds = int(m.group(1))
+        self.used, self.inuse, self.orphan, self.tw, self.alloc, self.udp = (
+            int(x) for x in m.group(2).split(",")
+        )
+        self.pool = {
+            name: dict(zip(("used", "max", "avail", "err"), nums[4 * i : 4 * i + 4], strict=True))
+            for i, name in enumerate(MANY_POOLS)
+        }
+
+    def live(self) -> dict:
+        """What must return to its baseline: fds, sockets, TCP pcbs other than TIME_WAIT
+        (listening, bound, active), orphans, UDP pcbs, every pool's use; TIME_WAIT aside:
+        TCP_PCB's use less the TIME_WAIT pcbs, SYS_TIMEOUT's less lwIP's TCP timer, which
+        runs while any pcb is in TIME_WAIT (the baseline has no TCP pcb)."""
+        d = {"fds": self.fds, "sockets": self.used, "tcp inuse": self.inuse}
+        d |= {"tcp orphans": self.orphan, "udp inuse": self.udp}
+        d |= {f"{p} used": self.pool[p]["used"] for p in MANY_POOLS}
+        d["TCP_PCB used"] -= self.tw
+        d["SYS_TIMEOUT used"] -= 1 if self.tw else 0
+        return d
+
+
+def _many_host(port: int, first: int, n: int, failures: list) -> int:
+    """`n` host connections through the hostfwd, all open at once: each opened, sent a
+    numbered request and its echo read in turn (QEMU's hostfwd listener has a backlog of
+    1: SYNs sent together are dropped by the host and retried after 1, 3, 7 s), then all
+    closed together. How many were echoed; the others' reasons in `failures`."""
+    conns: list[socket.socket] = []
+    ok = 0
+    try:
+        for i in range(first, first + n):
+            data = struct.pack(">I", i) + os.urandom(MANY_BYTES)
+            got = b""
+            try:
+                c = socket.create_connection(("127.0.0.1", port), timeout=MANY_HOST_WAIT)
+                conns.append(c)
+                c.sendall(data)
+                while len(got) < len(data):
+                    chunk = c.recv(len(data) - len(got))
+                    if not chunk:
+                        break
+                    got += chunk
+            except OSError as e:
+                failures.append(f"{i}: {e!r} after {len(got)} bytes")
+                continue
+            if got == data:
+                ok += 1
+            else:
+                failures.append(f"{i}: {len(got)} bytes, not the echo")
+    finally:
+        for c in conns:
+            c.close()
+    return ok
+
+
+@check("net-many", needs=NEEDS)
+def net_many(planner: Planner) -> str:
+    """Many short gen_tcp connections to a guest echo server ({backlog, 128}), each one a
+    request, its echo and a close: MANY_SEQ sequential and MANY_PAR concurrent over
+    127.0.0.1 in the guest, MANY_PAR open at once and MANY_HOST_SEQ sequential from the
+    host through a hostfwd; every one answered. Nothing leaks: the runtime's own counts (open
+    fds from /proc/self/fd, sockets and lwIP pcbs from /proc/net/sockstat, lwIP's pools
+    from /proc/net/memp) first move with one listener, then, once the server is closed,
+    return to their baseline within MANY_SETTLE s, TIME_WAIT pcbs aside (lwIP keeps the
+    closing side's pcb 2 MSL, 120 s, and recycles the oldest when the pool is full); no
+    pool ever failed an allocation (lwIP counts a TCP_PCB allocation that recycled a
+    TIME_WAIT pcb as no failure)."""
+    img = targets.image(planner, "beam")
+    log = logs.run_log("net-many")
+    host_fwd = _free_port()
+    total = MANY_SEQ + 2 * MANY_PAR + MANY_HOST_SEQ
+    cmd = img.command(forwards=[f"tcp:{host_fwd}:{MANY_PORT}"])
+    with _net_shell(cmd, log) as shell:
+        ev = functools.partial(_eval_match, shell, log)
+
+        def state(expr: str = "Pr().") -> _NetState:
+            lines = _eval(shell, expr).splitlines()
+            if lines[-1:] != ["ok"]:
+                raise UserError(f"reading the guest's counters printed {lines!r} (log: {log})")
+            return _NetState(lines[0].strip(), log)
+
+        base = state(MANY_STATE)
+        ev(MANY_SERVER % (MANY_PORT, MANY_BYTES + 4, total), r"\{ok,#Port<[\d.]+>\}", "listener")
+        one = state()
+        moved = {"fds": one.fds - base.fds, "sockets": one.used - base.used}
+        moved["TCP_PCB_LISTEN"] = (
+            one.pool["TCP_PCB_LISTEN"]["used"] - base.pool["TCP_PCB_LISTEN"]["used"]
+        )
+        if moved != {"fds": 1, "sockets": 1, "TCP_PCB_LISTEN": 1}:
+            raise UserError(f"one listener moved the counters by {moved}, not 1 each (log: {log})")
+        ev(MANY_CLIENT % (MANY_PORT, MANY_BYTES), "ok", "the client")
+        m = ev("Seq(%d)." % MANY_SEQ, r"\{(\d+),(\d+)\}", "sequential", 120)
+        seq_ok, seq_ms = int(m.group(1)), int(m.group(2))
+        m = ev("Par(%d)." % MANY_PAR, r"\{(\d+),(\d+)\}", "concurrent", 60)
+        par_ok, par_ms = int(m.group(1)), int(m.group(2))
+        if (seq_ok, par_ok) != (MANY_SEQ, MANY_PAR):
+            raise UserError(
+                f"127.0.0.1: {seq_ok}/{MANY_SEQ} sequential and {par_ok}/{MANY_PAR} concurrent "
+                f"connections answered (log: {log})"
+            )
+        t0 = time.monotonic()
+        failures: list = []
+        host_par = _many_host(host_fwd, 0, MANY_PAR, failures)
+        host_par_s = time.monotonic() - t0
+        t0 = time.monotonic()
+        host_seq = sum(
+            _many_host(host_fwd, MANY_PAR + i, 1, failures) for i in range(MANY_HOST_SEQ)
+        )
+        host_seq_s = time.monotonic() - t0
+        if (host_par, host_seq) != (MANY_PAR, MANY_HOST_SEQ):
+            raise UserError(
+                f"host: {host_par}/{MANY_PAR} open at once and {host_seq}/{MANY_HOST_SEQ} "
+                f"sequential connections echoed; {failures[:5]} (log: {log})"
+            )
+        deadline = time.monotonic() + MANY_SETTLE
+        while True:
+            served = ev(MANY_SERVED, r"\{(\d+),(\d+)\}", "served")
+            if int(served.group(1)) + int(served.group(2)) == total or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+        if (int(served.group(1)), int(served.group(2))) != (total, 0):
+            raise UserError(
+                f"the server saw {served.group(1)} clean closes and {served.group(2)} other "
+                f"endings of {total} connections (log: {log})"
+            )
+        ev(MANY_STOP, "ok", "closing the listener")
+        deadline = time.monotonic() + MANY_SETTLE
+        while True:
+            end = state()
+            if end.live() == base.live() or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+        _halt(shell, 0)
+    _no_fatal_lines(log)
+    if end.live() != base.live():
+        diff = {k: (base.live()[k], v) for k, v in end.live().items() if v != base.live()[k]}
+        raise UserError(f"leaked after {total} connections, (before, after): {diff} (log: {log})")
+    failed = {
+        p: end.pool[p]["err"] - base.pool[p]["err"]
+        for p in MANY_POOLS
+        if end.pool[p]["err"] != base.pool[p]["err"]
+    }
+    if failed:
+        raise UserError(f"lwIP pools ran out during the runs: {failed} (log: {log})")
+    return (
+        f"127.0.0.1: {MANY_SEQ} sequential in {seq_ms / 1000:.1f} s, {MANY_PAR} concurrent in "
+        f"{par_ms / 1000:.2f} s; host: {MANY_PAR} open at once in {host_par_s:.2f} s, "
+        f"{MANY_HOST_SEQ} sequential in {host_seq_s:.1f} s; back to baseline "
+        f"({base.fds} fds, {base.used} sockets), {end.tw} pcbs in TIME_WAIT, TCP_PCB peak "
+        f"{end.pool['TCP_PCB']['max']}/{end.pool['TCP_PCB']['avail']}"
     )

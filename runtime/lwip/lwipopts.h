@@ -50,9 +50,11 @@
 #define LWIP_NETIF_LOOPBACK 1
 #define LWIP_HAVE_LOOPIF 1
 
-/* Pools: enough for the first checks; the socket step sizes them for net-many. */
-#define MEMP_NUM_TCP_PCB 64
-#define MEMP_NUM_TCP_PCB_LISTEN 16
+/* Pools: net-many's 50 concurrent connections over 127.0.0.1 hold 100 pcbs, and
+ * TIME_WAIT keeps closed ones for 2 MSL until the pool is full (tcp_alloc then recycles
+ * the oldest: /proc/net/memp's err counts it). */
+#define MEMP_NUM_TCP_PCB 256
+#define MEMP_NUM_TCP_PCB_LISTEN 32
 #define MEMP_NUM_UDP_PCB 32
 #define MEMP_NUM_TCP_SEG 256
 #define MEMP_NUM_PBUF 64

@@ -23,19 +23,25 @@
 #include <poll.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
+#include <stdio.h>
 #include <sys/uio.h>
 
 #include "lwip/ip4_addr.h"
+#include "lwip/memp.h"
 #include "lwip/netif.h"
 #include "lwip/pbuf.h"
+#include "lwip/stats.h"
 #include "lwip/priv/tcp_priv.h"
 #include "lwip/tcp.h"
 #include "lwip/udp.h"
 
 #include <chrysopolis/clocks.h>
 #include <chrysopolis/dispatch.h>
+#include <chrysopolis/fd_netlink.h>
+#include <chrysopolis/fd_proc.h>
 #include <chrysopolis/fd_socket.h>
 #include <chrysopolis/fds.h>
 #include <chrysopolis/netstack.h>
@@ -80,6 +86,8 @@ struct sock {
 };
 
 static const struct fd_ops sock_ops;
+/* struct socks alive (held by an fd, or queued on a listener): /proc/net/sockstat */
+static unsigned socks_alive;
 
 /* lwIP's err_t as an errno (ERR_CLSD: the connection is gone). */
 static int lwip_errno(err_t err)
@@ -145,7 +153,7 @@ static struct sock *sock_of(long fd, long *err)
     if (ops == &sock_ops) {
         return fds_obj((int)fd);
     }
-    *err = fds_ready((int)fd, false) & POLLNVAL ? -EBADF : -ENOTSOCK;
+    *err = fd_netlink_is(fd) ? -EOPNOTSUPP : fds_ready((int)fd, false) & POLLNVAL ? -EBADF : -ENOTSOCK;
     return NULL;
 }
 
@@ -228,6 +236,7 @@ static struct sock *sock_new(int type)
     if (s == NULL) {
         return NULL;
     }
+    socks_alive++;
     s->refs = 1;
     s->type = type;
     s->rcvbuf = type == SOCK_STREAM ? TCP_WND : 212992;
@@ -266,6 +275,12 @@ static void tcp_detach(struct tcp_pcb *pcb)
     }
 }
 
+static void sock_free(struct sock *s)
+{
+    socks_alive--;
+    free(s);
+}
+
 static void conn_free(struct sock *s, bool abort);
 
 /* Close a connection the application no longer holds. */
@@ -283,7 +298,7 @@ static void conn_free(struct sock *s, bool abort)
         }
     }
     rx_free(s);
-    free(s);
+    sock_free(s);
 }
 
 /* ---- lwIP callbacks: record, queue, wake ---- */
@@ -678,7 +693,7 @@ static void sock_release(void *obj)
             udp_remove(s->udp);
         }
         rx_free(s);
-        free(s);
+        sock_free(s);
     } else if (s->state == ST_LISTEN) {
         if (s->tcp != NULL) {
             tcp_detach(s->tcp);
@@ -689,11 +704,38 @@ static void sock_release(void *obj)
             s->accq_head = c->acc_next;
             conn_free(c, true);
         }
-        free(s);
+        sock_free(s);
     } else {
         conn_free(s, false);
     }
     netstack_after_call();
+}
+
+/* FIONREAD (SIOCINQ): TCP bytes queued, or the next datagram's size (Linux); TIOCOUTQ (SIOCOUTQ):
+ * bytes lwIP has not had acknowledged; interface requests: fd_netlink.c. */
+static long sock_ioctl(int fd, void *obj, unsigned long req, long arg)
+{
+    (void)fd;
+    struct sock *s = obj;
+    int *v = (int *)arg;
+    switch (req) {
+    case FIONREAD:
+    case TIOCOUTQ:
+        if (v == NULL) {
+            return -EFAULT;
+        }
+        if (s->type == SOCK_STREAM && s->state == ST_LISTEN) {
+            return -EINVAL;
+        }
+        if (req == TIOCOUTQ) {
+            *v = s->type == SOCK_STREAM && s->tcp != NULL ? (int)(TCP_SND_BUF - tcp_sndbuf(s->tcp)) : 0;
+        } else {
+            *v = s->type == SOCK_STREAM ? (int)s->rx_len : s->dg_head ? (int)s->dg_head->p->tot_len : 0;
+        }
+        return 0;
+    default:
+        return fd_netlink_ifioctl(req, (void *)arg);
+    }
 }
 
 static const struct fd_ops sock_ops = {.name = "socket",
@@ -703,6 +745,7 @@ static const struct fd_ops sock_ops = {.name = "socket",
                                        .ready = sock_ready,
                                        .release = sock_release,
                                        .retain = sock_retain,
+                                       .ioctl = sock_ioctl,
                                        .stream = true};
 
 /* ---- the calls ---- */
@@ -710,8 +753,12 @@ static const struct fd_ops sock_ops = {.name = "socket",
 long sys_socket(long domain, long type, long protocol, long d, long e, long f)
 {
     (void)d, (void)e, (void)f;
+    if (domain == AF_NETLINK) {
+        long r = wait_up(); /* the interface list is lwIP's */
+        return r < 0 ? r : fd_netlink_socket(type, protocol);
+    }
     if (domain != AF_INET) {
-        return -EAFNOSUPPORT; /* AF_INET6, AF_UNIX (socketpair is fd_pipe.c's), netlink */
+        return -EAFNOSUPPORT; /* AF_INET6, AF_UNIX (socketpair is fd_pipe.c's) */
     }
     int kind = (int)(type & ~(SOCK_NONBLOCK | SOCK_CLOEXEC));
     if (type & ~(long)(0xf | SOCK_NONBLOCK | SOCK_CLOEXEC)) {
@@ -742,7 +789,7 @@ long sys_socket(long domain, long type, long protocol, long d, long e, long f)
         }
     }
     if (sock_base(s) == NULL) {
-        free(s);
+        sock_free(s);
         return -ENOBUFS;
     }
     int fd = fds_open(&sock_ops, s,
@@ -758,6 +805,9 @@ long sys_socket(long domain, long type, long protocol, long d, long e, long f)
 long sys_bind(long fd, long addr, long len, long d, long e, long f)
 {
     (void)d, (void)e, (void)f;
+    if (fd_netlink_is(fd)) {
+        return fd_netlink_bind(fd, addr, len);
+    }
     long r = 0;
     struct sock *s = sock_of(fd, &r);
     if (s == NULL) {
@@ -952,6 +1002,9 @@ long sys_connect(long fd, long addr, long len, long d, long e, long f)
 long sys_getsockname(long fd, long addr, long lenp, long d, long e, long f)
 {
     (void)d, (void)e, (void)f;
+    if (fd_netlink_is(fd)) {
+        return fd_netlink_getsockname(fd, addr, lenp);
+    }
     long r = 0;
     struct sock *s = sock_of(fd, &r);
     if (s == NULL) {
@@ -997,6 +1050,9 @@ long sys_getpeername(long fd, long addr, long lenp, long d, long e, long f)
 
 long sys_sendto(long fd, long buf, long len, long flags, long addr, long alen)
 {
+    if (fd_netlink_is(fd)) {
+        return fd_netlink_sendto(fd, (const void *)buf, len, flags, addr, alen);
+    }
     long r = 0;
     struct sock *s = sock_of(fd, &r);
     if (s == NULL) {
@@ -1022,6 +1078,9 @@ long sys_sendto(long fd, long buf, long len, long flags, long addr, long alen)
 
 long sys_recvfrom(long fd, long buf, long len, long flags, long addr, long lenp)
 {
+    if (fd_netlink_is(fd)) {
+        return fd_netlink_recvfrom(fd, (void *)buf, len, flags, addr, lenp);
+    }
     long r = 0;
     struct sock *s = sock_of(fd, &r);
     if (s == NULL) {
@@ -1354,6 +1413,9 @@ long sys_getsockopt(long fd, long level, long name, long val, long lenp, long f)
         if (fds_ready((int)fd, false) & POLLNVAL) {
             return -EBADF;
         }
+        if (fd_netlink_is(fd)) {
+            return -ENOPROTOOPT; /* nothing to tune on a netlink socket here */
+        }
         /* a socketpair (fd_pipe.c) has no options to report; other fds are no sockets */
         return ops != NULL && ops->fstat != NULL && strcmp(ops->name, "socketpair") == 0 ? -ENOPROTOOPT
                                                                                          : -ENOTSOCK;
@@ -1450,6 +1512,64 @@ long sys_getsockopt(long fd, long level, long name, long val, long lenp, long f)
     return 0;
 }
 
+/* ---- /proc/net: what the leak check (net-many) counts ---- */
+
+static unsigned pcbs_in(struct tcp_pcb *list, unsigned *orphans)
+{
+    unsigned n = 0;
+    for (struct tcp_pcb *p = list; p != NULL; p = p->next) {
+        n++;
+        if (orphans != NULL && p->callback_arg == NULL) {
+            (*orphans)++; /* closed by its socket, lwIP still finishing (FIN_WAIT, LAST_ACK) */
+        }
+    }
+    return n;
+}
+
+/* Linux's layout (proc(5), /proc/net/sockstat) with lwIP's numbers: TCP inuse counts the
+ * listening, bound and active pcbs, TIME_WAIT ones apart (tw), alloc the pcb pools' use. */
+static size_t sockstat_fill(char *buf, size_t size)
+{
+    unsigned orphans = 0, udp = 0;
+    unsigned active = pcbs_in(tcp_active_pcbs, &orphans);
+    unsigned listen = pcbs_in((struct tcp_pcb *)tcp_listen_pcbs.pcbs, NULL);
+    unsigned bound = pcbs_in(tcp_bound_pcbs, NULL);
+    unsigned tw = pcbs_in(tcp_tw_pcbs, NULL);
+    for (struct udp_pcb *u = udp_pcbs; u != NULL; u = u->next) {
+        udp++;
+    }
+    unsigned alloc = lwip_stats.memp[MEMP_TCP_PCB]->used + lwip_stats.memp[MEMP_TCP_PCB_LISTEN]->used;
+    int n = snprintf(buf, size, "sockets: used %u\nTCP: inuse %u orphan %u tw %u alloc %u\nUDP: inuse %u\n",
+                     socks_alive, active + listen + bound, orphans, tw, alloc, udp);
+    return n < 0 ? 0 : (size_t)n;
+}
+
+/* lwIP's fixed pools: in use, most ever, size, failed allocations (a full pool; for
+ * TCP_PCB each one recycled the oldest TIME_WAIT pcb). */
+static size_t memp_fill(char *buf, size_t size)
+{
+    static const struct {
+        const char *name;
+        memp_t pool;
+    } pools[] = {{"TCP_PCB", MEMP_TCP_PCB},
+                 {"TCP_PCB_LISTEN", MEMP_TCP_PCB_LISTEN},
+                 {"TCP_SEG", MEMP_TCP_SEG},
+                 {"UDP_PCB", MEMP_UDP_PCB},
+                 {"PBUF", MEMP_PBUF},
+                 {"PBUF_POOL", MEMP_PBUF_POOL},
+                 {"SYS_TIMEOUT", MEMP_SYS_TIMEOUT}};
+    size_t at = 0;
+    int n = snprintf(buf, size, "pool used max avail err\n");
+    at = n < 0 ? 0 : (size_t)n;
+    for (size_t i = 0; i < sizeof(pools) / sizeof(pools[0]) && at < size; i++) {
+        const struct stats_mem *m = lwip_stats.memp[pools[i].pool];
+        n = snprintf(buf + at, size - at, "%s %u %u %u %u\n", pools[i].name, (unsigned)m->used,
+                     (unsigned)m->max, (unsigned)m->avail, (unsigned)m->err);
+        at += n < 0 ? 0 : (size_t)n;
+    }
+    return at;
+}
+
 /*
  * The socket calls of images with the network (docs/syscalls.md); images without it
  * answer socket and getsockopt from syscalls.c's NO_NET_SYSCALLS instead.
@@ -1467,6 +1587,8 @@ static const struct dispatch_syscall NET_SYSCALLS[] = {
 
 void fd_socket_init(void)
 {
+    fd_proc_register("/proc/net/sockstat", sockstat_fill);
+    fd_proc_register("/proc/net/memp", memp_fill);
     for (size_t i = 0; i < sizeof(NET_SYSCALLS) / sizeof(NET_SYSCALLS[0]); i++) {
         if (dispatch_register(&NET_SYSCALLS[i]) != 0) {
             pd_halt();

@@ -7,10 +7,12 @@
  * The console is a terminal: ioctl answers the termios calls (TCGETS, TCSETS, TCSETSW,
  * TCSETSF: tcgetattr/tcsetattr, so isatty is true) and TIOCGWINSZ (the host terminal's
  * size the image learned at boot, else 80x24) for every console fd; the state itself is
- * console.c's line discipline. Other fds' ioctls go to LionsOS as before.
+ * console.c's line discipline. FIONBIO sets O_NONBLOCK on any fd, as Linux; a kind with
+ * its own ioctl (sockets) answers the rest for its fds; other fds' go to LionsOS.
  */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <sys/ioctl.h>
 #include <sys/syscall.h>
@@ -53,9 +55,30 @@ bool fd_console_is(int fd)
     return fds_ops(fd) == &console_ops;
 }
 
+/* FIONBIO: the flag fcntl(F_SETFL) sets, which our kinds and LionsOS both read. */
+static long set_nonblocking(int fd, const int *on)
+{
+    fd_entry_t *ent = posix_fd_entry(fd);
+    if (ent == NULL) {
+        return -EBADF;
+    }
+    if (on == NULL) {
+        return -EFAULT;
+    }
+    ent->flags = *on ? ent->flags | O_NONBLOCK : ent->flags & ~O_NONBLOCK;
+    return 0;
+}
+
 long sys_ioctl(long fd, long req, long arg, long d, long e, long f)
 {
+    if ((unsigned long)req == FIONBIO) {
+        return set_nonblocking((int)fd, (const int *)arg);
+    }
     if (!fd_console_is((int)fd)) {
+        const struct fd_ops *ops = fds_ops((int)fd);
+        if (ops != NULL && ops->ioctl != NULL) {
+            return ops->ioctl((int)fd, fds_obj((int)fd), (unsigned long)req, arg);
+        }
         return dispatch_lions(SYS_ioctl, fd, req, arg, d, e, f);
     }
     void *p = (void *)arg;

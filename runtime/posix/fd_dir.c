@@ -17,6 +17,7 @@
 #include <lions/posix/fd.h>
 
 #include <chrysopolis/fd_dir.h>
+#include <chrysopolis/fd_proc.h>
 #include <chrysopolis/fds.h>
 #include <chrysopolis/fslock.h>
 
@@ -134,6 +135,10 @@ struct dirent64_head {
 long sys_getdents64(long fd, long bufp, long count, long d_, long e, long f)
 {
     (void)d_, (void)e, (void)f;
+    long r = fd_proc_getdents((int)fd, (void *)bufp, (size_t)count);
+    if (r != 1) {
+        return r;
+    }
     if (fd_dir_path((int)fd) == NULL) {
         return posix_fd_entry((int)fd) ? -ENOTDIR : -EBADF;
     }

@@ -8,7 +8,8 @@
  *   ones against our directory fds (fd_dir.c) too. Paths live in per-call buffers.
  * - FatFs reports a missing parent directory as a generic error that LionsOS turns into
  *   EPERM (OTP then says `not owner`): openat and newfstatat say ENOENT.
- * - openat of /dev/null, /dev/urandom, /dev/random (fd_dev.c) and of directories (fd_dir.c).
+ * - openat of /dev/null, /dev/urandom, /dev/random (fd_dev.c), /proc (fd_proc.c) and of
+ *   directories (fd_dir.c).
  * - read, write, close... of every fd pass here: LionsOS files take the lock, our fds
  *   (each kind behind its fd_ops) do not.
  * - pread64/pwrite64 on files (LionsOS has positioned I/O only through lseek).
@@ -29,6 +30,7 @@
 #include <chrysopolis/dispatch.h>
 #include <chrysopolis/fd_dev.h>
 #include <chrysopolis/fd_dir.h>
+#include <chrysopolis/fd_proc.h>
 #include <chrysopolis/fds.h>
 #include <chrysopolis/fs_stats.h>
 #include <chrysopolis/fslock.h>
@@ -113,7 +115,8 @@ static long stat_special(const char *path, struct stat *st)
     if (strcmp(path, "/") == 0 || strcmp(path, "/dev") == 0) {
         return fd_dir_fstat(-1, st); /* LionsOS answers "/" with an unfilled buffer */
     }
-    return fd_dev_stat(path, st);
+    long r = fd_proc_stat(path, st);
+    return r != 1 ? r : fd_dev_stat(path, st);
 }
 
 static long open_at(long dirfd, long pathp, long flags, long mode, long e, long f)
@@ -127,6 +130,9 @@ static long open_at(long dirfd, long pathp, long flags, long mode, long e, long 
         return r;
     }
     r = fd_dev_open(full, (int)(flags & (O_ACCMODE | O_NONBLOCK | O_CLOEXEC | O_APPEND)));
+    if (r == 1) {
+        r = fd_proc_open(full, flags);
+    }
     if (r != 1) {
         return r;
     }

@@ -31,6 +31,9 @@ struct fd_ops {
     void (*retain)(void *obj);
     /* When it becomes readable by itself (a timer): monotonic ns, or 0 for never. */
     uint64_t (*deadline)(void *obj);
+    /* ioctl(fd, req, arg) (sockets: FIONREAD, SIOCGIF*); NULL: LionsOS answers. FIONBIO
+     * never reaches it (fd_console.c's sys_ioctl sets O_NONBLOCK for every fd). */
+    long (*ioctl)(int fd, void *obj, unsigned long req, long arg);
     /* lseek says ESPIPE (a stream); otherwise it succeeds and does nothing. */
     bool stream;
     /* pread/pwrite read and write, ignoring the offset (devices); otherwise ESPIPE. */
