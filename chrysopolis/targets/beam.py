@@ -947,6 +947,9 @@ def http_demo(planner: Planner) -> str:
     return (
         f"httpd ({server}) served {len(served)} bytes of {HTTP_DOC} to the host; httpc fetched "
         f"{len(fetched)} bytes from the host's 127.0.0.1 through 10.0.2.100"
+    )
+
+
 # net-many: hundreds of short gen_tcp connections, and nothing leaks.
 MANY_PORT = 8100  # the guest's echo listener (also behind a hostfwd)
 MANY_SEQ = 500  # sequential connections over 127.0.0.1 in the guest
