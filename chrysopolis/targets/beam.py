@@ -847,7 +847,7 @@ def net_lan(planner: Planner) -> str:
             ev(LAN_UDP_OPEN % LAN_UDP_PORT, rf"\{{ok,{LAN_UDP_PORT}\}}", "gen_udp:open")
             ev(TCP_BIG_DATA % (LAN_TCP_BYTES // 1048576), str(LAN_TCP_BYTES), "the data")
         tcp_ms = []
-        for sh, n, peer_sh, peer in pairs:
+        for sh, n, _peer_sh, peer in pairs:
             log = sh.session.log
             sent, echo, ms = _erl_triple(
                 _eval(sh, f"Put({_erl_ip(peer.address)}, {LAN_TCP_PORT}, Big).", TCP_TIMEOUT)
