@@ -9,7 +9,8 @@ timers, the compiler, entropy across boots), `shell-edit` (OTP's line editor dri
 keystrokes on a narrow terminal), `net-up` (eth0 gets its DHCP address from QEMU's user
 network while the shell still works), `tcp-smoke` (gen_tcp both ways, 10 MB md5-equal) and
 `net-bad` (gen_tcp's errors: refused, in use, timeout, a peer closing or resetting
-mid-transfer), `udp-smoke` (gen_udp on 127.0.0.1, and host -> guest through a udp hostfwd).
+mid-transfer), `udp-smoke` (gen_udp on 127.0.0.1, and host -> guest through a udp hostfwd),
+`net-lan` (two nodes on one virtual LAN, gen_tcp and gen_udp both ways).
 """
 
 import functools

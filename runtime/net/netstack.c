@@ -211,8 +211,8 @@ static void *netd(void *arg)
     bool fixed = static_address(&ip, &mask, &gw, ip_text, sizeof(ip_text));
     /* No address: lib_sddf_lwip starts DHCP. An address: it sets a /24 without a gateway,
      * which netif_set_addr then corrects. */
-    sddf_lwip_init(&lib_sddf_lwip_config, &net_config, &timer_config, rx_queue, tx_queue, fixed ? ip_text : NULL,
-                   err_output, on_address, NULL, NULL, NULL);
+    sddf_lwip_init(&lib_sddf_lwip_config, &net_config, &timer_config, rx_queue, tx_queue,
+                   fixed ? ip_text : NULL, err_output, on_address, NULL, NULL, NULL);
     if (fixed) {
         netif_set_addr(netif_default, &ip, &mask, &gw);
         print_address("static");

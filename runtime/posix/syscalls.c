@@ -76,8 +76,8 @@ static const char *hostname(void)
         bool ok = n > 0;
         for (ssize_t i = 0; ok && i < n; i++) {
             char ch = name[i];
-            ok = (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') || ch == '-' ||
-                 ch == '.';
+            ok = (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
+                 ch == '-' || ch == '.';
         }
         if (!ok) {
             strcpy(name, RUNTIME_HOSTNAME);
