@@ -807,22 +807,33 @@ def _erl_ip(addr: str) -> str:
 
 
 @contextmanager
-def _lan_node(planner: Planner, lan: str, n: int) -> Iterator[tuple[Shell, "object"]]:
-    """Node `n` of LAN `lan` booted headless, its shell once eth0 has its static address."""
+def _lan_nodes(planner: Planner, lan: str, ns: tuple[int, ...]) -> Iterator[list[tuple]]:
+    """Nodes `ns` of LAN `lan` booted headless at once: (shell, settings) each, once every
+    eth0 has its static address and every shell its prompt."""
+    from contextlib import ExitStack
+
     from chrysopolis import nodes
 
-    node = nodes.settings(node=n, lan=lan)
-    log = logs.run_log(f"net-lan-{n}")
-    with nodes.attached(planner, "beam", node) as (img, kw):
-        with qemu.boot(img.command(**kw), log) as s:
+    with ExitStack() as stack:
+        booting = []
+        for n in ns:
+            node = nodes.settings(node=n, lan=lan)
+            img, kw = stack.enter_context(nodes.attached(planner, "beam", node))
+            s = stack.enter_context(qemu.boot(img.command(**kw), logs.run_log(f"net-lan-{n}")))
+            booting.append((s, node))
+        out = []
+        for s, node in booting:
             s.expect(MARKERS["banner"], 180)
             m = s.expect(LAN_LINE, NET_BOUND)
             got = m.group(1).decode() + "/" + m.group(2).decode()
             if got != node.ip:
-                raise UserError(f"node {n} has eth0 {got}, expected {node.ip} (log: {log})")
+                raise UserError(
+                    f"node {node.node} has eth0 {got}, expected {node.ip} (log: {s.log})"
+                )
             shell = Shell(s)
             shell.wait_ready(120)
-            yield shell, node
+            out.append((shell, node))
+        yield out
 
 
 @check("net-lan", needs=NEEDS)
@@ -836,7 +847,7 @@ def net_lan(planner: Planner) -> str:
 
     lan = f"check-{os.getpid()}"
     t0 = time.monotonic()
-    with _lan_node(planner, lan, 0) as (sh0, n0), _lan_node(planner, lan, 1) as (sh1, n1):
+    with _lan_nodes(planner, lan, LAN_NODES) as [(sh0, n0), (sh1, n1)]:
         booted_in = time.monotonic() - t0
         pairs = ((sh0, n0, sh1, n1), (sh1, n1, sh0, n0))
         for sh, n in ((sh0, n0), (sh1, n1)):
