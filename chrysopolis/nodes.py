@@ -42,7 +42,7 @@ LAN_NAME = re.compile(r"[A-Za-z0-9_-]{1,32}")
 HOST_LABEL = re.compile(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)")
 HUB = Path(__file__).resolve().parent / "lanhub.py"
 HUB_START = 10.0  # seconds for a new hub to say where it listens
-KEEP_PACKS = 32  # node images kept in the cache (the oldest go first)
+KEEP_PACKS = 16  # node images kept in the cache, about 12 MB each (the oldest go first)
 
 
 def node_mac(n: int) -> str:
@@ -180,7 +180,12 @@ def settings(
 
 
 def pack_dir(key: str, mac: str) -> Path:
-    return config.cache_dir() / "nodes" / f"{key[:20]}-{mac.replace(':', '')}"
+    """Where the pack of the image with stage key `key` for `mac` lives. The key covers
+    image.pack (the image's modules); this module's own hash covers `_pack`."""
+    from chrysopolis.treehash import file_hash
+
+    me = file_hash(Path(__file__))[:8]
+    return config.cache_dir() / "nodes" / f"{key[:20]}-{me}-{mac.replace(':', '')}"
 
 
 def node_image(planner, target: str, mac: str | None) -> targets.Image:
