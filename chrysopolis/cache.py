@@ -37,12 +37,13 @@ CACHE_FORMAT = 2
 
 # Our modules whose code never reaches a stage's output: this cache (CACHE_FORMAT stands
 # for it), the source store and lock (a source is keyed by its tree hash), the host tool
-# table (a tool by its package's version), progress, errors, checks, the boot harness, the CLI.
+# table (a tool by its package's version), progress, errors, checks, the boot harness (with
+# nodes: it keys its packs itself), the CLI.
 NOT_INPUTS = frozenset(
     f"chrysopolis.{m}"
     for m in (
         *("cache", "registry", "sources", "lock", "treehash", "toolchain"),
-        *("progress", "errors", "logs", "checks", "qemu", "shell", "cli"),
+        *("progress", "errors", "logs", "checks", "qemu", "shell", "cli", "nodes"),
     )
 )
 

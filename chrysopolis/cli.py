@@ -312,6 +312,30 @@ RUN_HELP = """Boot TARGET in QEMU with its serial console on this terminal (Ctrl
     "10.0.2.100:GUESTPORT (default: the same port; repeatable).",
 )
 @click.option(
+    "--node",
+    type=int,
+    default=None,
+    metavar="N",
+    help="Boot as node N (0-244): MAC 52:54:00:c5:00:0(N+1) (packed in seconds, no rebuild) "
+    "and hostname nodeN.",
+)
+@click.option("--mac", default=None, help="Boot with this MAC (instead of --node's).")
+@click.option(
+    "--ip",
+    default=None,
+    metavar="A.B.C.D/LEN[,GW]",
+    help="A static address (and gateway) for eth0 instead of DHCP.",
+)
+@click.option("--hostname", default=None, help="The guest's host name (uname, inet:gethostname).")
+@click.option(
+    "--lan",
+    default=None,
+    metavar="NAME",
+    help="Put the node (--node N) on virtual LAN NAME with the other nodes run with the same "
+    "NAME, at 10.0.3.(10+N)/24 unless --ip; instead of the user network. Boots a throw-away "
+    "copy of the image's disk.",
+)
+@click.option(
     "--keep-writes",
     is_flag=True,
     help="With --eval: keep what the guest writes on your disk.",
@@ -330,15 +354,24 @@ def run(
     ram: str | None,
     forwards: tuple[str, ...],
     host_ports: tuple[str, ...],
+    node: int | None,
+    mac: str | None,
+    ip: str | None,
+    hostname: str | None,
+    lan: str | None,
     keep_writes: bool,
     fresh_disk: bool,
 ) -> None:
-    from chrysopolis import cache, logs, qemu, shell, targets, userdisk
+    from chrysopolis import cache, logs, nodes, qemu, shell, targets, userdisk
 
     try:
         for f in forwards:
             qemu.parse_forward(f)
         guest_forwards = [qemu.parse_host_port(h) for h in host_ports]
+        settings = nodes.settings(node, mac, ip, hostname, lan)
+        if lan and (forwards or host_ports):
+            flag = "--forward" if forwards else "--host-port"
+            raise UsageError(f"{flag} needs the user network, which a --lan node has not")
     except UsageError as e:
         _fail(e, shell.USAGE)
 
@@ -355,6 +388,7 @@ def run(
                 forwards,
                 apps,
                 guest_forwards,
+                settings,
             )
         except UsageError as e:
             _fail(e, shell.USAGE)
@@ -366,12 +400,16 @@ def run(
     for flag, given in (("--keep-writes", keep_writes), ("--timeout", timeout is not None)):
         if given:
             raise UsageError(f"{flag} goes with --eval; give an expression, or drop {flag}")
-    img = targets.image(cache.Planner(), target)
+    planner = cache.Planner()
+    img = targets.image(planner, target)
     userdisk.adopt_legacy(img, target)  # the user's disk where older versions kept it
     dest = targets.publish(img, target)
+    if settings.lan:
+        sys.exit(_run_lan_node(planner, target, img, settings, ram, paths, fresh_disk))
     with (
         userdisk.in_use(img, target, fresh=fresh_disk) as disk,
         tempfile.TemporaryDirectory(dir=config.runs_dir(), prefix="path-") as tmp,
+        nodes.attached(planner, target, settings) as (node_img, node_kw),
     ):
         boot_disk, where = disk, f"; disk {disk} (writes persist)" if disk else ""
         if paths or apps:
@@ -385,7 +423,9 @@ def run(
             )
         # QEMU copies the console here: the guest's halt status is its last line.
         console_log = logs.run_log(target)
-        published = dataclasses.replace(img, loader=dest / img.loader.name)
+        published = (
+            dataclasses.replace(img, loader=dest / img.loader.name) if node_img is img else node_img
+        )
         cmd = published.command(
             boot_disk,
             ram=ram,
@@ -394,10 +434,32 @@ def run(
             console_log=console_log,
             forwards=forwards,
             guest_forwards=guest_forwards,
+            **node_kw,
         )
         click.echo(f"booting {published.loader}{where} (Ctrl-A X quits QEMU)", err=True)
         rc = qemu.interactive(cmd, console_log)
     sys.exit(rc)
+
+
+def _run_lan_node(planner, target, img, settings, ram, paths, fresh_disk) -> int:
+    """An interactive LAN node: several run at once, so none may write your disk; each
+    boots the image's pristine disk behind a throw-away overlay."""
+    from chrysopolis import logs, nodes, qemu
+
+    for flag, given in (("--path", paths), ("--fresh-disk", fresh_disk)):
+        if given:
+            raise UsageError(f"{flag} does not go with --lan (a LAN node boots a throw-away disk)")
+    console_log = logs.run_log(f"{target}-lan-{settings.lan}-{settings.node}")
+    with nodes.attached(planner, target, settings) as (node_img, node_kw):
+        cmd = node_img.command(
+            ram=ram, interactive=True, persist=False, console_log=console_log, **node_kw
+        )
+        click.echo(
+            f"booting node {settings.node} ({settings.hostname}, {settings.mac}, {settings.ip}) "
+            f"on LAN {settings.lan}, a throw-away copy of the image's disk (Ctrl-A X quits QEMU)",
+            err=True,
+        )
+        return qemu.interactive(cmd, console_log)
 
 
 @main.group("disk")

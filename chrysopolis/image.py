@@ -2,8 +2,9 @@
 """Assembling a bootable system around a beam_server PD of ours.
 
 `compile_client` builds beam_server.elf from our C against the LionsOS stack; `assemble`
-renders the system (system.py), writes every config blob into its ELF, packs the loader
-image with the SDK's Microkit tool and writes the FAT disk. The `bringup` image and the
+packs (`pack`: renders the system with system.py, writes every config blob into its ELF,
+runs the SDK's Microkit tool) and writes the FAT disk. `pack` alone, with another MAC, is
+how a node of a LAN gets its image (chrysopolis/nodes.py). The `bringup` image and the
 Erlang image differ only in the C they compile, the libraries they add and the disk tree.
 """
 
@@ -159,6 +160,53 @@ def compile_client(
     return elf
 
 
+# The stages whose ELFs a beam_server system packs besides beam_server.elf.
+SERVICE_STAGES = ("sddf", "fatfs")
+
+
+def pack(
+    run,
+    elfdir: Path,
+    system_dir: Path,
+    loader: Path,
+    report: Path,
+    board: str,
+    *,
+    sddf: Path,
+    microkit: Path,
+    heap_mib: int,
+    stack_kib: int,
+    mac: str = system.DEFAULT_MAC,
+) -> system.SystemOutputs:
+    """Render the system with `mac`, write every config blob into the ELFs in `elfdir` (in
+    place) and pack `loader` with the Microkit tool. `run(cmd)` runs a command or fails.
+
+    The cheap half of an image (seconds): the build calls it once for node 0, and
+    nodes.node_image again per MAC on copies of the ELFs, with no recompilation."""
+    lionsos, _ = _stack()
+    outputs = system.generate(
+        system_dir, board, sddf=sddf, heap_mib=heap_mib, stack_kib=stack_kib, mac=mac
+    )
+    system.write_sections(outputs, elfdir, objcopy=str(lionsos.LLVM_BIN / "llvm-objcopy"))
+    run(
+        [
+            microkit,
+            outputs.system_file,
+            "--search-path",
+            elfdir,
+            "--board",
+            board,
+            "--config",
+            lionsos.CONFIG,
+            "-o",
+            loader,
+            "-r",
+            report,
+        ]
+    )
+    return outputs
+
+
 def assemble(
     ctx: Context,
     name: str,
@@ -171,31 +219,22 @@ def assemble(
     markers: Mapping[str, str] | None = None,
 ) -> None:
     """Render the system, configure the ELFs, pack `<name>.img`, write disk.img and run.json."""
-    lionsos, _ = _stack()
     elfdir = ctx.work / "elf"
-    for stage_name in ("sddf", "fatfs"):
+    for stage_name in SERVICE_STAGES:
         for elf in (ctx.dep(stage_name) / "elf").glob("*.elf"):
             shutil.copyfile(elf, elfdir / elf.name)
-    outputs = system.generate(
-        ctx.work / "system", board, sddf=ctx.src("sddf"), heap_mib=heap_mib, stack_kib=stack_kib
-    )
-    system.write_sections(outputs, elfdir, objcopy=str(lionsos.LLVM_BIN / "llvm-objcopy"))
     image = f"{name}.img"
-    ctx.run(
-        [
-            ctx.dep("sdk") / "bin" / "microkit",
-            outputs.system_file,
-            "--search-path",
-            elfdir,
-            "--board",
-            board,
-            "--config",
-            lionsos.CONFIG,
-            "-o",
-            ctx.out / image,
-            "-r",
-            ctx.out / "report.txt",
-        ]
+    outputs = pack(
+        ctx.run,
+        elfdir,
+        ctx.work / "system",
+        ctx.out / image,
+        ctx.out / "report.txt",
+        board,
+        sddf=ctx.src("sddf"),
+        microkit=ctx.dep("sdk") / "bin" / "microkit",
+        heap_mib=heap_mib,
+        stack_kib=stack_kib,
     )
     shutil.copyfile(outputs.system_file, ctx.out / outputs.system_file.name)
     shutil.copyfile(elfdir / "beam_server.elf", ctx.out / "beam_server.elf")

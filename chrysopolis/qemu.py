@@ -158,6 +158,8 @@ def command(
     mac: str | None = None,
     forwards: Sequence[str] = (),
     guest_forwards: Sequence[tuple[int, int]] = (),
+    fw_cfg: Sequence[tuple[str, str]] = (),
+    netdev: str | None = None,
 ) -> list[str]:
     """QEMU booting a Microkit loader image, the disk on virtio-mmio bus `disk_bus` (the
     image's system description chose it: targets.Image.command passes it). Unless
@@ -170,11 +172,21 @@ def command(
     `forwards` are `--forward` specs ([tcp:|udp:]HOSTPORT:GUESTPORT): host ports on
     127.0.0.1 only, forwarded to the guest. `guest_forwards` are (GUESTPORT, HOSTPORT)
     pairs: the guest's TCP connections to 10.0.2.100:GUESTPORT reach 127.0.0.1:HOSTPORT
-    (`guest_forward`)."""
+    (`guest_forward`).
+
+    `fw_cfg`: more (name, value) files for the guest (a node's address and hostname,
+    nodes.Settings.fw_cfg). `netdev`: a `-netdev` value with id net0 that replaces the user
+    network (a LAN, nodes.joined); forwards need the user network."""
     hostfwd = [parse_forward(f) for f in forwards]  # refused before anything else
     hostfwd += [guest_forward(g, h) for g, h in guest_forwards]
     if hostfwd and net_bus is None:
         raise UsageError("--forward: this image has no network device")
+    if hostfwd and netdev is not None:
+        raise UsageError(
+            "--forward: a LAN node has no user network to forward from; drop --forward or --lan"
+        )
+    if (fw_cfg and board.fw_cfg_paddr is None) or (netdev is not None and net_bus is None):
+        raise UsageError(f"this image on {board.name} cannot take a node's network settings")
     if ram is not None and ram_bytes(ram) < ram_bytes(board.ram):
         # seL4's memory map for the board comes from QEMU's device tree at SDK build time.
         raise UsageError(
@@ -189,6 +201,10 @@ def command(
     ]
     if board.fw_cfg_paddr is not None:
         cmd += (terminal or (host_terminal() if interactive else HEADLESS)).fw_cfg()
+        for name, value in fw_cfg:
+            if "," in value:  # it would end QEMU's option value
+                raise ValueError(f"fw_cfg {name}: {value!r} holds a comma")
+            cmd += ["-fw_cfg", f"name={name},string={value}"]
     if disk is not None or net_bus is not None:
         # Modern virtio-mmio, for either device: the sDDF drivers negotiate VERSION_1.
         cmd += ["-global", "virtio-mmio.force-legacy=false"]
@@ -207,7 +223,7 @@ def command(
             f"virtio-blk-device,drive=hd0,bus=virtio-mmio-bus.{disk_bus}",
         ]
     if net_bus is not None:
-        cmd += net_args(net_bus, mac, hostfwd)
+        cmd += net_args(net_bus, mac, hostfwd, netdev)
     return cmd
 
 
@@ -268,16 +284,20 @@ def guest_forward(guest_port: int, host_port: int) -> str:
     return f"guestfwd=tcp:{GUESTFWD_ADDR}:{int(guest_port)}-cmd:{sys.executable} {RELAY} {int(host_port)}"
 
 
-def net_args(bus: int, mac: str | None, hostfwd: Sequence[str] = ()) -> list[str]:
+def net_args(
+    bus: int, mac: str | None, hostfwd: Sequence[str] = (), netdev: str | None = None
+) -> list[str]:
     """virtio-net on virtio-mmio bus `bus`, on QEMU's user network with restrict=on (the
     guest reaches nothing but the user network's own DHCP; `hostfwd` values from
     `parse_forward` let the host reach the guest). `mac` only names the device in QEMU
-    (`info network`): the driver and lwIP use the MAC of the system description."""
+    (`info network`): the driver and lwIP use the MAC of the system description. `netdev`
+    replaces the user network (then no `hostfwd`)."""
     device = f"virtio-net-device,netdev=net0,bus=virtio-mmio-bus.{bus}"
     if mac is not None:
         device += f",mac={mac}"
     rules = [h if h.startswith("guestfwd=") else f"hostfwd={h}" for h in hostfwd]
-    netdev = "user,id=net0,restrict=on" + "".join(f",{r}" for r in rules)
+    if netdev is None:
+        netdev = "user,id=net0,restrict=on" + "".join(f",{r}" for r in rules)
     return ["-netdev", netdev, "-device", device]
 
 

@@ -276,10 +276,15 @@ def run_batch(
     forwards: Sequence[str] = (),
     apps: Sequence[str] = (),
     guest_forwards: Sequence[tuple[int, int]] = (),
+    node=None,
 ) -> int:
     """`chrysopolis run --eval`: each result on stdout, one line each, in order; what the
     guest prints and the errors on stderr; the exit status of `run --help`. The user's disk
-    boots as a scratch copy; with `keep_writes`, the copy replaces it after the run."""
+    boots as a scratch copy; with `keep_writes`, the copy replaces it after the run.
+    `node`: nodes.Settings (MAC, address, hostname, LAN) for the run."""
+    from chrysopolis import nodes
+
+    node = node or nodes.Settings()
     require_shell(target)
     if not exprs:
         raise UsageError("run_batch needs an expression")
@@ -294,7 +299,7 @@ def run_batch(
     img = targets.image(cache.Planner(), target)
     if img.disk is None:
         raise UsageError(f"target '{target}' boots without a disk, so --eval cannot run on it")
-    # Refuses a bad --ram or --forward before any work.
+    # Refuses a bad --ram, --forward or node setting before any work.
     qemu.command(
         img.board,
         img.loader,
@@ -302,15 +307,25 @@ def run_batch(
         net_bus=img.net_bus,
         forwards=forwards,
         guest_forwards=guest_forwards,
+        fw_cfg=node.fw_cfg(),
+        netdev="lan" if node.lan else None,
     )
     _modules(paths)  # refuses a --path without modules before any work
     app_dirs(apps)  # and an --app the disk does not have
     mark = evaluator.new_mark()
     with userdisk.in_use(img, target, fresh=fresh_disk) as user:
-        with tempfile.TemporaryDirectory(dir=config.runs_dir(), prefix="batch-") as tmp:
+        with (
+            tempfile.TemporaryDirectory(dir=config.runs_dir(), prefix="batch-") as tmp,
+            nodes.attached(cache.Planner(), target, node) as (node_img, node_kw),
+        ):
             scratch = batch_disk(user, paths, exprs, mark, Path(tmp) / "disk.img", apps)
-            cmd = img.command(
-                scratch, ram=ram, persist=True, forwards=forwards, guest_forwards=guest_forwards
+            cmd = node_img.command(
+                scratch,
+                ram=ram,
+                persist=True,
+                forwards=forwards,
+                guest_forwards=guest_forwards,
+                **node_kw,
             )
             status = evaluate(cmd, logs.run_log(target), mark, timeout, img.markers)
             if keep_writes:

@@ -27,6 +27,7 @@ def planner(stack_planner):
         "udp-smoke",
         "http-demo",
         "net-many",
+        "net-lan",
     ],
 )
 def test_check(planner, name):
@@ -174,3 +175,57 @@ def test_image_rebuilds_byte_identical(planner):
     shutil.rmtree(out)
     again = cache.Planner().ensure("beam")
     assert {f: file_hash(again / f) for f in files} == before
+
+
+@pytest.mark.slow
+def test_a_node_image_is_packed_from_the_build_without_recompiling(planner, tmp_path):
+    """Node 1's image is the same ELFs packed with MAC ...:02 (seconds, cached); packing
+    node 0's MAC the same way gives the build's own image byte for byte."""
+    import time
+
+    from chrysopolis import nodes, targets
+    from chrysopolis.treehash import file_hash
+
+    img = targets.image(planner, "beam")
+    t0 = time.monotonic()
+    one = nodes.node_image(planner, "beam", nodes.node_mac(1))
+    assert time.monotonic() - t0 < 60
+    assert one.loader != img.loader and one.disk == img.disk and one.mac == "52:54:00:c5:00:02"
+    assert bytes.fromhex("525400c50002") in one.loader.read_bytes()
+    assert nodes.node_image(planner, "beam", nodes.node_mac(1)).loader == one.loader  # cached
+    assert nodes.node_image(planner, "beam", nodes.node_mac(0)) == img
+    nodes._pack(planner, "beam", img, img.mac, tmp_path / "node0")
+    assert file_hash(tmp_path / "node0" / img.loader.name) == file_hash(img.loader)
+
+
+@pytest.mark.slow
+def test_run_eval_with_a_static_address_hostname_and_node(planner):
+    r = cli(
+        "run",
+        "--node",
+        "2",
+        "--ip",
+        "10.0.2.50/24,10.0.2.2",
+        "--hostname",
+        "alpha.example",
+        "--eval",
+        "inet:gethostname().",
+        "--eval",
+        "{ok, S} = gen_udp:open(0), inet:sockname(S).",
+    )
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.splitlines()[0] == '{ok,"alpha"}'  # inet keeps the domain apart
+    from chrysopolis import logs
+
+    assert "net: eth0 10.0.2.50/24 gw 10.0.2.2 (static)" in logs.latest("beam").read_text()
+
+
+def test_bad_node_settings_are_refused_before_booting():
+    for args, want in (
+        (("--ip", "10.0.3.300/24"), "--ip '10.0.3.300/24'"),
+        (("--hostname", "a_b"), "--hostname 'a_b' is not a host name"),
+        (("--lan", "demo"), "--lan demo needs --node N"),
+    ):
+        r = cli("run", *args, "--eval", "1.", timeout=60)
+        assert r.returncode == 2, r.stderr
+        assert want in r.stderr and len(r.stderr.strip().splitlines()) == 1

@@ -10,7 +10,9 @@ keystrokes on a narrow terminal), `net-up` (eth0 gets its DHCP address from QEMU
 network while the shell still works; getifaddrs, the host name, FIONREAD), `tcp-smoke`
 (gen_tcp both ways, 10 MB md5-equal) and `net-bad` (gen_tcp's errors: refused, in use,
 timeout, a peer closing or resetting mid-transfer), `udp-smoke` (gen_udp on 127.0.0.1, and
-host -> guest through a udp hostfwd), `net-many` (700 short connections, nothing leaks).
+host -> guest through a udp hostfwd), `net-many` (700 short connections, nothing leaks),
+`net-lan` (two nodes on one virtual LAN, gen_tcp and gen_udp both ways), `http-demo`
+(inets: httpd and httpc with the host).
 """
 
 import functools
@@ -19,6 +21,7 @@ import http.server
 import json
 import os
 import re
+import shutil
 import socket
 import struct
 import tempfile
@@ -1159,4 +1162,128 @@ def net_many(planner: Planner) -> str:
         f"{MANY_HOST_SEQ} sequential in {host_seq_s:.1f} s; back to baseline "
         f"({base.fds} fds, {base.used} sockets), {end.tw} pcbs in TIME_WAIT, TCP_PCB peak "
         f"{end.pool['TCP_PCB']['max']}/{end.pool['TCP_PCB']['avail']}"
+    )
+
+
+# net-lan: two nodes on one virtual LAN (chrysopolis/nodes.py), each its own MAC and address.
+LAN_LINE = r"net: eth0 (\d+\.\d+\.\d+\.\d+)/(\d+) gw (\d+\.\d+\.\d+\.\d+) \(static\)"
+LAN_NODES = (0, 1)
+LAN_TCP_PORT = 7000  # each node's gen_tcp server (TCP_SERVER, one connection)
+LAN_UDP_PORT = 7001  # each node's gen_udp socket
+LAN_TCP_BYTES = 1024 * 1024
+LAN_UDP_SIZES = (1, 1472, 8000)  # one byte, a full frame, a fragmented datagram
+LAN_UDP_OPEN = (
+    "{ok, U} = gen_udp:open(%d, [binary, {active, false}, {recbuf, 65536}, {buffer, 65536}]), "
+    "inet:port(U)."
+)
+LAN_UDP_SEND = "[gen_udp:send(U, %s, %d, binary:copy(<<%d>>, Sz)) || Sz <- %s]."
+LAN_UDP_RECV = (
+    "[case gen_udp:recv(U, 0, 5000) of {ok, {Ip, Po, B}} -> "
+    "{Ip, Po, byte_size(B), B =:= binary:copy(<<%d>>, byte_size(B))}; E -> E end || _ <- %s]."
+)
+
+
+def _erl_ip(addr: str) -> str:
+    return "{" + addr.replace(".", ",") + "}"
+
+
+@contextmanager
+def _lan_nodes(planner: Planner, lan: str, ns: tuple[int, ...]) -> Iterator[list[tuple]]:
+    """Nodes `ns` of LAN `lan` booted headless at once: (shell, settings) each, once every
+    eth0 has its static address and every shell its prompt."""
+    from contextlib import ExitStack
+
+    from chrysopolis import nodes
+
+    with ExitStack() as stack:
+        booting = []
+        for n in ns:
+            node = nodes.settings(node=n, lan=lan)
+            img, kw = stack.enter_context(nodes.attached(planner, "beam", node))
+            s = stack.enter_context(qemu.boot(img.command(**kw), logs.run_log(f"net-lan-{n}")))
+            booting.append((s, node))
+        out = []
+        for s, node in booting:
+            s.expect(MARKERS["banner"], 180)
+            m = s.expect(LAN_LINE, NET_BOUND)
+            got = m.group(1).decode() + "/" + m.group(2).decode()
+            if got != node.ip:
+                raise UserError(
+                    f"node {node.node} has eth0 {got}, expected {node.ip} (log: {s.log})"
+                )
+            shell = Shell(s)
+            shell.wait_ready(120)
+            out.append((shell, node))
+        yield out
+
+
+@check("net-lan", needs=NEEDS)
+def net_lan(planner: Planner) -> str:
+    """Two nodes on one virtual LAN (`run --lan L --node N`: -netdev dgram through the
+    hub on 127.0.0.1): each boots with its own MAC (…:01, …:02, the hub sees frames from
+    both) and static address (10.0.3.10/24, 10.0.3.11/24) and hostname (node0, node1); each
+    node's gen_tcp client sends 1 MiB to the other's server (md5 equal), and gen_udp
+    datagrams of 1, 1472 and 8000 bytes go each way with the sender's address and port."""
+    from chrysopolis import nodes
+
+    lan = f"check-{os.getpid()}"
+    t0 = time.monotonic()
+    with _lan_nodes(planner, lan, LAN_NODES) as [(sh0, n0), (sh1, n1)]:
+        booted_in = time.monotonic() - t0
+        pairs = ((sh0, n0, sh1, n1), (sh1, n1, sh0, n0))
+        for sh, n in ((sh0, n0), (sh1, n1)):
+            log = sh.session.log
+            ev = functools.partial(_eval_match, sh, log)
+            ev("inet:gethostname().", rf'\{{ok,"{n.hostname}"\}}', f"node {n.node}'s hostname")
+            ev(TCP_SERVER % (LAN_TCP_PORT, 1), "listening", f"node {n.node}'s gen_tcp server")
+            ev(TCP_CLIENT, r"#Fun<.*>", "the client")
+            ev(LAN_UDP_OPEN % LAN_UDP_PORT, rf"\{{ok,{LAN_UDP_PORT}\}}", "gen_udp:open")
+            ev(TCP_BIG_DATA % (LAN_TCP_BYTES // 1048576), str(LAN_TCP_BYTES), "the data")
+        tcp_ms = []
+        for sh, n, _peer_sh, peer in pairs:
+            log = sh.session.log
+            sent, echo, ms = _erl_triple(
+                _eval(sh, f"Put({_erl_ip(peer.address)}, {LAN_TCP_PORT}, Big).", TCP_TIMEOUT)
+            )
+            if echo != f"{sent} {LAN_TCP_BYTES}":
+                raise UserError(
+                    f"gen_tcp node {n.node} -> node {peer.node}: sent md5 {sent}, the peer got "
+                    f"{echo!r} (log: {log})"
+                )
+            tcp_ms.append(ms)
+        sizes = "[" + ",".join(map(str, LAN_UDP_SIZES)) + "]"
+        for sh, n, peer_sh, peer in pairs:
+            _eval_match(
+                sh,
+                sh.session.log,
+                LAN_UDP_SEND % (_erl_ip(peer.address), LAN_UDP_PORT, n.node, sizes),
+                r"\[" + ",".join(["ok"] * len(LAN_UDP_SIZES)) + r"\]",
+                f"gen_udp:send node {n.node} -> node {peer.node}",
+            )
+            ip = n.address.replace(".", ",")
+            want = ",".join(rf"\{{\{{{ip}\}},{LAN_UDP_PORT},{sz},true\}}" for sz in LAN_UDP_SIZES)
+            _eval_match(
+                peer_sh,
+                peer_sh.session.log,
+                LAN_UDP_RECV % (n.node, sizes),
+                rf"\[{want}\]",
+                f"gen_udp node {n.node} -> node {peer.node}",
+            )
+        logs_ = [sh0.session.log, sh1.session.log]
+        _halt(sh0, 0)
+        _halt(sh1, 0)
+    for log in logs_:
+        _no_fatal_lines(log)
+    hub_log = nodes.lan_dir(lan) / "hub.log"
+    macs = set(re.findall(r"mac ([0-9a-f:]{17}) at", hub_log.read_text()))
+    if macs != {n0.mac, n1.mac}:
+        raise UserError(
+            f"the hub saw frames from {sorted(macs)}, expected {n0.mac} and {n1.mac} "
+            f"(log: {hub_log})"
+        )
+    shutil.rmtree(nodes.lan_dir(lan), ignore_errors=True)  # the hub exits by itself when idle
+    return (
+        f"both nodes up in {booted_in:.1f} s; macs {n0.mac}/{n1.mac}; 1 MiB gen_tcp "
+        f"0->1 {tcp_ms[0]} ms, 1->0 {tcp_ms[1]} ms, md5 equal; gen_udp "
+        f"{'/'.join(map(str, LAN_UDP_SIZES))} bytes both ways"
     )

@@ -18,6 +18,7 @@
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
+#include <string.h>
 
 #include <microkit.h>
 #include <sddf/network/config.h>
@@ -31,6 +32,7 @@
 
 #include <chrysopolis/clocks.h>
 #include <chrysopolis/entropy.h>
+#include <chrysopolis/fwcfg.h>
 #include <chrysopolis/netstack.h>
 #include <chrysopolis/pd.h>
 #include <chrysopolis/waitq.h>
@@ -157,14 +159,43 @@ static int prefix_len(const ip4_addr_t *mask)
     return n;
 }
 
-static void print_address(void)
+static void print_address(const char *how)
 {
     struct netif *eth = netif_default;
     char ip[IP4ADDR_STRLEN_MAX], gw[IP4ADDR_STRLEN_MAX];
     ip4addr_ntoa_r(netif_ip4_addr(eth), ip, sizeof(ip));
     ip4addr_ntoa_r(netif_ip4_gw(eth), gw, sizeof(gw));
-    printf("net: eth0 %s/%d gw %s (dhcp)\n", ip, prefix_len(netif_ip4_netmask(eth)), gw);
+    printf("net: eth0 %s/%d gw %s (%s)\n", ip, prefix_len(netif_ip4_netmask(eth)), gw, how);
     fflush(stdout);
+}
+
+/* The run's static address, if the tool gave one (fw_cfg FWCFG_IP "A.B.C.D/LEN", FWCFG_GW
+ * "A.B.C.D"; chrysopolis/nodes.py checks both): no rebuild per address. False: DHCP. */
+static bool static_address(ip4_addr_t *ip, ip4_addr_t *mask, ip4_addr_t *gw, char *ip_text, size_t cap)
+{
+    char buf[64];
+    if (fwcfg_read_file(FWCFG_IP, buf, sizeof(buf)) <= 0) {
+        return false;
+    }
+    char *slash = strchr(buf, '/');
+    unsigned len = 33;
+    if (slash == NULL || sscanf(slash + 1, "%u", &len) != 1 || len < 1 || len > 32) {
+        printf("net: ignoring fw_cfg %s '%s' (not A.B.C.D/LEN); using DHCP\n", FWCFG_IP, buf);
+        return false;
+    }
+    *slash = '\0';
+    if (!ip4addr_aton(buf, ip) || strlen(buf) >= cap) {
+        printf("net: ignoring fw_cfg %s address '%s'; using DHCP\n", FWCFG_IP, buf);
+        return false;
+    }
+    strcpy(ip_text, buf);
+    ip4_addr_set_u32(mask, lwip_htonl(len == 32 ? 0xffffffffu : ~(0xffffffffu >> len)));
+    ip4_addr_set_zero(gw);
+    if (fwcfg_read_file(FWCFG_GW, buf, sizeof(buf)) > 0 && !ip4addr_aton(buf, gw)) {
+        printf("net: ignoring fw_cfg %s '%s'\n", FWCFG_GW, buf);
+        ip4_addr_set_zero(gw);
+    }
+    return true;
 }
 
 static void *netd(void *arg)
@@ -175,9 +206,17 @@ static void *netd(void *arg)
     net_queue_init(&tx_queue, net_config.tx.free_queue.vaddr, net_config.tx.active_queue.vaddr,
                    net_config.tx.num_buffers);
     net_buffers_init(&tx_queue, 0);
-    /* No address: lib_sddf_lwip starts DHCP. */
-    sddf_lwip_init(&lib_sddf_lwip_config, &net_config, &timer_config, rx_queue, tx_queue, NULL, err_output,
-                   on_address, NULL, NULL, NULL);
+    ip4_addr_t ip, mask, gw;
+    char ip_text[IP4ADDR_STRLEN_MAX];
+    bool fixed = static_address(&ip, &mask, &gw, ip_text, sizeof(ip_text));
+    /* No address: lib_sddf_lwip starts DHCP. An address: it sets a /24 without a gateway,
+     * which netif_set_addr then corrects. */
+    sddf_lwip_init(&lib_sddf_lwip_config, &net_config, &timer_config, rx_queue, tx_queue,
+                   fixed ? ip_text : NULL, err_output, on_address, NULL, NULL, NULL);
+    if (fixed) {
+        netif_set_addr(netif_default, &ip, &mask, &gw);
+        print_address("static");
+    }
     lwip_up = true;
     for (;;) {
         netd_kicked = false;
@@ -187,7 +226,7 @@ static void *netd(void *arg)
         netstack_flush();
         if (address_changed) {
             address_changed = false;
-            print_address();
+            print_address("dhcp");
         }
         if (netd_kicked) {
             continue;

@@ -17,6 +17,7 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/syscall.h>
@@ -35,6 +36,7 @@
 #include <chrysopolis/fd_timerfd.h>
 #include <chrysopolis/fds.h>
 #include <chrysopolis/fsops.h>
+#include <chrysopolis/fwcfg.h>
 #include <chrysopolis/memory.h>
 #include <chrysopolis/pd.h>
 #include <chrysopolis/poll.h>
@@ -62,6 +64,28 @@ long sys_getid(long a, long b, long c, long d, long e, long f)
     return UID;
 }
 
+/* The run's hostname (`chrysopolis run --hostname`, fw_cfg), read once; else the default.
+ * Letters, digits, '-' and '.' only: the tool refuses anything else, so this never should. */
+static const char *hostname(void)
+{
+    static char name[65];
+    static bool read;
+    if (!read) {
+        read = true;
+        ssize_t n = fwcfg_read_file(FWCFG_HOSTNAME, name, sizeof(name));
+        bool ok = n > 0;
+        for (ssize_t i = 0; ok && i < n; i++) {
+            char ch = name[i];
+            ok = (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
+                 ch == '-' || ch == '.';
+        }
+        if (!ok) {
+            strcpy(name, RUNTIME_HOSTNAME);
+        }
+    }
+    return name;
+}
+
 long sys_uname(long a, long b, long c, long d, long e, long f)
 {
     (void)b, (void)c, (void)d, (void)e, (void)f;
@@ -71,7 +95,7 @@ long sys_uname(long a, long b, long c, long d, long e, long f)
     }
     memset(u, 0, sizeof(*u));
     strcpy(u->sysname, "seL4");
-    strcpy(u->nodename, RUNTIME_HOSTNAME);
+    strcpy(u->nodename, hostname());
     strcpy(u->release, "2.0.1-microkit"); /* numbers first: inet_drv sscanfs "%u.%u" */
     strcpy(u->version, "Chrysopolis LionsOS");
     strcpy(u->machine, "aarch64");

@@ -11,6 +11,12 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+/* A node's settings for this run (chrysopolis/nodes.py writes them, checked): eth0's static
+ * address "A.B.C.D/LEN" (absent: DHCP), its gateway "A.B.C.D", uname's nodename. */
+#define FWCFG_IP "opt/chrysopolis/ip"
+#define FWCFG_GW "opt/chrysopolis/gw"
+#define FWCFG_HOSTNAME "opt/chrysopolis/hostname"
+
 /* Where the Microkit tool mapped the device's registers (setvar_vaddr); 0: not mapped. */
 extern uint64_t fwcfg_base;
 
