@@ -83,3 +83,27 @@ def test_linux_vm_boots_to_the_eshell_and_evaluates(vm_built):
         shell.session.send("halt().\r")
         shell.session.expect(r"beam\.smp exited 0", 30)
         shell.session.child.expect(pexpect.EOF, timeout=30)  # poweroff ends QEMU
+
+
+def test_net_command_is_the_images_netdev(tmp_path):
+    from chrysopolis import boards
+
+    board = boards.board(boards.DEFAULT_BOARD)
+    assert "-netdev" not in linux_vm.command(tmp_path, board)
+    cmd = linux_vm.command(
+        tmp_path, board, net_bus=0, forwards=["tcp:18080:8080"], guest_forwards=[(9000, 19000)]
+    )
+    netdev = cmd[cmd.index("-netdev") + 1]
+    assert netdev.startswith("user,id=net0,restrict=on,")
+    assert "hostfwd=tcp:127.0.0.1:18080-:8080" in netdev
+    assert "guestfwd=tcp:10.0.2.100:9000-cmd:" in netdev
+    assert cmd[cmd.index("-device", cmd.index("-netdev")) + 1] == (
+        "virtio-net-device,netdev=net0,bus=virtio-mmio-bus.0"
+    )
+    assert "virtio-mmio.force-legacy=false" in cmd
+
+
+def test_init_loads_the_net_modules_in_order():
+    names = [m.rsplit("/", 1)[1] for m in linux_vm.MODULES]
+    assert names == ["virtio_mmio.ko", "failover.ko", "net_failover.ko", "virtio_net.ko"]
+    assert "insmod /modules/$m" in linux_vm.INIT and "ip link set lo up" in linux_vm.INIT

@@ -96,7 +96,8 @@ def beam(ctx: Context) -> None:
             "COTHREAD_STACK_SIZE": hex(ctx.options["cothread_stack"]),
             **({"CHRYSOPOLIS_FS_STATS": "1"} if ctx.options["fs_stats"] else {}),
         },
-        ldflags=[*image.POSIX_LINK_FLAGS, "-u", "erl_start"],
+        # lwIP's sys_now: runtime/net/netstack.c's, not lib_sddf_lwip's protected call.
+        ldflags=[*image.POSIX_LINK_FLAGS, "--wrap=sys_now", "-u", "erl_start"],
     )
     image.assemble(
         ctx,

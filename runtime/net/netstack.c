@@ -47,6 +47,14 @@ static volatile bool address_changed;
 /* lwIP is initialised (netd ran sddf_lwip_init): sockets may call into it. */
 static volatile bool lwip_up;
 
+/* lwIP's clock (sys_check_timeouts, TCP timestamps on every segment sent). lib_sddf_lwip's
+ * sys_now is a protected call to the timer driver; the image links with --wrap=sys_now
+ * (targets/beam.py), so lwIP reads the same clock here without one (time.c). */
+uint32_t __wrap_sys_now(void)
+{
+    return (uint32_t)(clocks_now_ns() / NS_IN_MS);
+}
+
 uint32_t netstack_rand(void)
 {
     uint32_t r;

@@ -111,7 +111,7 @@ static void gather(unsigned samples)
 {
     for (unsigned i = 0; i < samples; i++) {
         uint64_t t0 = cycles();
-        uint64_t now = time_now_ns(); /* a protected call: kernel, timer driver, back */
+        uint64_t now = time_driver_ns(); /* a protected call: kernel, timer driver, back */
         uint64_t t1 = cycles();
         volatile unsigned spin = 0;
         for (unsigned j = 0; j < 64 + (unsigned)(t1 & 63); j++) {
