@@ -16,6 +16,7 @@ PROJECT_FILES = (
     "mk",
     "runtime",
     "targets",
+    "erlang",
 )
 
 

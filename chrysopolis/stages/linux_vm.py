@@ -29,6 +29,7 @@ a zero gzip mtime: the same inputs give the same bytes.
 import gzip
 import io
 import re
+import shlex
 import shutil
 import stat
 from collections.abc import Iterator, Sequence
@@ -185,7 +186,7 @@ def linux_vm(ctx: Context) -> None:
     cpio.file(
         "init",
         INIT.format(
-            hostname=HOSTNAME, modules=" ".join(names), address=NET_ADDRESS, args=" ".join(args)
+            hostname=HOSTNAME, modules=" ".join(names), address=NET_ADDRESS, args=shlex.join(args)
         ).encode(),
         0o755,
     )
