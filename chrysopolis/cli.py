@@ -229,6 +229,7 @@ RUN_HELP = """Boot TARGET in QEMU with its serial console on this terminal (Ctrl
       --path DIR         interactive, on a scratch copy of your disk plus DIR's modules
                          (in the code path and loaded, like `erl -pa`); nothing is kept
       --app APP          the same, with an OTP application of the disk (e.g. inets)
+      --sname NAME       the same, as distributed node NAME@localhost (see `cluster --help`)
       --eval             headless, on a scratch copy of your disk: nothing the run writes
                          is kept (--keep-writes keeps it)
     Start clean with --fresh-disk or `chrysopolis disk reset` (the old disk is kept as
@@ -335,6 +336,15 @@ RUN_HELP = """Boot TARGET in QEMU with its serial console on this terminal (Ctrl
     "NAME, at 10.0.3.(10+N)/24 unless --ip; instead of the user network. Boots a throw-away "
     "copy of the image's disk.",
 )
+@click.option("--sname", default=None, help="Boot as distributed node NAME@localhost.")
+@click.option("--name", default=None, help="Boot as distributed node NAME@127.0.0.1 (long names).")
+@click.option("--cookie", default=None, help="The node's cookie (default: your ~/.erlang.cookie).")
+@click.option(
+    "--cookie-file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="A file whose first line is the node's cookie.",
+)
 @click.option(
     "--keep-writes",
     is_flag=True,
@@ -359,10 +369,14 @@ def run(
     ip: str | None,
     hostname: str | None,
     lan: str | None,
+    sname: str | None,
+    name: str | None,
+    cookie: str | None,
+    cookie_file: Path | None,
     keep_writes: bool,
     fresh_disk: bool,
 ) -> None:
-    from chrysopolis import cache, logs, nodes, qemu, shell, targets, userdisk
+    from chrysopolis import cache, cluster, dist, logs, nodes, qemu, shell, targets, userdisk
 
     try:
         for f in forwards:
@@ -372,6 +386,17 @@ def run(
         if lan and (forwards or host_ports):
             flag = "--forward" if forwards else "--host-port"
             raise UsageError(f"{flag} needs the user network, which a --lan node has not")
+        dist_node, cookie_value = None, None
+        if sname or name:
+            if lan:
+                raise UsageError(
+                    "--sname/--name with --lan: a LAN node has no way to the host's epmd"
+                )
+            alive, long = dist.parse_name(sname, name)
+            dist_node = dist.Node(alive, long, dist.free_port())
+            cookie_value = dist.cookie(cookie, cookie_file)
+        elif cookie or cookie_file:
+            raise UsageError("--cookie goes with --sname or --name; give a node name")
     except UsageError as e:
         _fail(e, shell.USAGE)
 
@@ -389,6 +414,8 @@ def run(
                 apps,
                 guest_forwards,
                 settings,
+                dist_node,
+                cookie_value,
             )
         except UsageError as e:
             _fail(e, shell.USAGE)
@@ -406,20 +433,30 @@ def run(
     dest = targets.publish(img, target)
     if settings.lan:
         sys.exit(_run_lan_node(planner, target, img, settings, ram, paths, fresh_disk))
+    if dist_node is not None:
+        forwards = (*forwards, f"tcp:{dist_node.port}:{dist_node.port}")
+        guest_forwards += dist.guest_forwards([])
     with (
         userdisk.in_use(img, target, fresh=fresh_disk) as disk,
         tempfile.TemporaryDirectory(dir=config.runs_dir(), prefix="path-") as tmp,
         nodes.attached(planner, target, settings) as (node_img, node_kw),
+        cluster.registered([dist_node] if dist_node else []),
     ):
         boot_disk, where = disk, f"; disk {disk} (writes persist)" if disk else ""
-        if paths or apps:
+        if paths or apps or dist_node:
             if disk is None:
                 raise UsageError(f"--path: target '{target}' has no disk to put modules on")
             shell.require_shell(target)
-            boot_disk = shell.with_modules(disk, paths, Path(tmp) / "disk.img", apps=apps)
+            init_args = dist.init_args(dist_node, cookie_value) if dist_node else []
+            boot_disk = shell.with_modules(
+                disk, paths, Path(tmp) / "disk.img", args=init_args, apps=apps
+            )
+            what = [*map(str, paths), *apps]
             where = (
-                f"; a scratch copy of your disk with the modules of "
-                f"{', '.join([*map(str, paths), *apps])} (nothing is kept)"
+                "; a scratch copy of your disk"
+                + (f" with the modules of {', '.join(what)}" if what else "")
+                + (f", as node {dist_node.name} on dist port {dist_node.port}" if dist_node else "")
+                + " (nothing is kept)"
             )
         # QEMU copies the console here: the guest's halt status is its last line.
         console_log = logs.run_log(target)

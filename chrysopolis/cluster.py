@@ -48,6 +48,19 @@ def host_epmd() -> Iterator[None]:
 
 
 @contextmanager
+def registered(nodes: Sequence[dist.Node]) -> Iterator[None]:
+    """`nodes` registered with the host's epmd (kept running) while the body runs."""
+    if not nodes:
+        yield
+        return
+    with ExitStack() as stack:
+        stack.enter_context(host_epmd())
+        for n in nodes:
+            stack.callback(epmd.register(n.alive, n.port).close)
+        yield
+
+
+@contextmanager
 def booted(
     img: targets.Image,
     nodes: Sequence[dist.Node],

@@ -247,10 +247,11 @@ def batch_disk(
     mark: str,
     dest: Path,
     apps: Sequence[str] = (),
+    init_args: Sequence[str] = (),
 ) -> Path:
     """A scratch copy of `base` that boots into the evaluator: the program at PROGRAM,
-    `-noshell -eval LOADER` in /chrysopolis/args, the --path modules at /user/N and the
-    --app applications loaded."""
+    `init_args` (a distributed node's) then `-noshell -eval LOADER` in /chrysopolis/args,
+    the --path modules at /user/N and the --app applications loaded."""
     _, _, modules = _modules(paths)
     program = dest.parent / "batch.erl"
     program.write_text(evaluator.code(exprs, mark, modules))
@@ -258,7 +259,7 @@ def batch_disk(
         base,
         paths,
         dest,
-        args=["-noshell", "-eval", LOADER],
+        args=[*init_args, "-noshell", "-eval", LOADER],
         files={PROGRAM: program},
         load=False,
         apps=apps,
@@ -277,12 +278,14 @@ def run_batch(
     apps: Sequence[str] = (),
     guest_forwards: Sequence[tuple[int, int]] = (),
     node=None,
+    dist_node=None,
+    cookie: str | None = None,
 ) -> int:
     """`chrysopolis run --eval`: each result on stdout, one line each, in order; what the
     guest prints and the errors on stderr; the exit status of `run --help`. The user's disk
     boots as a scratch copy; with `keep_writes`, the copy replaces it after the run.
     `node`: nodes.Settings (MAC, address, hostname, LAN) for the run."""
-    from chrysopolis import nodes
+    from chrysopolis import cluster, dist, nodes  # they import this module
 
     node = node or nodes.Settings()
     require_shell(target)
@@ -312,13 +315,21 @@ def run_batch(
     )
     _modules(paths)  # refuses a --path without modules before any work
     app_dirs(apps)  # and an --app the disk does not have
+    init_args: list[str] = []
+    if dist_node is not None:
+        init_args = dist.init_args(dist_node, cookie)
+        forwards = [*forwards, f"tcp:{dist_node.port}:{dist_node.port}"]
+        guest_forwards = [*guest_forwards, *dist.guest_forwards([])]
     mark = evaluator.new_mark()
-    with userdisk.in_use(img, target, fresh=fresh_disk) as user:
+    with (
+        userdisk.in_use(img, target, fresh=fresh_disk) as user,
+        cluster.registered([dist_node] if dist_node else []),
+    ):
         with (
             tempfile.TemporaryDirectory(dir=config.runs_dir(), prefix="batch-") as tmp,
             nodes.attached(cache.Planner(), target, node) as (node_img, node_kw),
         ):
-            scratch = batch_disk(user, paths, exprs, mark, Path(tmp) / "disk.img", apps)
+            scratch = batch_disk(user, paths, exprs, mark, Path(tmp) / "disk.img", apps, init_args)
             cmd = node_img.command(
                 scratch,
                 ram=ram,

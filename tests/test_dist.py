@@ -80,3 +80,28 @@ def test_baseline_needs_an_expression_or_a_name():
 def test_check(stack_planner, name):
     stack_planner.ensure("beam")
     assert checks.load_all()[name].run(stack_planner)
+
+
+def test_a_cookie_without_a_node_name_is_refused():
+    r = cli("run", "--cookie", "ck", "--eval", "1.", timeout=60)
+    assert r.returncode == 2 and "--cookie goes with --sname or --name" in r.stderr
+
+
+@pytest.mark.slow
+def test_run_sname_boots_a_distributed_node(stack_planner):
+    stack_planner.ensure("beam")
+    r = cli(
+        "run",
+        "--sname",
+        "solo",
+        "--cookie",
+        "ck123",
+        "--eval",
+        "node().",
+        "--eval",
+        "erlang:get_cookie().",
+        "--eval",
+        "net_adm:ping(solo@localhost).",
+    )
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.splitlines() == ["solo@localhost", "ck123", "pong"]

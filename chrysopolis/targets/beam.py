@@ -476,6 +476,20 @@ TCP_CLIENT = (
     "{binary:encode_hex(erlang:md5(Data), lowercase), string:trim(R), "
     "erlang:monotonic_time(millisecond) - T0} end."
 )
+# Over 127.0.0.1: a {packet, 4} client in {active, true} sends three packets (3 bytes,
+# empty, 100 000 bytes) to an {active, once} server that re-arms after each, which answers
+# one packet; then the client's close reaches the server as tcp_closed.
+TCP_MODES = (
+    "{ok, LA} = gen_tcp:listen(0, [binary, {packet, 4}, {active, once}, {reuseaddr, true}]), "
+    "{ok, PA} = inet:port(LA), Me = self(), spawn(fun() -> {ok, C} = gen_tcp:connect("
+    "{127,0,0,1}, PA, [binary, {packet, 4}, {active, true}]), [gen_tcp:send(C, B) || B <- "
+    '[<<"one">>, <<>>, binary:copy(<<"x">>, 100000)]], receive {tcp, C, R} -> '
+    "Me ! {client_got, R} after 5000 -> Me ! {client_got, timeout} end, gen_tcp:close(C) end), "
+    "{ok, A} = gen_tcp:accept(LA, 5000), Got = [receive {tcp, A, D} -> "
+    "inet:setopts(A, [{active, once}]), byte_size(D) after 5000 -> timeout end || _ <- [1,2,3]], "
+    'gen_tcp:send(A, <<"reply">>), CR = receive {client_got, X} -> X after 5000 -> timeout end, '
+    "Closed = receive {tcp_closed, A} -> closed after 5000 -> open end, {Got, CR, Closed}."
+)
 TCP_BIG_DATA = (
     "Big = << <<(rand:bytes(1048576))/binary>> || _ <- lists:seq(1, %d) >>, byte_size(Big)."
 )
@@ -584,6 +598,10 @@ def tcp_smoke(planner: Planner) -> str:
             sent, echo, _ = _erl_triple(ev('Put({127,0,0,1}, %d, <<"hello">>).' % TCP_GUEST_PORT))
             if echo != f"{sent} 5":
                 raise UserError(f"gen_tcp on 127.0.0.1: sent md5 {sent}, got {echo!r} (log: {log})")
+            # {packet, 4} framing (an empty packet too) with {active, once} and {active, true}
+            _eval_match(
+                shell, log, TCP_MODES, re.escape('{[3,0,100000],<<"reply">>,closed}'), "modes"
+            )
             # (a) host -> guest through hostfwd
             small = b"hello from the host"
             reply, _ = _host_put(host_fwd, small)
