@@ -34,7 +34,9 @@ CLONE_NEWUTS = 0x04000000
 CLONE_NEWUSER = 0x10000000
 
 
-def command(beam: Path, root: Path, home: Path, exprs: list[str], mark: str) -> list[str]:
+def emulator(beam: Path, root: Path, home: Path | str) -> list[str]:
+    """beam.smp under qemu-aarch64 with the OTP tree `root` and our boot script; init's
+    flags follow."""
     return [
         toolchain.path("qemu-aarch64-static"),
         str(beam),
@@ -51,10 +53,11 @@ def command(beam: Path, root: Path, home: Path, exprs: list[str], mark: str) -> 
         str(home),
         "-boot",
         str(root / "releases" / RELEASE / "start"),
-        "-noshell",
-        "-eval",
-        evaluator.code(exprs, mark),
     ]
+
+
+def command(beam: Path, root: Path, home: Path, exprs: list[str], mark: str) -> list[str]:
+    return [*emulator(beam, root, home), "-noshell", "-eval", evaluator.code(exprs, mark)]
 
 
 def dotted_hostname() -> None:

@@ -675,12 +675,19 @@ def _log_in(msg: str) -> str | None:
     default=None,
     help="A file whose first line is the cookie.",
 )
+@click.option(
+    "--remsh",
+    default=None,
+    metavar="NODE",
+    help="With --sname/--name: evaluate each line on NODE (a remote shell, e.g. into a seL4 node).",
+)
 def baseline(
     exprs: tuple[str, ...],
     sname: str | None,
     name: str | None,
     cookie: str | None,
     cookie_file: Path | None,
+    remsh: str | None,
 ) -> None:
     """Evaluate EXPR on the same ERTS as a static Linux beam under qemu-aarch64 (the
     reference); or, with --sname/--name, run it as a Linux node of a cluster (`chrysopolis
@@ -698,7 +705,10 @@ def baseline(
             _fail(e, shell.USAGE)
         from chrysopolis import cluster as cl
 
-        sys.exit(cl.linux_interactive(alive, long, value))
+        if remsh is not None:
+            r_alive, r_long = dist.parse_name(None if long else remsh, remsh if long else None)
+            remsh = f"{r_alive}@{dist.HOSTS[r_long]}"
+        sys.exit(cl.linux_interactive(alive, long, value, remsh))
     if not exprs:
         _fail(UsageError("give --eval EXPR, or --sname NAME to join a cluster"), shell.USAGE)
     for line in bl.evaluate(list(exprs)):

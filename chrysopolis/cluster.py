@@ -28,12 +28,23 @@ BOOT_TIMEOUT = 180.0
 # Eshell does for chrysopolis.shell.Shell: the line read (stdin does not echo), the
 # result, then `N> `.
 REPL = (
-    "L = fun L(N, B) -> io:format(\"~n~b> \", [N]), case io:get_line('') of eof -> halt(); "
+    "L = fun L(N, B) -> io:format(\"~n~s~b> \", [P, N]), case io:get_line('') of eof -> halt(); "
     "Line -> io:put_chars(Line), B2 = try {ok, Ts, _} = erl_scan:string(Line), "
-    "{ok, Es} = erl_parse:parse_exprs(Ts), {value, V, NB} = erl_eval:exprs(Es, B), "
+    "{ok, Es} = erl_parse:parse_exprs(Ts), {value, V, NB} = Eval(Es, B), "
     'io:format("~tp~n", [V]), NB catch C:E -> io:format("** exception ~p: ~tp~n", [C, E]), B end, '
     "L(N + 1, B2) end end, L(1, erl_eval:new_bindings())."
 )
+
+
+def repl(remote: str | None = None) -> str:
+    """The line loop, evaluating here or, with `remote` (a node name), on that node over
+    distribution (a remote shell: the bindings live here, each line runs there)."""
+    if remote is None:
+        return 'P = "", Eval = fun erl_eval:exprs/2, ' + REPL
+    return (
+        f"P = \"({remote})\", Eval = fun(Es, B) -> erpc:call('{remote}', erl_eval, exprs, "
+        f"[Es, B]) end, true = net_kernel:connect_node('{remote}'), " + REPL
+    )
 
 
 @contextmanager
@@ -100,8 +111,11 @@ def booted(
         yield shells
 
 
-def linux_command(alive: str, long: bool, cookie: str, home: str) -> tuple[list[str], dict]:
-    """(argv, environment) of the baseline emulator as a Linux node named `alive`."""
+def linux_command(
+    alive: str, long: bool, cookie: str, home: str, remsh: str | None = None
+) -> tuple[list[str], dict]:
+    """(argv, environment) of the baseline emulator as a Linux node named `alive`; with
+    `remsh`, its lines are evaluated on that node."""
     planner = cache.Planner()
     beam = planner.ensure("baseline") / "bin" / "beam.smp"
     root = planner.ensure("otp") / "root"
@@ -116,21 +130,7 @@ def linux_command(alive: str, long: bool, cookie: str, home: str) -> tuple[list[
         "TERM": qemu.HEADLESS.term,
     }
     cmd = [
-        toolchain.path("qemu-aarch64-static"),
-        str(beam),
-        *baseline.EMU_FLAGS,
-        "--",
-        "-root",
-        str(root),
-        "-bindir",
-        str(root / "bin"),
-        "-progname",
-        "erl",
-        "--",
-        "-home",
-        home,
-        "-boot",
-        str(root / "releases" / baseline.RELEASE / "start"),
+        *baseline.emulator(beam, root, home),
         # No port programs under qemu-aarch64: resolve through the tree's inetrc.
         "-kernel",
         "inetrc",
@@ -138,16 +138,19 @@ def linux_command(alive: str, long: bool, cookie: str, home: str) -> tuple[list[
         *dist.linux_flags(alive, long, cookie),
         "-noshell",
         "-eval",
-        REPL,
+        repl(remsh),
     ]
     return cmd, env
 
 
 @contextmanager
-def linux_node(alive: str, long: bool, cookie: str, log: Path) -> Iterator[Shell]:
-    """The baseline emulator as a Linux node on the host, its line loop on a pty."""
+def linux_node(
+    alive: str, long: bool, cookie: str, log: Path, remsh: str | None = None
+) -> Iterator[Shell]:
+    """The baseline emulator as a Linux node on the host, its line loop on a pty (with
+    `remsh`, a remote shell on that node)."""
     with tempfile.TemporaryDirectory(prefix="chrysopolis-linux-node-") as home:
-        cmd, env = linux_command(alive, long, cookie, home)
+        cmd, env = linux_command(alive, long, cookie, home, remsh)
         log.parent.mkdir(parents=True, exist_ok=True)
         with open(log, "wb") as logf:
             child = pexpect.spawn(
@@ -168,11 +171,11 @@ def linux_node(alive: str, long: bool, cookie: str, log: Path) -> Iterator[Shell
                 child.terminate(force=True)
 
 
-def linux_interactive(alive: str, long: bool, cookie: str) -> int:
+def linux_interactive(alive: str, long: bool, cookie: str, remsh: str | None = None) -> int:
     """`chrysopolis baseline --sname`: the Linux node's line loop on this terminal; with the
     host's epmd kept (ours, if none runs) until it ends."""
     with host_epmd(), tempfile.TemporaryDirectory(prefix="chrysopolis-linux-node-") as home:
-        cmd, env = linux_command(alive, long, cookie, home)
+        cmd, env = linux_command(alive, long, cookie, home, remsh)
         return subprocess.call(cmd, env=env, preexec_fn=baseline.dotted_hostname)
 
 

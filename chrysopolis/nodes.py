@@ -29,7 +29,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from chrysopolis import config, targets
+from chrysopolis import config, lanhub, targets
 from chrysopolis.errors import UsageError, UserError
 
 # Node N's MAC is DEFAULT_MAC's with last byte N + 1 (node 0 is the default image).
@@ -267,16 +267,6 @@ def lan_dir(name: str) -> Path:
     return config.out_dir() / "lan" / check_lan(name)
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def _read_json(p: Path) -> dict | None:
     try:
         return json.loads(p.read_text())
@@ -287,7 +277,7 @@ def _read_json(p: Path) -> dict | None:
 def _hub_port(d: Path) -> int:
     """The port of the LAN's hub, started when none runs (callers hold d/.lock)."""
     hub = _read_json(d / "hub.json")
-    if hub and _alive(hub.get("pid", 0)) and _ping(hub["port"]):
+    if hub and lanhub.alive(hub.get("pid", 0)) and _ping(hub["port"]):
         return hub["port"]
     (d / "hub.json").unlink(missing_ok=True)
     with open(d / "hub.log", "ab") as log:
@@ -338,7 +328,7 @@ def joined(lan: str, node: int) -> Iterator[str]:
     with open(d / ".lock", "w") as lk:
         fcntl.flock(lk, fcntl.LOCK_EX)
         other = _read_json(me)
-        if other and other.get("pid") != os.getpid() and _alive(other.get("pid", 0)):
+        if other and other.get("pid") != os.getpid() and lanhub.alive(other.get("pid", 0)):
             raise UsageError(
                 f"node {node} is already up on LAN {lan} (pid {other['pid']}); pick another --node"
             )

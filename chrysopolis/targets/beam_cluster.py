@@ -2,7 +2,6 @@
 """Checks of the beam image in a cluster: two seL4 nodes and a Linux node (the baseline
 emulator on the host) in one Erlang cluster (docs/distribution.md)."""
 
-import functools
 import re
 import time
 
@@ -40,7 +39,8 @@ def dist_smoke(planner: Planner) -> str:
     """Two seL4 nodes and a Linux node: each pings the others (seL4 nodes dial each other
     and the Linux node through the host), rpc and erpc go each way, a process spawned on a
     remote node answers, a message goes round all three, a global name and a pg group are
-    seen from every node."""
+    seen from every node; a remote shell from the host (the baseline, `baseline --remsh`)
+    evaluates lines on a seL4 node, bindings kept."""
     img = targets.image(planner, "beam")
     t0 = time.monotonic()
     with cluster.booted(img, _nodes(), COOKIE, "dist-smoke") as (a, b):
@@ -87,6 +87,10 @@ def dist_smoke(planner: Planner) -> str:
                 re.escape(f"[{A},{B}]"),
                 timeout=30,
             )
+            remsh_log = logs.run_log("dist-smoke-remsh")
+            with cluster.linux_node("me", False, COOKIE, remsh_log, remsh=A) as rs:
+                _expect(rs, "remsh", "X = 21, node().", re.escape(A))
+                _expect(rs, "remsh", "{X * 2, os:type()}.", r"\{42,\{unix,sel4\}\}")
             elapsed = time.monotonic() - t0
         _halt(a, 0)
         _halt(b, 0)
@@ -94,7 +98,7 @@ def dist_smoke(planner: Planner) -> str:
         _no_fatal_lines(sh.session.log)
     return (
         f"pings both ways among {A}, {B}, {L}; rpc/erpc, remote spawn, a ring through all "
-        f"three, global and pg; cluster up in {boot:.1f} s, all in {elapsed:.1f} s"
+        f"three, global and pg, a remote shell; cluster up in {boot:.1f} s, all in {elapsed:.1f} s"
     )
 
 
@@ -113,7 +117,7 @@ def dist_nodedown(planner: Planner) -> str:
             _halt(b, 0)
             waits = {}
             for sh, who in ((a, A), (lx, L)):
-                m = _expect(
+                _expect(
                     sh,
                     who,
                     f"receive {{nodedown, N}} -> N after {int(NODEDOWN_WITHIN * 1000)} -> timeout end.",
@@ -121,7 +125,6 @@ def dist_nodedown(planner: Planner) -> str:
                     timeout=NODEDOWN_WITHIN + 30,
                 )
                 waits[who] = time.monotonic() - t0
-                del m
             _expect(a, A, "nodes().", re.escape(f"[{L}]"))
             _expect(lx, L, "nodes().", re.escape(f"[{A}]"))
             _expect(lx, L, f"rpc:call('{A}', erlang, node, []).", re.escape(A))
@@ -142,7 +145,7 @@ def dist_badcookie(planner: Planner) -> str:
     img = targets.image(planner, "beam")
     with cluster.booted(img, _nodes(), [COOKIE, "not_the_cookie"], "dist-badcookie") as (a, b):
         with cluster.linux_node("linux", False, COOKIE, logs.run_log("dist-badcookie-linux")) as lx:
-            ev = functools.partial(_expect)
+            ev = _expect
             ev(b, B, f"net_adm:ping('{A}').", "pang")
             ev(lx, L, f"net_adm:ping('{B}').", "pang")
             ev(lx, L, f"net_adm:ping('{A}').", "pong")
