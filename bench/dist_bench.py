@@ -79,7 +79,7 @@ COMPILE = (
     "DbSp([T | R], Acc, Out) -> DbSp(R, [T | Acc], Out) end, "
     "{ok, DbM, DbBin} = compile:forms([element(2, erl_parse:parse_form(F)) "
     "|| F <- DbSp(DbTs, [], [])]), {module, DbM} = code:load_binary(DbM, "
-    '"dbench.erl", DbBin), {module, DbM} = rpc:call(\'%s\', code, load_binary, '
+    "\"dbench.erl\", DbBin), {module, DbM} = rpc:call('%s', code, load_binary, "
     '[DbM, "dbench.erl", DbBin], 30000), DbM.'
 )
 
