@@ -91,6 +91,7 @@ class Figures:
     rpc_med: float  # microseconds per call
     rpc_p99: float
     mibs: float  # MiB/s A -> B
+    nodelay: str  # A's dist socket's nodelay option, as A reports it (informational)
 
 
 def _eval(shell: Shell, expr: str, want: str, what: str, timeout: float = 60.0) -> re.Match:
@@ -154,7 +155,15 @@ def suite(a: Shell, b: Shell, na: dist.Node, nb: dist.Node, mib: int) -> Figures
     )
     m = _eval(a, f"dbench:send('{nb.name}', Chunks).", r"\{(\d+),true\}", "A -> B", TIMEOUT)
     secs = int(m.group(1)) / 1e9
-    return Figures(*ping, *rpc, mib / secs)
+    nodelay = shell_words(
+        a,
+        "[inet:getopts(P, [nodelay]) || {_, P} <- erlang:system_info(dist_ctrl), is_port(P)].",
+    )
+    return Figures(*ping, *rpc, mib / secs, nodelay)
+
+
+def shell_words(shell: Shell, expr: str) -> str:
+    return " ".join(shell.eval(expr, 60).split())
 
 
 def _nodes() -> list[dist.Node]:
@@ -229,7 +238,8 @@ def run(rounds: int, mib: int, img: targets.Image) -> None:
             print(
                 f"round {i + 1} {name:8}: ping-pong median {f.ping_med:7.0f} us, p99 "
                 f"{f.ping_p99:7.0f} us; rpc:call median {f.rpc_med:7.0f} us, p99 "
-                f"{f.rpc_p99:7.0f} us; {mib} MiB A -> B {f.mibs:6.1f} MiB/s",
+                f"{f.rpc_p99:7.0f} us; {mib} MiB A -> B {f.mibs:6.1f} MiB/s; A's dist socket "
+                f"{f.nodelay}",
                 flush=True,
             )
     med = statistics.median
