@@ -107,3 +107,27 @@ def test_init_loads_the_net_modules_in_order():
     names = [m.rsplit("/", 1)[1] for m in linux_vm.MODULES]
     assert names == ["virtio_mmio.ko", "failover.ko", "net_failover.ko", "virtio_net.ko"]
     assert "insmod /modules/$m" in linux_vm.INIT and "ip link set lo up" in linux_vm.INIT
+
+
+def test_init_passes_the_run_arguments_after_the_images():
+    assert "if [ -f /args ]; then . /args; fi" in linux_vm.INIT
+    assert '{args} "$@" </dev/console' in linux_vm.INIT
+
+
+def test_args_cpio_quotes_each_word_for_init(tmp_path):
+    import gzip
+    import shlex
+
+    words = ["-eval", "{ok, _} = net_kernel:start('a@localhost', #{})."]
+    recs = _newc(gzip.decompress(linux_vm.args_cpio(words)))
+    assert [r[0] for r in recs] == ["args"]
+    line = recs[0][4].decode()
+    assert line.startswith("set -- ") and shlex.split(line[len("set -- ") :]) == words
+    (tmp_path / linux_vm.INITRD).write_bytes(gzip.compress(b"base", mtime=0))
+    out = linux_vm.initrd_with_args(tmp_path, words, tmp_path / "both.gz")
+    raw = out.read_bytes()
+    base = (tmp_path / linux_vm.INITRD).read_bytes()
+    assert (
+        raw.startswith(base) and raw[len(base) : (len(base) + 511) // 512 * 512].strip(b"\0") == b""
+    )
+    assert raw.endswith(linux_vm.args_cpio(words))

@@ -8,11 +8,12 @@ with the seL4 image's machine flags, over an initramfs of ours:
   /bin/busybox, applets  Debian's busybox-static (lock `busybox-arm64`)
   /bin/beam.smp          the static emulator of stage `baseline` (the image's ERTS objects)
   /lib, /releases, /bin  the OTP tree of stage `otp` (root/), in RAM
+  /lib/chrysopolis-*     our Erlang modules (stage erlang-app), as on the seL4 image's disk
   /dev/console           for the kernel to open as init's stdin/out before devtmpfs
   /modules/*.ko          virtio_mmio, failover, net_failover, virtio_net from the same kernel
                          package (all `=m` in its config): init loads them with busybox insmod
 ERTS starts with the emulator arguments of targets/beam/main.c (read from it, so the two cannot
-drift) and runs the Eshell on the console. The tty echoes each typed line, as the seL4
+drift), then the run's own arguments, if any, and runs the Eshell on the console. The tty echoes each typed line, as the seL4
 console does, so chrysopolis.shell.Shell drives both alike. Halting powers the VM off.
 
 Networking (for bench/net_bench.py): booted with `net_bus`, the VM has the seL4 image's
@@ -21,6 +22,13 @@ hostfwd/guestfwd rules); init brings up lo and gives eth0 the address QEMU's DHC
 first, 10.0.2.15/24, statically (no DHCP round trips at boot). Without a device the modules
 load and find nothing; boot to the prompt did not change measurably (5 interleaved boots:
 median 5.52 s before, 5.63 s after, 5.52 s with the device, on a shared, noisy host).
+
+Distribution (for bench/dist_bench.py): `booted(init_args=...)` hands ERTS more init
+arguments, as a seL4 node gets them from its disk's /chrysopolis/args: a second, small cpio
+holding /args (a `set --` line for init's shell) is appended to the initramfs in a scratch
+file; the kernel unpacks both. With dist.init_args and the chrysopolis app in the tree,
+the VM joins a cluster exactly as a seL4 node does (docs/distribution.md). Without it init
+finds no /args and ERTS starts as before.
 
 The cpio (newc) is written here, sorted with zero mtimes and owners, and compressed with
 a zero gzip mtime: the same inputs give the same bytes.
@@ -32,6 +40,7 @@ import re
 import shlex
 import shutil
 import stat
+import tempfile
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -40,6 +49,7 @@ from chrysopolis import boards, config, qemu
 from chrysopolis.cache import Context, Planner, stage
 from chrysopolis.errors import UserError
 from chrysopolis.shell import Shell
+from chrysopolis.stages import erlang_app
 
 KERNEL = "vmlinuz"
 INITRD = "initramfs.cpio.gz"
@@ -72,7 +82,9 @@ ip link set lo up
 if ip link set eth0 up 2>/dev/null; then ip addr add {address} brd + dev eth0; fi
 export BINDIR=/bin ROOTDIR=/ EMU=beam PROGNAME=erl HOME=/ TERM=dumb
 cd /
-/bin/beam.smp {args} </dev/console >/dev/console 2>&1
+set --
+if [ -f /args ]; then . /args; fi
+/bin/beam.smp {args} "$@" </dev/console >/dev/console 2>&1
 echo "linux-vm: beam.smp exited $?"
 poweroff -f
 """
@@ -152,7 +164,7 @@ def _record(out: io.BytesIO, name: str, ino: int, mode: int, data: bytes, rdev: 
 @stage(
     "linux-vm",
     sources=("linux-arm64", "busybox-arm64"),
-    deps=("baseline", "otp"),
+    deps=("baseline", "otp", "erlang-app"),
     files=(EMU_SOURCE,),
     doc="Debian's arm64 kernel, an initramfs of busybox, beam.smp and OTP: the Linux peer",
 )
@@ -167,6 +179,7 @@ def linux_vm(ctx: Context) -> None:
     ctx.note("ERTS arguments: " + " ".join(args))
     cpio = Cpio()
     cpio.tree(ctx.dep("otp") / "root")
+    cpio.tree(ctx.dep("erlang-app") / "lib" / erlang_app.LIB, f"lib/{erlang_app.LIB}")
     for d in ("proc", "sys", "dev", "tmp"):
         cpio.dir(d)
     cpio.chardev("dev/console", 5, 1)
@@ -186,13 +199,34 @@ def linux_vm(ctx: Context) -> None:
     cpio.file(
         "init",
         INIT.format(
-            hostname=HOSTNAME, modules=" ".join(names), address=NET_ADDRESS, args=shlex.join(args)
+            hostname=HOSTNAME,
+            modules=" ".join(names),
+            address=NET_ADDRESS,
+            # Quoted for the shell: main.c's words reach ERTS as they are (`'/etc/inetrc'`
+            # keeps its quotes, which make it an Erlang term).
+            args=" ".join(map(shlex.quote, args)),
         ).encode(),
         0o755,
     )
     raw = cpio.bytes()
     (ctx.out / INITRD).write_bytes(gzip.compress(raw, compresslevel=6, mtime=0))
     ctx.note(f"initramfs: {len(cpio.entries)} entries, {len(raw) / 2**20:.1f} MiB uncompressed")
+
+
+def args_cpio(init_args: Sequence[str]) -> bytes:
+    """A gzipped cpio of /args: init's shell sources it and hands the words to ERTS after
+    the image's arguments."""
+    c = Cpio()
+    c.file("args", ("set -- " + " ".join(map(shlex.quote, init_args)) + "\n").encode())
+    return gzip.compress(c.bytes(), compresslevel=6, mtime=0)
+
+
+def initrd_with_args(vm: Path, init_args: Sequence[str], dest: Path) -> Path:
+    """`dest`: the stage's initramfs, zero-padded to 512 bytes, then args_cpio (the kernel
+    unpacks concatenated archives in turn, skipping the zeros between them)."""
+    base = (vm / INITRD).read_bytes()
+    dest.write_bytes(base + b"\0" * (-len(base) % 512) + args_cpio(init_args))
+    return dest
 
 
 def command(
@@ -202,16 +236,18 @@ def command(
     net_bus: int | None = None,
     forwards: Sequence[str] = (),
     guest_forwards: Sequence[tuple[int, int]] = (),
+    initrd: Path | None = None,
 ) -> list[str]:
     """QEMU for the Linux peer: the machine, CPU, RAM and console flags of qemu.command.
     With `net_bus` (the seL4 image's, run.json), its virtio-net device and user network
-    with `forwards` and `guest_forwards` as qemu.command makes them."""
+    with `forwards` and `guest_forwards` as qemu.command makes them. `initrd`: another
+    initramfs than the stage's (initrd_with_args)."""
     cmd = [
         *qemu.machine(board, ram),
         "-kernel",
         str(vm / KERNEL),
         "-initrd",
-        str(vm / INITRD),
+        str(initrd or vm / INITRD),
         "-append",
         APPEND,
     ]
@@ -224,15 +260,22 @@ def command(
 
 @contextmanager
 def booted(
-    ram: str | None = None, log_name: str = "linux-vm", timeout: float = 300, **net
+    ram: str | None = None,
+    log_name: str = "linux-vm",
+    timeout: float = 300,
+    init_args: Sequence[str] = (),
+    **net,
 ) -> Iterator[Shell]:
     """Boot the Linux peer to its Eshell; `shell.ready_at` is QEMU start to the first prompt.
-    `net`: command's net_bus, forwards and guest_forwards."""
+    `init_args`: more arguments for ERTS (initrd_with_args); `net`: command's net_bus,
+    forwards and guest_forwards."""
     planner = Planner()
     vm = planner.ensure("linux-vm")
     board = boards.board(boards.DEFAULT_BOARD)
     log = config.runs_dir() / f"{log_name}.log"
-    with qemu.boot(command(vm, board, ram, **net), log) as s:
-        shell = Shell(s)
-        shell.wait_ready(timeout)
-        yield shell
+    with tempfile.TemporaryDirectory(dir=config.runs_dir()) as tmp:
+        initrd = initrd_with_args(vm, init_args, Path(tmp) / INITRD) if init_args else None
+        with qemu.boot(command(vm, board, ram, initrd=initrd, **net), log) as s:
+            shell = Shell(s)
+            shell.wait_ready(timeout)
+            yield shell
