@@ -27,6 +27,13 @@ def main() -> int:
     except OSError:
         return 1
     host.setblocking(True)
+    # Small messages both ways (Erlang distribution, request/response): Nagle on this hop
+    # waits for the peer's delayed ACK, ~40 ms a message.
+    for s in (host, guest):
+        try:
+            s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        except OSError:
+            pass  # QEMU's end may be a Unix socket
     sel = selectors.DefaultSelector()
     sel.register(guest, selectors.EVENT_READ, host)
     sel.register(host, selectors.EVENT_READ, guest)

@@ -230,6 +230,10 @@ static long our_vector(long n, long fd, const struct iovec *iov, long cnt)
     if (cnt < 0 || cnt > IOV_MAX) {
         return -EINVAL;
     }
+    const struct fd_ops *ops = fds_ops((int)fd);
+    if (n == SYS_write && ops != NULL && ops->writev != NULL) {
+        return ops->writev((int)fd, iov, (int)cnt);
+    }
     long total = 0;
     for (long i = 0; i < cnt; i++) {
         if (iov[i].iov_len == 0) {

@@ -14,6 +14,7 @@
 #include <stdint.h>
 #include <sys/stat.h>
 #include <sys/types.h>
+#include <sys/uio.h>
 
 struct fd_ops {
     const char *name;
@@ -34,6 +35,8 @@ struct fd_ops {
     /* ioctl(fd, req, arg) (sockets: FIONREAD, SIOCGIF*); NULL: LionsOS answers. FIONBIO
      * never reaches it (fd_console.c's sys_ioctl sets O_NONBLOCK for every fd). */
     long (*ioctl)(int fd, void *obj, unsigned long req, long arg);
+    /* writev(fd, iov, cnt) in one go (sockets: one segment); NULL: one write per iovec. */
+    long (*writev)(int fd, const struct iovec *iov, int cnt);
     /* lseek says ESPIPE (a stream); otherwise it succeeds and does nothing. */
     bool stream;
     /* pread/pwrite read and write, ignoring the offset (devices); otherwise ESPIPE. */
