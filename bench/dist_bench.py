@@ -28,15 +28,12 @@ receive and rpc in the guests has a timeout and every loop a fixed count.
 
 import dataclasses
 import re
-import shutil
 import statistics
-import subprocess
-import sys
-import tempfile
 from contextlib import ExitStack, contextmanager
-from pathlib import Path
 
-from chrysopolis import cache, cluster, config, dist, epmd, targets
+import net_bench  # bench/: its interleaved main
+
+from chrysopolis import cluster, dist, epmd, targets
 from chrysopolis.errors import UserError
 from chrysopolis.shell import Shell
 from chrysopolis.stages import linux_vm
@@ -207,23 +204,7 @@ def linux_vm_round(net_bus: int, mib: int) -> Figures:
 
 
 def main() -> None:
-    rounds = int(sys.argv[1]) if len(sys.argv) > 1 else 3
-    mib = int(sys.argv[2]) if len(sys.argv) > 2 else 16
-    if not (1 <= rounds <= 20 and 1 <= mib <= 64):
-        raise SystemExit("usage: dist_bench.py [ROUNDS 1-20] [MIB 1-64]")
-    planner = cache.Planner()
-    planner.ensure("linux-vm")
-    img = targets.image(planner, "beam")
-    if img.net_bus is None:
-        raise SystemExit("the beam image has no network device (run.json has no net_bus)")
-    # A private disk: others may boot the cached image meanwhile (cluster.booted makes
-    # each node's scratch copy from it).
-    tmp = Path(tempfile.mkdtemp(prefix="dist-bench-", dir=config.cache_dir() / "runs"))
-    subprocess.run(["cp", "--sparse=always", str(img.disk), str(tmp / "disk.img")], check=True)
-    try:
-        run(rounds, mib, dataclasses.replace(img, disk=tmp / "disk.img"))
-    finally:
-        shutil.rmtree(tmp)
+    net_bench.interleaved("dist_bench.py", run)
 
 
 def run(rounds: int, mib: int, img: targets.Image) -> None:

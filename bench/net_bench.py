@@ -262,10 +262,16 @@ def linux_vm_round(net_bus: int, mib: int) -> Figures:
 
 
 def main() -> None:
+    interleaved("net_bench.py", run)
+
+
+def interleaved(script: str, run_rounds) -> None:
+    """`script [ROUNDS] [MIB]`: run_rounds(rounds, mib, img) with the beam image on a
+    private copy of its disk (shared by bench/dist_bench.py)."""
     rounds = int(sys.argv[1]) if len(sys.argv) > 1 else 3
     mib = int(sys.argv[2]) if len(sys.argv) > 2 else 16
     if not (1 <= rounds <= 20 and 1 <= mib <= 64):
-        raise SystemExit("usage: net_bench.py [ROUNDS 1-20] [MIB 1-64]")
+        raise SystemExit(f"usage: {script} [ROUNDS 1-20] [MIB 1-64]")
     planner = cache.Planner()
     planner.ensure("linux-vm")
     img = targets.image(planner, "beam")
@@ -275,7 +281,7 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="net-bench-", dir=config.cache_dir() / "runs"))
     subprocess.run(["cp", "--sparse=always", str(img.disk), str(tmp / "disk.img")], check=True)
     try:
-        run(rounds, mib, dataclasses.replace(img, disk=tmp / "disk.img"))
+        run_rounds(rounds, mib, dataclasses.replace(img, disk=tmp / "disk.img"))
     finally:
         shutil.rmtree(tmp)
 
