@@ -56,6 +56,19 @@ def emulator(beam: Path, root: Path, home: Path | str) -> list[str]:
     ]
 
 
+def environment(root: Path, home: Path | str) -> dict[str, str]:
+    """What erlexec would set for the emulator (it is started without erlexec), with the
+    toolchain's qemu-aarch64 on PATH."""
+    return {
+        **toolchain.env(),
+        "BINDIR": str(root / "bin"),
+        "ROOTDIR": str(root),
+        "EMU": "beam",
+        "PROGNAME": "erl",
+        "HOME": str(home),
+    }
+
+
 def command(beam: Path, root: Path, home: Path, exprs: list[str], mark: str) -> list[str]:
     return [*emulator(beam, root, home), "-noshell", "-eval", evaluator.code(exprs, mark)]
 
@@ -79,15 +92,7 @@ def run(
     exprs = [e if e.rstrip().endswith(".") else e + "." for e in exprs]
     mark = evaluator.new_mark()
     with tempfile.TemporaryDirectory(prefix="chrysopolis-baseline-") as home:
-        env = {
-            **toolchain.env(),
-            "BINDIR": str(root / "bin"),
-            "ROOTDIR": str(root),
-            "EMU": "beam",
-            "PROGNAME": "erl",
-            "HOME": home,
-            "ERL_CRASH_DUMP_SECONDS": "0",
-        }
+        env = {**environment(root, home), "ERL_CRASH_DUMP_SECONDS": "0"}
         needs_ns = "." not in socket.gethostname()
         t0 = time.monotonic()
         try:

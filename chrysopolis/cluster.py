@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pexpect
 
-from chrysopolis import baseline, cache, config, dist, epmd, logs, qemu, targets, toolchain
+from chrysopolis import baseline, cache, config, dist, epmd, logs, qemu, targets
 from chrysopolis.shell import Shell, with_modules
 
 BOOT_TIMEOUT = 180.0
@@ -119,16 +119,7 @@ def linux_command(
     planner = cache.Planner()
     beam = planner.ensure("baseline") / "bin" / "beam.smp"
     root = planner.ensure("otp") / "root"
-    env = {
-        **os.environ,
-        **toolchain.env(),
-        "BINDIR": str(root / "bin"),
-        "ROOTDIR": str(root),
-        "EMU": "beam",
-        "PROGNAME": "erl",
-        "HOME": home,
-        "TERM": qemu.HEADLESS.term,
-    }
+    env = {**os.environ, **baseline.environment(root, home), "TERM": qemu.HEADLESS.term}
     cmd = [
         *baseline.emulator(beam, root, home),
         # No port programs under qemu-aarch64: resolve through the tree's inetrc.
