@@ -57,6 +57,12 @@ def test_memory_region_allocator(harness):
     assert len([x for x in lines if x.startswith("ok ")]) >= 30
 
 
+def test_memory_region_of_gigabytes(harness):
+    lines = run(harness, "memory-big")
+    assert "ok one 2.5 GiB mapping" in lines
+    assert any(x.startswith("ok mmap/munmap among 500 carriers") for x in lines), lines
+
+
 def test_path_folding(harness):
     lines = run(harness, "paths")
     assert "ok path / + //lib/kernel/ebin -> /lib/kernel/ebin" in lines

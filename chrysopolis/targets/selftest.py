@@ -23,6 +23,12 @@ MARKERS = {
     "random": r"selftest: random ([0-9a-f]{32})",
 }
 FAIL = re.compile(rb"selftest: FAIL [^\r\n]*")
+COTHREAD_STACK = 0x10000
+# runtime/pd/costack.c's report of a spoilt canary, and the status it powers off with.
+OVERFLOW_LINE = (
+    rb"beam_server: ERROR: cothread (\d+) \(thread (\d+)\) overflowed its (\d+) KiB stack"
+)
+OVERFLOW_STATUS = 139
 
 
 @stage(
@@ -40,7 +46,11 @@ def selftest(ctx: Context) -> None:
     srcs = [*image.runtime_sources(ctx, posix=True), ctx.ours(MAIN)]
     # 64 KiB cothread stacks: 31 of them from the top of the heap region.
     image.compile_client(
-        ctx, srcs, board, defines={"COTHREAD_STACK_SIZE": "0x10000"}, ldflags=image.POSIX_LINK_FLAGS
+        ctx,
+        srcs,
+        board,
+        defines={"COTHREAD_STACK_SIZE": hex(COTHREAD_STACK)},
+        ldflags=image.POSIX_LINK_FLAGS,
     )
     tree = ctx.work / "disk"
     (tree / "data").mkdir(parents=True)
@@ -92,3 +102,28 @@ def runtime_selftest(planner: Planner) -> str:
             f"getrandom gave {r1} on two boots: the DRBG seed does not vary (log: {log})"
         )
     return f"{first}; getrandom differs across boots"
+
+
+@check("stack-overflow", needs=image.NEEDS)
+def stack_overflow(planner: Planner) -> str:
+    """A thread overruns its cothread stack on purpose: the canary check reports it by name
+    and the machine powers off with status 139, as Linux's SIGSEGV."""
+    img = targets.image(planner, "selftest")
+    log = logs.run_log("stack-overflow")
+    cmd = img.command(fw_cfg=[("opt/chrysopolis/selftest", "stack-overflow")])
+    with qemu.boot(cmd, log) as s:
+        s.expect(r"selftest: overflowing a cothread stack", 60)
+        m = s.expect(OVERFLOW_LINE.decode(), 60)
+        status = s.wait_exit(30)
+    text = log.read_bytes()
+    if FAIL.search(text):
+        raise UserError(f"stack-overflow: {FAIL.search(text).group(0).decode()} (log: {log})")
+    kib = int(m.group(3))
+    if kib != COTHREAD_STACK // 1024 or status != OVERFLOW_STATUS:
+        raise UserError(
+            f"stack-overflow: reported a {kib} KiB stack, exit status {status}; expected "
+            f"{COTHREAD_STACK // 1024} KiB and {OVERFLOW_STATUS} (log: {log})"
+        )
+    return (
+        f"cothread {m.group(1).decode()} (thread {m.group(2).decode()}) reported, status {status}"
+    )

@@ -14,6 +14,7 @@
 #include <sddf/network/lib_sddf_lwip.h>
 
 #include <chrysopolis/console.h>
+#include <chrysopolis/costack.h>
 #include <chrysopolis/dispatch.h>
 #include <chrysopolis/files.h>
 #include <chrysopolis/netstack.h>
@@ -34,11 +35,8 @@ uint64_t beam_heap_size;
 serial_queue_handle_t serial_rx_queue_handle;
 serial_queue_handle_t serial_tx_queue_handle;
 
-/*
- * libmicrokitco wants a stack for every cothread it may run, all the same size, at
- * init. They are carved from the top of the heap region, so the static image stays
- * small; the rest of the region below them is what mmap/brk hand out.
- */
+/* Cothread stacks (costack.c) come from the top of the heap region; the rest of the region
+ * below them is what mmap/brk hand out. */
 #ifndef COTHREAD_STACK_SIZE
 #define COTHREAD_STACK_SIZE 0x100000
 #endif
@@ -73,22 +71,21 @@ void init(void)
     console_init();
     files_init();
 
-    uint64_t stacks_bytes = (uint64_t)NUM_STACKS * COTHREAD_STACK_SIZE;
+    uint64_t stacks_bytes = (uint64_t)NUM_STACKS * (COTHREAD_STACK_SIZE + COSTACK_RED_ZONE);
     if (beam_heap_size < stacks_bytes) {
         microkit_dbg_puts("beam_server: ERROR: the heap region is smaller than the cothread stacks; "
                           "give the system a larger heap\n");
         return;
     }
-    pd_heap_limit = beam_heap_base + beam_heap_size - stacks_bytes;
     stack_ptrs_arg_array_t stacks;
-    for (int i = 0; i < NUM_STACKS; i++) {
-        stacks[i] = pd_heap_limit + (uint64_t)i * COTHREAD_STACK_SIZE;
-    }
+    pd_heap_limit = costack_carve(beam_heap_base + beam_heap_size, COTHREAD_STACK_SIZE, NUM_STACKS, stacks);
     microkit_cothread_init(&co_controller, COTHREAD_STACK_SIZE, stacks);
-    if (microkit_cothread_spawn(main_cothread, NULL) == LIBMICROKITCO_NULL_HANDLE) {
+    microkit_cothread_ref_t main_handle = microkit_cothread_spawn(main_cothread, NULL);
+    if (main_handle == LIBMICROKITCO_NULL_HANDLE) {
         microkit_dbg_puts("beam_server: cannot start the main cothread\n");
         return;
     }
+    costack_arm(main_handle);
     microkit_cothread_yield();
 }
 

@@ -4,12 +4,14 @@
  * in by the Microkit tool; pd.c keeps its top for the cothread stacks, so the region ends
  * at pd_heap_limit). LionsOS's versions hand out a 1 MiB static arena.
  *
- * A page bitmap says what is in use. brk grows up from the base, mmap takes the highest
- * free run that fits (so the two meet last). What ERTS does with it: reserve address
- * space with PROT_NONE and commit parts of it with MAP_FIXED, over-allocate and trim to
- * align, grow with mremap. There is no protection to change: PROT_NONE pages are plain
- * memory. Anonymous memory must read as zero: the region starts zeroed, so only pages
- * handed out before (the `dirty` bitmap) are cleared when handed out again.
+ * Two page bitmaps say what is in use and what has held data; they sit at the bottom of
+ * the region, sized by it, so the whole region is served however large it is. brk grows
+ * up from above them, mmap takes the highest free run that fits (so the two meet last).
+ * What ERTS does with it: reserve address space with PROT_NONE and commit parts of it
+ * with MAP_FIXED, over-allocate and trim to align, grow with mremap. There is no
+ * protection to change: PROT_NONE pages are plain memory. Anonymous memory must read as
+ * zero: the region starts zeroed, so only pages handed out before (`dirty`) are cleared
+ * when handed out again.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -21,13 +23,10 @@
 #include <chrysopolis/pd.h>
 
 #define PAGE 4096UL
-#ifndef MAX_HEAP_PAGES
-#define MAX_HEAP_PAGES (1UL << 18) /* 1 GiB of 4 KiB pages */
-#endif
-#define WORDS (MAX_HEAP_PAGES / 64)
+#define ALL UINT64_MAX
 
-static uint64_t used[WORDS];
-static uint64_t dirty[WORDS];
+static uint64_t *used;
+static uint64_t *dirty;
 static uintptr_t base;
 static size_t npages;
 static size_t brk_pages; /* pages [0, brk_pages) belong to brk */
@@ -38,23 +37,33 @@ static bool bit(const uint64_t *map, size_t p)
     return (map[p / 64] >> (p % 64)) & 1;
 }
 
+/* Bits [lo, hi) of one word, lo < hi <= 64. */
+static uint64_t mask(size_t lo, size_t hi)
+{
+    uint64_t upper = hi == 64 ? ALL : (1ULL << hi) - 1;
+    return upper & ~((1ULL << lo) - 1);
+}
+
 static void set_bits(uint64_t *map, size_t p, size_t n, bool v)
 {
-    for (size_t i = p; i < p + n; i++) {
-        if (v) {
-            map[i / 64] |= 1ULL << (i % 64);
-        } else {
-            map[i / 64] &= ~(1ULL << (i % 64));
-        }
+    while (n > 0) {
+        size_t lo = p % 64, k = 64 - lo < n ? 64 - lo : n;
+        uint64_t m = mask(lo, lo + k);
+        map[p / 64] = v ? map[p / 64] | m : map[p / 64] & ~m;
+        p += k;
+        n -= k;
     }
 }
 
 static bool range_free(size_t p, size_t n)
 {
-    for (size_t i = p; i < p + n; i++) {
-        if (bit(used, i)) {
+    while (n > 0) {
+        size_t lo = p % 64, k = 64 - lo < n ? 64 - lo : n;
+        if (used[p / 64] & mask(lo, lo + k)) {
             return false;
         }
+        p += k;
+        n -= k;
     }
     return true;
 }
@@ -69,6 +78,14 @@ static void take(size_t p, size_t n)
 {
     size_t run = 0;
     for (size_t i = p; i <= p + n; i++) {
+        if (i < p + n && i % 64 == 0 && i + 64 <= p + n && dirty[i / 64] == 0) {
+            if (run > 0) {
+                memset(page_addr(i - run), 0, run * PAGE);
+                run = 0;
+            }
+            i += 63; /* a clean word */
+            continue;
+        }
         if (i < p + n && bit(dirty, i)) {
             run++;
             continue;
@@ -82,14 +99,27 @@ static void take(size_t p, size_t n)
     set_bits(dirty, p, n, true);
 }
 
-/* The highest free run of n pages above the brk area, or SIZE_MAX. */
+/* The highest free run of n pages above the brk area, or SIZE_MAX. Whole words (64
+ * pages) are stepped over at once, full or empty: a 2 GiB region is 8192 words. */
 static size_t find_free(size_t n)
 {
     size_t run = 0;
     for (size_t i = npages; i > brk_pages;) {
-        if (run == 0 && i % 64 == 0 && used[i / 64 - 1] == UINT64_MAX) {
-            i -= 64; /* a full word: skip it */
-            continue;
+        if (i % 64 == 0 && i - 64 >= brk_pages) {
+            uint64_t w = used[i / 64 - 1];
+            if (w == ALL) {
+                run = 0;
+                i -= 64;
+                continue;
+            }
+            if (w == 0) {
+                if (run + 64 >= n) {
+                    return i - (n - run);
+                }
+                run += 64;
+                i -= 64;
+                continue;
+            }
         }
         i--;
         if (bit(used, i)) {
@@ -241,13 +271,27 @@ long sys_mprotect(long addr, long len, long prot, long d, long e, long f)
     return addr % PAGE != 0 ? -EINVAL : 0;
 }
 
+size_t memory_bitmap_pages(size_t region_pages)
+{
+    return pages_of(2 * ((region_pages + 63) / 64) * sizeof(uint64_t));
+}
+
 void memory_init(void)
 {
-    base = ((uintptr_t)beam_heap_base + PAGE - 1) & ~(PAGE - 1);
+    uintptr_t start = ((uintptr_t)beam_heap_base + PAGE - 1) & ~(PAGE - 1);
     uintptr_t limit = (uintptr_t)pd_heap_limit & ~(PAGE - 1);
-    npages = limit > base ? (limit - base) / PAGE : 0;
-    if (npages > MAX_HEAP_PAGES) {
-        npages = MAX_HEAP_PAGES;
+    size_t total = limit > start ? (limit - start) / PAGE : 0;
+    size_t meta = memory_bitmap_pages(total);
+    if (total <= meta) {
+        npages = 0; /* every call answers ENOMEM */
+        base = brk_cur = start;
+        return;
     }
+    size_t words = (total + 63) / 64;
+    used = (uint64_t *)start; /* zero, as the whole region */
+    dirty = used + words;
+    base = start + meta * PAGE;
+    npages = total - meta;
+    brk_pages = 0;
     brk_cur = base;
 }

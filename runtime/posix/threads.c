@@ -42,6 +42,7 @@
 #include <libmicrokitco.h>
 
 #include <chrysopolis/clocks.h>
+#include <chrysopolis/costack.h>
 #include <chrysopolis/pd.h>
 #include <chrysopolis/power.h>
 #include <chrysopolis/threads.h>
@@ -129,6 +130,13 @@ static void root_run(void)
 
 /* ---- the libmicrokitco calls every object of the image reaches through --wrap ---- */
 
+/* The running cothread is about to switch away: its stack must not have overflowed. */
+static void check_stack(void)
+{
+    microkit_cothread_ref_t h = microkit_cothread_my_handle();
+    costack_check(h, cot_of(h)->tid == 0 ? 1 : cot_of(h)->tid);
+}
+
 void __wrap_microkit_cothread_yield(void)
 {
     if (microkit_cothread_my_handle() == ROOT) {
@@ -136,6 +144,7 @@ void __wrap_microkit_cothread_yield(void)
         return;
     }
     waitq_flush();
+    check_stack();
     uintptr_t tp = tp_get();
     __real_microkit_cothread_yield();
     tp_set(tp);
@@ -144,6 +153,7 @@ void __wrap_microkit_cothread_yield(void)
 void __wrap_microkit_cothread_semaphore_wait(microkit_cothread_sem_t *sem)
 {
     waitq_flush();
+    check_stack();
     uintptr_t tp = tp_get();
     __real_microkit_cothread_semaphore_wait(sem);
     tp_set(tp);
@@ -192,6 +202,7 @@ static _Noreturn void thread_exit(void)
         waitq_wake(&futex_q[((uintptr_t)clear >> 2) % FUTEX_BUCKETS], clear, 1);
     }
     waitq_flush();
+    check_stack();
     microkit_cothread_destroy(h); /* frees the handle and switches away for good */
     for (;;) {
     }
@@ -230,6 +241,7 @@ int __clone(int (*fn)(void *), void *stack, int flags, void *arg, ...)
         }
         microkit_cothread_yield();
     }
+    costack_arm(h);
     struct cothread *c = cot_of(h); /* the new cothread runs only once we park or yield */
     c->tid = next_tid++;
     c->fn = fn;

@@ -35,13 +35,47 @@
 
 void erl_start(int argc, char **argv);
 
-/* Emulator flags (the `-` form erlexec passes), then init's flags. */
-static const char *const emu_args[] = {
-    "beam",      "-MIscs",    "16",       "-P",     "16384",        "-Q",    "1024",  "-Bd",
-    "-SDio",     "1",         "-SDcpu",   "1:1",    "-S",           "1:1",   "-sbwt", "none",
-    "-sbwtdcpu", "none",      "-sbwtdio", "none",   "--",           "-root", "/",     "-bindir",
-    "/bin",      "-progname", "erl",      "--",     "-home",        "/",     "-boot", "/releases/27/start",
-    "-mode",     "embedded",  "-kernel",  "inetrc", "'/etc/inetrc'"};
+/* Emulator flags (the `-` form erlexec passes), then init's flags. -sss 112: a scheduler's
+ * C-stack limit (kilowords: 896 KiB) inside its 1 MiB cothread stack (runtime/pd/costack.c). */
+static const char *const emu_args[] = {"beam",
+                                       "-MIscs",
+                                       "16",
+                                       "-sss",
+                                       "112",
+                                       "-P",
+                                       "16384",
+                                       "-Q",
+                                       "1024",
+                                       "-Bd",
+                                       "-SDio",
+                                       "1",
+                                       "-SDcpu",
+                                       "1:1",
+                                       "-S",
+                                       "1:1",
+                                       "-sbwt",
+                                       "none",
+                                       "-sbwtdcpu",
+                                       "none",
+                                       "-sbwtdio",
+                                       "none",
+                                       "--",
+                                       "-root",
+                                       "/",
+                                       "-bindir",
+                                       "/bin",
+                                       "-progname",
+                                       "erl",
+                                       "--",
+                                       "-home",
+                                       "/",
+                                       "-boot",
+                                       "/releases/27/start",
+                                       "-mode",
+                                       "embedded",
+                                       "-kernel",
+                                       "inetrc",
+                                       "'/etc/inetrc'"};
 
 static void idle_forever(void)
 {

@@ -6,6 +6,9 @@
  *   selftest: ok <name>   or   selftest: FAIL <name> (<detail>)
  * then `selftest: done, N failures`, and exits as a test program does: 0 when every
  * check passed, else 1. The exit powers the machine off (runtime/pd/power.c).
+ *
+ * With fw_cfg file opt/chrysopolis/selftest = "stack-overflow" it instead overruns one
+ * thread's cothread stack on purpose: runtime/pd/costack.c must report it and power off.
  */
 #define _GNU_SOURCE
 #include <dirent.h>
@@ -30,6 +33,7 @@
 #include <unistd.h>
 
 #include <chrysopolis/files.h>
+#include <chrysopolis/fwcfg.h>
 #include <chrysopolis/syscalls.h>
 
 #define MOUNT_TIMEOUT_NS (10ULL * 1000 * 1000 * 1000)
@@ -376,10 +380,51 @@ static void test_files(void)
     check("readdir (getdents64) lists /selftest", seen == 2, detail);
 }
 
+/* ---- a cothread stack overrun, on purpose ---- */
+
+#define OVERRUN_FRAME 1024
+
+/* Each call keeps a 1 KiB frame live; clang must not fold the recursion. */
+__attribute__((noinline)) static int descend(int n)
+{
+    volatile char frame[OVERRUN_FRAME];
+    frame[0] = (char)n;
+    frame[OVERRUN_FRAME - 1] = (char)n;
+    int below = n > 0 ? descend(n - 1) : 0;
+    return below + frame[0] + frame[OVERRUN_FRAME - 1];
+}
+
+static void *overrun(void *arg)
+{
+    int frames = *(int *)arg;
+    printf("selftest: descending %d frames of %d bytes\n", frames, OVERRUN_FRAME);
+    int sum = descend(frames);
+    sched_yield(); /* the switch where the canary is checked */
+    printf("selftest: FAIL stack overrun went unreported (%d)\n", sum);
+    return NULL;
+}
+
+static void stack_overflow(void)
+{
+    /* 8 KiB past the stack's end: inside the red zone below it. */
+    static int frames = (int)((COTHREAD_STACK_SIZE + 0x2000) / OVERRUN_FRAME);
+    pthread_t t;
+    printf("selftest: overflowing a cothread stack\n");
+    if (pthread_create(&t, NULL, overrun, &frames) == 0) {
+        pthread_join(t, NULL);
+    }
+    exit(1);
+}
+
 void chrysopolis_main(void)
 {
     setvbuf(stdout, NULL, _IONBF, 0);
     syscalls_init();
+    char mode[32];
+    if (fwcfg_read_file("opt/chrysopolis/selftest", mode, sizeof(mode)) > 0 &&
+        strcmp(mode, "stack-overflow") == 0) {
+        stack_overflow();
+    }
     printf("selftest: start\n");
     test_clocks();
     test_threads();

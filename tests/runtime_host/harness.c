@@ -4,7 +4,7 @@
  * allocator behind mmap/munmap/mremap/brk/madvise), paths.c and entropy.c (ChaCha20
  * DRBG), and the syscall registration of pd/dispatch.c (a taken slot or an out-of-range
  * number is refused). Built with the host cc against the real sources;
- * tests/test_runtime_host.py runs it. Usage: harness memory | paths | chacha | random N
+ * tests/test_runtime_host.py runs it. Usage: harness memory | memory-big | paths | chacha | random N
  * | register
  */
 #define _GNU_SOURCE
@@ -118,7 +118,9 @@ static void test_memory(void)
     pd_heap_limit = (uint64_t)(uintptr_t)region + HEAP;
     memory_init();
     register_rows();
-    long base = (long)region + PAGE, top = (long)region + HEAP;
+    /* brk starts above the bitmaps memory.c keeps at the region's bottom. */
+    long base = (long)region + PAGE + (long)memory_bitmap_pages(HEAP / PAGE - 1) * PAGE;
+    long top = (long)region + HEAP;
 
     long a = anon(0, 3 * PAGE, 0);
     CHECK("mmap is page aligned, inside the region, from the top", a % PAGE == 0 && a == top - 3 * PAGE);
@@ -197,6 +199,46 @@ static void test_memory(void)
     }
     CHECK("the region runs out with ENOMEM", last == -ENOMEM && count > 1500);
     CHECK("single pages come top-down, each once", ordered);
+}
+
+/* A region of several GiB (host memory reserved lazily): served whole, and fast with many
+ * mappings in it. */
+static void test_memory_big(void)
+{
+    const long size = 3L << 30;
+    unsigned char *region =
+        mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    CHECK("host region", region != MAP_FAILED);
+    beam_heap_base = (uint64_t)(uintptr_t)region;
+    beam_heap_size = size;
+    pd_heap_limit = (uint64_t)(uintptr_t)region + size;
+    memory_init();
+    register_rows();
+    long huge = anon(0, 5L << 29, 0); /* 2.5 GiB: more than a 1 GiB cap would serve */
+    CHECK("one 2.5 GiB mapping", huge > 0 && huge % PAGE == 0 && huge + (5L << 29) <= (long)pd_heap_limit);
+    ((unsigned char *)huge)[0] = 1;
+    ((unsigned char *)huge)[(5L << 29) - 1] = 1;
+    CHECK("munmap it", sys(SYS_munmap, huge, 5L << 29, 0, 0, 0, 0) == 0);
+
+    /* 500 carriers of 1 MiB, every other one freed, then 1000 mmap/munmap pairs. */
+    static long carriers[500];
+    for (int i = 0; i < 500; i++) {
+        carriers[i] = anon(0, 1L << 20, 0);
+    }
+    for (int i = 0; i < 500; i += 2) {
+        sys(SYS_munmap, carriers[i], 1L << 20, 0, 0, 0, 0);
+    }
+    uint64_t t0 = time_now_ns();
+    bool ok = true;
+    for (int i = 0; i < 1000; i++) {
+        long m = anon(0, 2L << 20, 0); /* fits no freed hole: searched past all of them */
+        ok = ok && m > 0 && sys(SYS_munmap, m, 2L << 20, 0, 0, 0, 0) == 0;
+    }
+    uint64_t per = (time_now_ns() - t0) / 2000;
+    char name[96];
+    snprintf(name, sizeof(name), "mmap/munmap among 500 carriers: %llu ns a call", (unsigned long long)per);
+    CHECK(name, ok && per < 200000); /* each call zeroes 2 MiB it handed out before */
+    munmap(region, size);
 }
 
 static void test_paths(void)
@@ -278,6 +320,8 @@ int main(int argc, char **argv)
 {
     if (argc >= 2 && strcmp(argv[1], "memory") == 0) {
         test_memory();
+    } else if (argc >= 2 && strcmp(argv[1], "memory-big") == 0) {
+        test_memory_big();
     } else if (argc >= 2 && strcmp(argv[1], "paths") == 0) {
         test_paths();
     } else if (argc >= 2 && strcmp(argv[1], "chacha") == 0) {
@@ -287,7 +331,7 @@ int main(int argc, char **argv)
     } else if (argc >= 3 && strcmp(argv[1], "random") == 0) {
         print_random(atol(argv[2]));
     } else {
-        fprintf(stderr, "usage: harness memory | paths | chacha | random N | register\n");
+        fprintf(stderr, "usage: harness memory | memory-big | paths | chacha | random N | register\n");
         return 2;
     }
     return failures ? 1 : 0;

@@ -2,8 +2,13 @@
 /* memory.c: brk and mmap over the heap memory region (docs/architecture.md). */
 #pragma once
 
+#include <stddef.h>
+
 /* Take the heap region (below pd_heap_limit) for mmap and brk. */
 void memory_init(void);
+
+/* The pages at the region's bottom that memory_init keeps for its bitmaps. */
+size_t memory_bitmap_pages(size_t region_pages);
 
 long sys_mmap(long addr, long len, long prot, long flags, long fd, long off);
 long sys_munmap(long addr, long len, long c, long d, long e, long f);
