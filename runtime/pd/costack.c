@@ -12,7 +12,7 @@
 #include <chrysopolis/costack.h>
 #include <chrysopolis/power.h>
 
-#define CANARY_WORDS 32 /* 256 bytes: a frame that skips them lands in the red zone */
+#define CANARY_WORDS 128 /* 1 KiB: a frame that skips them lands in the red zone */
 #define CANARY 0x5afe57ac4ca9a7e5ULL
 
 static uint64_t stack_base[LIBMICROKITCO_MAX_COTHREADS]; /* by handle; 0: the root's own */

@@ -384,12 +384,13 @@ static void test_files(void)
 
 #define OVERRUN_FRAME 1024
 
-/* Each call keeps a 1 KiB frame live; clang must not fold the recursion. */
+/* Each call fills a 1 KiB frame and keeps it live; clang must not fold the recursion. */
 __attribute__((noinline)) static int descend(int n)
 {
     volatile char frame[OVERRUN_FRAME];
-    frame[0] = (char)n;
-    frame[OVERRUN_FRAME - 1] = (char)n;
+    for (int i = 0; i < OVERRUN_FRAME; i++) {
+        frame[i] = (char)n;
+    }
     int below = n > 0 ? descend(n - 1) : 0;
     return below + frame[0] + frame[OVERRUN_FRAME - 1];
 }
