@@ -50,3 +50,12 @@ def test_musl_threads_run_over_our_clone(planner):
     assert dwarf.count("threads.c") >= 2
     for fn in image.WRAPPED:
         assert re.search(rf" T __wrap_{fn}$", syms, re.M)
+
+
+@pytest.mark.slow
+def test_a_cothread_stack_overrun_is_reported(planner):
+    summary = checks.load_all()["stack-overflow"].run(planner)
+    assert re.fullmatch(r"cothread \d+ \(thread \d+\) reported, status 139", summary), summary
+    log = logs.latest("stack-overflow").read_bytes()
+    assert b"selftest: descending 72 frames of 1024 bytes" in log
+    assert b"selftest: FAIL" not in log
