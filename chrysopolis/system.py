@@ -15,6 +15,7 @@ each blob into its ELF. The picture, top to bottom:
 """
 
 import re
+import struct
 import subprocess
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
@@ -46,6 +47,14 @@ CLIENT = "beam_server"
 FWCFG_MR = "fw_cfg"
 FWCFG_VADDR = 0x1_0000_0000
 FWCFG_SYMBOL = "fwcfg_base"
+# The FAT server's share with beam_server: file data passes through it in 32 KiB buffers, one
+# per request in flight. sdfgen 0.28.1 makes it 64 MiB (2048 buffers); 4 MiB (128) leaves the
+# rest to Erlang, and LionsOS's helpers stay inside it (patches/lionsos/0003).
+FS_SHARE_MR = "fs_fatfs_share"
+FS_SHARE_SIZE = 4 * MIB
+# Where the share's size sits in both ends' fs configs: magic[8], then the command queue,
+# the completion queue and the share as {vaddr, size} (LionsOS include/lions/fs/config.h).
+FS_SHARE_SIZE_OFFSET = 8 + 2 * 16 + 8
 # The node's MAC address. Always given to sdfgen: without one it draws a random address
 # and the image would not rebuild byte-identical. QEMU's locally administered prefix.
 DEFAULT_MAC = "52:54:00:c5:00:01"
@@ -301,6 +310,7 @@ def generate(
             )
 
     xml = _add_smc(_add_heap_setvars(sdf.render()))
+    xml = _resize_fs_share(xml, out_dir, FS_SHARE_SIZE)
     if sb.fw_cfg_paddr is not None:
         xml = _add_fwcfg_setvar(xml)
     large, small = page_totals(xml)
@@ -372,6 +382,28 @@ def _add_heap_setvars(xml: str) -> str:
             f"heap region/map not found once in the rendered system ({n_mr}, {n_map})"
         )
     return xml
+
+
+def _resize_fs_share(xml: str, out_dir: Path, size: int) -> str:
+    """Give the FAT share `size` bytes: its region in the system, its size in the configs
+    of the server (fatfs) and the client (beam_server), which sdfgen wrote for 64 MiB."""
+    mr_re = re.compile(rf'(<memory_region name="{FS_SHARE_MR}" size=")(0x[0-9a-f]+)(")')
+    found = mr_re.findall(xml)
+    if len(found) != 1:  # sdfgen changed how it renders: fail here, not at boot
+        raise RuntimeError(f"FAT share region not found once in the rendered system ({len(found)})")
+    old = int(found[0][1], 16)
+    blobs = [Path(out_dir) / "fs_server_fatfs.data", Path(out_dir) / f"fs_client_{CLIENT}.data"]
+    for blob in blobs:
+        data = bytearray(blob.read_bytes())
+        (got,) = struct.unpack_from("<Q", data, FS_SHARE_SIZE_OFFSET)
+        if got != old:
+            raise RuntimeError(
+                f"{blob.name}: share size {got:#x} at offset {FS_SHARE_SIZE_OFFSET}, the system "
+                f"says {old:#x}: LionsOS's fs config layout changed"
+            )
+        struct.pack_into("<Q", data, FS_SHARE_SIZE_OFFSET, size)
+        blob.write_bytes(bytes(data))
+    return mr_re.sub(rf"\g<1>{size:#x}\g<3>", xml)
 
 
 def _add_smc(xml: str) -> str:

@@ -17,6 +17,8 @@
 fs_queue_t *fs_command_queue;
 fs_queue_t *fs_completion_queue;
 char *fs_share;
+/* LionsOS's helpers keep fs buffers inside it (patches/lionsos/0003). */
+extern size_t fs_share_size;
 
 static bool fs_enabled;
 static uint64_t mount_id = UINT64_MAX;
@@ -38,6 +40,7 @@ void files_init(void)
     fs_command_queue = fs_config.server.command_queue.vaddr;
     fs_completion_queue = fs_config.server.completion_queue.vaddr;
     fs_share = fs_config.server.share.vaddr;
+    fs_share_size = fs_config.server.share.size;
     fs_set_blocking_wait(microkit_cothread_wait_on_channel);
 }
 
