@@ -99,7 +99,7 @@ def board(name: str) -> Board:
 
 # Room left above the loader's address for the image it is the start of (today's are ~10 MiB).
 LOADER_ROOM = 16 * MIB
-SIZE = re.compile(r"([1-9][0-9]*)([MG])")
+SIZE = re.compile(r"([0-9]+)([MG])")
 
 
 def ram_text(mib: int) -> str:
