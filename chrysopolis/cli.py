@@ -580,6 +580,7 @@ CLUSTER_HELP = """Boot N seL4 nodes (default 2) of TARGET in one Erlang cluster.
     default=None,
     help="A file whose first line is the cookie.",
 )
+@click.option("--ram", default=None, metavar="SIZE", help=RAM_HELP)
 def cluster(
     count: int,
     target: str,
@@ -587,11 +588,13 @@ def cluster(
     long_names: bool,
     cookie: str | None,
     cookie_file: Path | None,
+    ram: str | None,
 ) -> None:
     from chrysopolis import cache, dist, shell, targets
     from chrysopolis import cluster as cl
 
     try:
+        _use_ram(ram)
         if not dist.ALIVE.fullmatch(f"{prefix}{count}"):
             raise UsageError(
                 f"--prefix {prefix!r}: a letter, then letters, digits, _ or -, e.g. --prefix beam"

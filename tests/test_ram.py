@@ -8,8 +8,9 @@ import re
 import pytest
 from conftest import cli, require_sources
 
-from chrysopolis import boards, cache, config, qemu
+from chrysopolis import boards, cache, config, logs, qemu, targets
 from chrysopolis.errors import UsageError
+from chrysopolis.shell import Shell
 from chrysopolis.stages import sdk
 
 B = boards.board(boards.DEFAULT_BOARD)
@@ -117,3 +118,57 @@ def test_the_sdk_gives_sel4_all_the_ram_but_the_dma_reserve(mib):
     assert platform["memory"] == [{"start": 0x4080_0000, "end": B.ram_base + mib * MIB}]
     # the reserve is device memory: sdfgen's fixed-address regions come from there
     assert any(d["start"] <= B.ram_base and B.paddr_top <= d["end"] for d in platform["devices"])
+
+
+@pytest.mark.slow
+@pytest.mark.sources
+def test_hello_boots_in_the_smallest_ram():
+    require_sources("sel4", "microkit")
+    from chrysopolis.targets import hello
+
+    p = cache.Planner(B.ram_min)
+    assert targets.image(p, "hello").ram == "64M"
+    assert hello.boot_time(p) < 30
+
+
+# --- built and booted: the Erlang image at other sizes -----------------------------------------
+
+# What fits in 512M with today's tool (all 2 MiB pages in one untyped, whose largest is 128
+# MiB there): a 64 MiB heap, and cothread stacks small enough to leave ERTS room in it.
+SMALL = {"beam": {"heap_mib": 64, "cothread_stack": 0x40000}}
+
+
+@pytest.mark.slow
+@pytest.mark.sources
+def test_beam_boots_in_512m_with_a_heap_that_fits(stack_planner):
+    p = cache.Planner(512, options=SMALL)
+    img = targets.image(p, "beam")
+    assert json.loads((img.dir / targets.MANIFEST).read_text())["ram"] == "512M"
+    log = logs.run_log("test-ram-512m")
+    with qemu.boot(img.command(), log) as s:
+        shell = Shell(s)
+        shell.wait_ready(120)
+        assert shell.eval("1 + 1.") == "2"
+        assert shell.eval("erlang:system_info(otp_release).") == '"27"'
+    assert "-m size=512M" in " ".join(img.command())
+
+
+@pytest.mark.slow
+@pytest.mark.sources
+def test_a_ram_too_small_for_the_heap_names_the_smallest_that_fits(stack_planner):
+    r = cli("build", "beam", "--ram", "512M", timeout=600)
+    assert r.returncode == 1, r.stderr
+    last = r.stderr.strip().splitlines()[-1]  # progress lines come first
+    assert last == (
+        "error: --ram 512M is too small for the protection domains (beam_server's heap 256 "
+        "MiB); the smallest RAM that fits is 1088M: give --ram 1088M or more"
+    ), r.stderr
+
+
+@pytest.mark.slow
+@pytest.mark.sources
+def test_run_ram_boots_the_image_built_for_that_size(stack_planner):
+    r = cli("run", "--ram", "1088M", "--eval", "1 + 1.", timeout=600)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.splitlines() == ["2"]
+    assert targets.image(cache.Planner(1088), "beam").ram == "1088M"  # built by that run
