@@ -36,9 +36,9 @@ W = (
 )
 
 
-def sel4_round(img: targets.Image, ram: str | None = None, workload: bool = True):
+def sel4_round(img: targets.Image, workload: bool = True):
     log = logs.run_log("bench")
-    with qemu.boot(img.command(ram=ram), log) as s:
+    with qemu.boot(img.command(), log) as s:
         shell = Shell(s)
         prompt = shell.wait_ready(300)
         w = int(shell.eval(W, timeout=600)) / 1000 if workload else None
@@ -110,9 +110,8 @@ def run(rounds: int, img: targets.Image, booted: targets.Image, vm: Path) -> Non
         f"seL4 / user mode: {med(s_w) / med(b_w):.2f}; "
         f"Linux VM / user mode: {med(l_w) / med(b_w):.2f}"
     )
-    # seL4's memory map is fixed when the SDK is built (QEMU's DTB for the board's RAM), and
-    # `run --ram` refuses less: the figure is the board's size.
-    print(f"  -m the seL4 shell boots with: {img.board.ram} (fixed by the SDK build)")
+    # seL4's memory map is fixed when the SDK is built (QEMU's DTB for the image's RAM).
+    print(f"  -m the seL4 shell boots with: {img.ram} (the image's, fixed by its SDK build)")
     smallest = None
     for ram in ("2G", "1G", "512M", "256M", "128M", "96M", "64M"):
         if not vm_boots_with(ram):

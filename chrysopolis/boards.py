@@ -5,7 +5,7 @@ a board (as Microkit's build_sdk.py keeps its boards)."""
 import re
 from dataclasses import dataclass
 
-from chrysopolis.errors import UserError
+from chrysopolis.errors import UsageError, UserError
 
 MIB = 1024 * 1024
 
@@ -16,22 +16,39 @@ class Board:
     cpu: str
     qemu_machine: str
     qemu_cpu: str
-    ram: str  # what QEMU gets by default (the SDK's kernel is built for it)
-    loader_addr: int  # where QEMU's generic loader puts the Microkit image
+    ram: str  # the RAM an image has unless `--ram` says otherwise
+    ram_base: int  # where QEMU puts the RAM
+    # The sizes the board can have (MiB): an SDK (seL4's memory map) is built per size.
+    ram_step: int
+    ram_min: int
+    ram_max: int
+    # Where the Microkit loader is linked and QEMU's generic loader puts the image: Microkit's
+    # own address, or lower inside a smaller RAM (`loader_addr`).
+    loader_top: int
+    # Kept out of seL4's memory at the start of RAM (the SDK's device tree overlay): sdfgen's
+    # fixed-address DMA regions go there (`paddr_top`).
+    dma_reserve: int
     sddf_dts: str  # the device tree in sDDF's tree that sdfgen reads
-    paddr_top: int  # sdfgen allocates physical regions below this (sDDF's tools/meta/board.py)
     serial_node: str  # device tree node paths of the devices the system drives
     timer_node: str
     blk_node: str  # a virtio_mmio@ node: QEMU puts the disk on the matching bus
     net_node: str  # a virtio_mmio@ node: QEMU puts the network device on the matching bus
     partition: int  # the MBR partition the FAT server mounts
     # The largest single allocation the Microkit tool can make from the board's untyped
-    # memory: it allocates all pages of one size (every MR in 2 MiB pages, say) as one block.
+    # memory at its default RAM: it allocates all pages of one size (every MR in 2 MiB pages,
+    # say) as one block. Smaller RAMs have less: the tool refuses, image.too_small says so.
     max_single_alloc: int
     virtio_mmio_base: int  # QEMU virt: virtio-mmio-bus.N sits at base + N * stride
     virtio_mmio_stride: int
     # QEMU's fw_cfg registers (MMIO): how a run hands the guest its TERM and window size.
     fw_cfg_paddr: int | None = None
+    # The SDK's device tree overlay for `dma_reserve` (its size is written there too).
+    kernel_dts_overlay: str | None = None
+
+    @property
+    def paddr_top(self) -> int:
+        """sdfgen allocates its physical regions below this (sDDF's tools/meta/board.py)."""
+        return self.ram_base + self.dma_reserve
 
 
 BOARDS = {
@@ -43,9 +60,17 @@ BOARDS = {
             qemu_machine="virt,virtualization=on",
             qemu_cpu="cortex-a53",
             ram="2G",
-            loader_addr=0x7000_0000,
+            ram_base=0x4000_0000,
+            # QEMU virt takes any size in MiB; 64 MiB steps keep the SDKs few. Up to 8 GiB: a
+            # LAN of nodes must still fit in the host's RAM (the CPU's 40-bit physical
+            # addresses and seL4's kernel window reach far beyond).
+            ram_step=64,
+            ram_min=64,
+            ram_max=8192,
+            loader_top=0x7000_0000,
+            dma_reserve=8 * MIB,
+            kernel_dts_overlay="patches/sel4-overlays/qemu-virt-dma-reserve.dts",
             sddf_dts="dts/qemu_virt_aarch64.dts",
-            paddr_top=0x6000_0000,
             serial_node="pl011@9000000",
             timer_node="timer",
             blk_node="virtio_mmio@a000200",
@@ -70,6 +95,41 @@ def board(name: str) -> Board:
         return BOARDS[name]
     except KeyError:
         raise UserError(f"unknown board '{name}'; supported boards: {', '.join(BOARDS)}") from None
+
+
+# Room left above the loader's address for the image it is the start of (today's are ~10 MiB).
+LOADER_ROOM = 16 * MIB
+SIZE = re.compile(r"([0-9]+)([MG])")
+
+
+def ram_text(mib: int) -> str:
+    """A size as `--ram` takes it: 2G, 512M."""
+    return f"{mib // 1024}G" if mib % 1024 == 0 else f"{mib}M"
+
+
+def ram_sizes(b: Board) -> str:
+    """The sizes `b` can have, in words (for refusals)."""
+    return (
+        f"a multiple of {ram_text(b.ram_step)} from {ram_text(b.ram_min)} to {ram_text(b.ram_max)}"
+    )
+
+
+def ram_mib(b: Board, size: str) -> int:
+    """`--ram SIZE` (e.g. 512M, 2G) in MiB, if `b` can have it; else a one-line UsageError."""
+    m = SIZE.fullmatch(size.strip().upper())
+    if not m:
+        raise UsageError(f"--ram {size!r} is not a size; give MiB or GiB, e.g. 512M or 2G")
+    mib = int(m.group(1)) * (1024 if m.group(2) == "G" else 1)
+    if mib % b.ram_step or not b.ram_min <= mib <= b.ram_max:
+        raise UsageError(f"--ram {size} is not a size {b.name} can have; use {ram_sizes(b)}")
+    return mib
+
+
+def loader_addr(b: Board, mib: int) -> int:
+    """Where the loader is linked for `mib` of RAM: Microkit's own address when the RAM
+    reaches past it with room for the image, else that room below the top (2 MiB aligned)."""
+    top = b.ram_base + mib * MIB - LOADER_ROOM
+    return min(b.loader_top, top & ~(2 * MIB - 1))
 
 
 def check_config(config: str) -> str:

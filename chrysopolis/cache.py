@@ -27,7 +27,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from chrysopolis import config, lock, progress, sources, toolchain
+from chrysopolis import boards, config, lock, progress, sources, toolchain
 from chrysopolis.errors import StageFailed, UserError, no_space
 from chrysopolis.registry import Registry
 from chrysopolis.treehash import file_hash, tree_hash
@@ -170,12 +170,47 @@ def _our_files_digest(paths: Sequence[str]) -> dict[str, str]:
     return out
 
 
-class Planner:
-    """Computes stage keys (memoised) and brings stages up to date."""
+# The RAM (MiB) this process builds and boots images for: `--ram` of build, run and check
+# (use_ram). Every Planner made without one takes it, so that a check's own boots follow.
+_ram_mib: int | None = None
 
-    def __init__(self) -> None:
+
+def use_ram(mib: int | None) -> None:
+    global _ram_mib
+    _ram_mib = mib
+
+
+class Planner:
+    """Computes stage keys (memoised) and brings stages up to date.
+
+    `ram_mib`: the RAM the images are for (default: use_ram's, else the default board's):
+    the `ram_mib` option of the SDK and the `ram` option of the image targets; every stage
+    over the SDK follows its key. `options`: {stage: {option: value}} over a stage's own
+    (tests, benches)."""
+
+    def __init__(
+        self,
+        ram_mib: int | None = None,
+        options: Mapping[str, Mapping[str, object]] | None = None,
+    ) -> None:
+        b = boards.board(boards.DEFAULT_BOARD)
         self.lock = lock.load()
+        self.ram_mib = ram_mib or _ram_mib or boards.ram_mib(b, b.ram)
+        self._options = {k: dict(v) for k, v in (options or {}).items()}
         self._keys: dict[str, str] = {}
+
+    def options(self, st: Stage) -> dict:
+        """The options stage `st` is built with here."""
+        opts = dict(st.options)
+        if "ram_mib" in opts:
+            opts["ram_mib"] = self.ram_mib
+        if "ram" in opts:
+            opts["ram"] = boards.ram_text(self.ram_mib)
+        for k, v in self._options.get(st.name, {}).items():
+            if k not in opts:
+                raise RuntimeError(f"stage {st.name} has no option {k}")
+            opts[k] = v
+        return opts
 
     def inputs(self, st: Stage) -> dict:
         return {
@@ -187,7 +222,7 @@ class Planner:
             "modules": module_closure(st.recipe.__module__),
             "host": toolchain.debian_versions(st.host),
             "pypi": toolchain.pypi_versions(st.pypi),
-            "options": st.options,
+            "options": self.options(st),
         }
 
     def key(self, name: str) -> str:
@@ -278,7 +313,7 @@ class Context:
         self.out = out
         self.work = work
         self.log_path = log
-        self.options = st.options
+        self.options = planner.options(st)
         self.jobs = os.cpu_count() or 1
         self._log = None
 

@@ -192,13 +192,29 @@ def sources_import(name: str, path: Path) -> None:
     click.echo(f"{s.name}: {dest}")
 
 
+RAM_HELP = (
+    "The RAM the image is built for and boots with, e.g. 512M or 2G (default: the board's "
+    "2G): seL4's memory map is fixed when its SDK is built, one SDK per size."
+)
+
+
+def _use_ram(ram: str | None) -> None:
+    """`--ram`: every planner of this process builds and boots images for that size."""
+    from chrysopolis import boards, cache
+
+    if ram is not None:
+        cache.use_ram(boards.ram_mib(boards.board(boards.DEFAULT_BOARD), ram))
+
+
 @main.command()
 @click.argument("target", required=False, default=DEFAULT_TARGET)
 @click.option("--list", "list_", is_flag=True, help="List targets and stages with their state.")
-def build(target: str, list_: bool) -> None:
+@click.option("--ram", default=None, metavar="SIZE", help=RAM_HELP)
+def build(target: str, list_: bool, ram: str | None) -> None:
     """Build TARGET (default: the Erlang image) and put its files in the out directory."""
     from chrysopolis import cache, targets
 
+    _use_ram(ram)
     planner = cache.Planner()
     if list_:
         for st in sorted(cache.load_all().values(), key=lambda s: (not s.target, s.name)):
@@ -290,12 +306,7 @@ RUN_HELP = """Boot TARGET in QEMU with its serial console on this terminal (Ctrl
     help="With --eval: the time the expressions may take, all together (default 300; the "
     "boot before them has its own 180 s); past it the run ends with status 124.",
 )
-@click.option(
-    "--ram",
-    default=None,
-    help="RAM for QEMU, e.g. 4G; at least the board's 2G (the default), which its seL4 "
-    "kernel is built for.",
-)
+@click.option("--ram", default=None, metavar="SIZE", help=RAM_HELP)
 @click.option(
     "--forward",
     "forwards",
@@ -379,6 +390,7 @@ def run(
     from chrysopolis import cache, cluster, dist, logs, nodes, qemu, shell, targets, userdisk
 
     try:
+        _use_ram(ram)
         for f in forwards:
             qemu.parse_forward(f)
         guest_forwards = [qemu.parse_host_port(h) for h in host_ports]
@@ -406,7 +418,6 @@ def run(
                 target,
                 list(exprs),
                 list(paths),
-                ram,
                 keep_writes,
                 fresh_disk,
                 shell.TIMEOUT if timeout is None else timeout,
@@ -432,7 +443,7 @@ def run(
     userdisk.adopt_legacy(img, target)  # the user's disk where older versions kept it
     dest = targets.publish(img, target)
     if settings.lan:
-        sys.exit(_run_lan_node(planner, target, img, settings, ram, paths, fresh_disk))
+        sys.exit(_run_lan_node(planner, target, img, settings, paths, fresh_disk))
     if dist_node is not None:
         forwards = (*forwards, f"tcp:{dist_node.port}:{dist_node.port}")
         guest_forwards += dist.guest_forwards([])
@@ -465,7 +476,6 @@ def run(
         )
         cmd = published.command(
             boot_disk,
-            ram=ram,
             interactive=True,
             persist=True,
             console_log=console_log,
@@ -478,7 +488,7 @@ def run(
     sys.exit(rc)
 
 
-def _run_lan_node(planner, target, img, settings, ram, paths, fresh_disk) -> int:
+def _run_lan_node(planner, target, img, settings, paths, fresh_disk) -> int:
     """An interactive LAN node: several run at once, so none may write your disk; each
     boots the image's pristine disk behind a throw-away overlay."""
     from chrysopolis import logs, nodes, qemu
@@ -488,9 +498,7 @@ def _run_lan_node(planner, target, img, settings, ram, paths, fresh_disk) -> int
             raise UsageError(f"{flag} does not go with --lan (a LAN node boots a throw-away disk)")
     console_log = logs.run_log(f"{target}-lan-{settings.lan}-{settings.node}")
     with nodes.attached(planner, target, settings) as (node_img, node_kw):
-        cmd = node_img.command(
-            ram=ram, interactive=True, persist=False, console_log=console_log, **node_kw
-        )
+        cmd = node_img.command(interactive=True, persist=False, console_log=console_log, **node_kw)
         click.echo(
             f"booting node {settings.node} ({settings.hostname}, {settings.mac}, {settings.ip}) "
             f"on LAN {settings.lan}, a throw-away copy of the image's disk (Ctrl-A X quits QEMU)",
@@ -572,6 +580,7 @@ CLUSTER_HELP = """Boot N seL4 nodes (default 2) of TARGET in one Erlang cluster.
     default=None,
     help="A file whose first line is the cookie.",
 )
+@click.option("--ram", default=None, metavar="SIZE", help=RAM_HELP)
 def cluster(
     count: int,
     target: str,
@@ -579,11 +588,13 @@ def cluster(
     long_names: bool,
     cookie: str | None,
     cookie_file: Path | None,
+    ram: str | None,
 ) -> None:
     from chrysopolis import cache, dist, shell, targets
     from chrysopolis import cluster as cl
 
     try:
+        _use_ram(ram)
         if not dist.ALIVE.fullmatch(f"{prefix}{count}"):
             raise UsageError(
                 f"--prefix {prefix!r}: a letter, then letters, digits, _ or -, e.g. --prefix beam"
@@ -608,10 +619,12 @@ def cluster(
 @main.command()
 @click.argument("names", nargs=-1)
 @click.option("--list", "list_", is_flag=True, help="List the checks.")
-def check(names: tuple[str, ...], list_: bool) -> None:
+@click.option("--ram", default=None, metavar="SIZE", help=RAM_HELP)
+def check(names: tuple[str, ...], list_: bool, ram: str | None) -> None:
     """Boot images headless and assert on their serial output (all checks when no NAME)."""
     from chrysopolis import cache, checks
 
+    _use_ram(ram)
     known = checks.load_all()
     if list_:
         for c in known.values():

@@ -8,12 +8,17 @@ how a node of a LAN gets its image (chrysopolis/nodes.py). The `bringup` image a
 Erlang image differ only in the C they compile, the libraries they add and the disk tree.
 """
 
+import json
+import os
 import shutil
+import subprocess
+import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from chrysopolis import boards, config, disk, system, targets
 from chrysopolis.cache import Context
+from chrysopolis.errors import UsageError, UserError
 
 
 def _stack():
@@ -177,6 +182,7 @@ def pack(
     heap_mib: int,
     stack_kib: int,
     mac: str = system.DEFAULT_MAC,
+    ram_mib: int | None = None,
 ) -> system.SystemOutputs:
     """Render the system with `mac`, write every config blob into the ELFs in `elfdir` (in
     place) and pack `loader` with the Microkit tool. `run(cmd)` runs a command or fails.
@@ -188,23 +194,53 @@ def pack(
         system_dir, board, sddf=sddf, heap_mib=heap_mib, stack_kib=stack_kib, mac=mac
     )
     system.write_sections(outputs, elfdir, objcopy=str(lionsos.LLVM_BIN / "llvm-objcopy"))
-    run(
-        [
-            microkit,
-            outputs.system_file,
-            "--search-path",
-            elfdir,
-            "--board",
-            board,
-            "--config",
-            lionsos.CONFIG,
-            "-o",
-            loader,
-            "-r",
-            report,
-        ]
-    )
+    tool = [microkit, outputs.system_file, "--search-path", elfdir, "--board", board]
+    try:
+        run([*tool, "--config", lionsos.CONFIG, "-o", loader, "-r", report])
+    except UserError:
+        if ram_mib is not None:
+            too_small(tool, lionsos.CONFIG, ram_mib, heap_mib)
+        raise
     return outputs
+
+
+def too_small(tool: list, cfg: str, ram_mib: int, heap_mib: int) -> None:
+    """After the Microkit tool (`tool`: its command up to --config) failed to pack for
+    `ram_mib`: when a bigger RAM of the board packs, refuse with the smallest that does.
+    The tool is asked again against a view of the SDK whose platform_gen.json only has more
+    memory (the kernel, its load address and the loader do not change with the size: our
+    overlay keeps the start of RAM fixed). Returns when no size packs: another failure."""
+    sdk, board = Path(tool[0]).parent.parent, boards.board(str(tool[-1]))
+    real = sdk / "board" / board.name / cfg
+    sizes = list(range(ram_mib + board.ram_step, board.ram_max + 1, board.ram_step))
+    with tempfile.TemporaryDirectory(prefix="ram-probe-") as tmp:
+        view = Path(tmp) / "board" / board.name / cfg
+        view.mkdir(parents=True)
+        for p in real.iterdir():
+            if p.name != "platform_gen.json":
+                (view / p.name).symlink_to(p)
+        platform = json.loads((real / "platform_gen.json").read_text())
+
+        def packs(mib: int) -> bool:
+            top = board.ram_base + mib * boards.MIB
+            platform["memory"] = [{"start": board.paddr_top, "end": top}]
+            (view / "platform_gen.json").write_text(json.dumps(platform))
+            cmd = [*map(str, tool), "--config", cfg, "-o", f"{tmp}/l.img", "-r", f"{tmp}/r.txt"]
+            env = {**os.environ, "MICROKIT_SDK": tmp}
+            return subprocess.run(cmd, capture_output=True, env=env).returncode == 0
+
+        if not sizes or not packs(sizes[-1]):
+            return
+        lo, hi = 0, len(sizes) - 1  # sizes[hi] packs; bisect for the first that does
+        while lo < hi:
+            mid = (lo + hi) // 2
+            lo, hi = (lo, mid) if packs(sizes[mid]) else (mid + 1, hi)
+    fits = boards.ram_text(sizes[hi])
+    raise UsageError(
+        f"--ram {boards.ram_text(ram_mib)} is too small for the protection domains "
+        f"(beam_server's heap {heap_mib} MiB); the smallest RAM that fits is {fits}: "
+        f"give --ram {fits} or more"
+    )
 
 
 def assemble(
@@ -212,6 +248,7 @@ def assemble(
     name: str,
     board: str,
     *,
+    ram: str,
     heap_mib: int,
     stack_kib: int,
     disk_tree: Path | None,
@@ -235,6 +272,7 @@ def assemble(
         microkit=ctx.dep("sdk") / "bin" / "microkit",
         heap_mib=heap_mib,
         stack_kib=stack_kib,
+        ram_mib=boards.ram_mib(boards.board(board), ram),
     )
     shutil.copyfile(outputs.system_file, ctx.out / outputs.system_file.name)
     shutil.copyfile(elfdir / "beam_server.elf", ctx.out / "beam_server.elf")
@@ -249,4 +287,5 @@ def assemble(
         net_bus=outputs.net_bus,
         mac=outputs.mac,
         markers=dict(markers or {}),
+        ram=ram,
     )

@@ -211,8 +211,7 @@ def node_image(planner, target: str, mac: str | None) -> targets.Image:
 def _pack(planner, target: str, img: targets.Image, mac: str, d: Path) -> None:
     from chrysopolis import cache, image, sources, toolchain
 
-    st = cache.get(target)
-    opts = st.options
+    opts = planner.options(cache.get(target))
     if "heap_mib" not in opts or "stack_kib" not in opts:
         raise UsageError(f"target '{target}' is not packed by image.assemble; it has one MAC")
     tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=d.parent))
@@ -248,6 +247,7 @@ def _pack(planner, target: str, img: targets.Image, mac: str, d: Path) -> None:
             heap_mib=opts["heap_mib"],
             stack_kib=opts["stack_kib"],
             mac=mac,
+            ram_mib=planner.ram_mib,
         )
         shutil.rmtree(elfdir)  # the loader holds them; the cache keeps only what boots
         tmp.rename(d)

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pexpect
 
-from chrysopolis import toolchain
+from chrysopolis import boards, toolchain
 from chrysopolis.boards import Board
 from chrysopolis.errors import UsageError, UserError
 
@@ -136,14 +136,6 @@ def machine(
     ]
 
 
-def ram_bytes(size: str) -> int:
-    """QEMU's `-m` syntax: a number with an optional K/M/G suffix (MiB without one)."""
-    m = re.fullmatch(r"(\d+)([KMG]?)", size.strip().upper())
-    if not m:
-        raise UsageError(f"RAM size {size!r} is not a size like 512M or 2G")
-    return int(m.group(1)) << {"K": 10, "M": 20, "G": 30, "": 20}[m.group(2)]
-
-
 def command(
     board: Board,
     loader: Path,
@@ -165,7 +157,9 @@ def command(
     image's system description chose it: targets.Image.command passes it). Unless
     `persist`, the guest's disk writes go to a throw-away overlay: checks and batch runs
     never change an image (or the cache). `console_log`: see `machine`. `terminal` is what the
-    guest's console is (default: this terminal when interactive, else HEADLESS).
+    guest's console is (default: this terminal when interactive, else HEADLESS). `ram`: the
+    RAM the image is built for (default: the board's); QEMU gets exactly that, and the loader
+    goes where it is linked for that size.
 
     With `net_bus`, a virtio-net device on that bus, on QEMU's user network with
     restrict=on: the guest gets 10.0.2.15 by DHCP and can reach nothing outside it.
@@ -187,17 +181,13 @@ def command(
         )
     if (fw_cfg and board.fw_cfg_paddr is None) or (netdev is not None and net_bus is None):
         raise UsageError(f"this image on {board.name} cannot take a node's network settings")
-    if ram is not None and ram_bytes(ram) < ram_bytes(board.ram):
-        # seL4's memory map for the board comes from QEMU's device tree at SDK build time.
-        raise UsageError(
-            f"--ram {ram} is less than the {board.ram} the {board.name} kernel is built for "
-            f"(seL4's memory map is fixed when the SDK is built); give {board.ram} or more, "
-            f"or leave --ram out"
-        )
+    # Exactly the RAM the image's kernel and loader are built for (the SDK's `ram_mib`).
+    ram = ram or board.ram
+    loader_addr = boards.loader_addr(board, boards.ram_mib(board, ram))
     cmd = [
         *machine(board, ram, interactive, console_log),
         "-device",
-        f"loader,file={loader},addr={board.loader_addr:#x},cpu-num=0",
+        f"loader,file={loader},addr={loader_addr:#x},cpu-num=0",
     ]
     if board.fw_cfg_paddr is not None:
         cmd += (terminal or (host_terminal() if interactive else HEADLESS)).fw_cfg()

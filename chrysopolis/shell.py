@@ -212,7 +212,6 @@ def with_modules(
 def booted(
     target: str,
     paths: Sequence[Path] = (),
-    ram: str | None = None,
     log_name: str = "eval",
     disk: Path | None = None,
     persist: bool = False,
@@ -230,7 +229,7 @@ def booted(
             if d is None:
                 raise UserError(f"--path: target '{target}' has no disk to put modules on")
             d = with_modules(d, paths, Path(tmp) / "disk.img", apps=apps)
-        cmd = img.command(d, ram=ram, persist=persist and not (paths or apps), forwards=forwards)
+        cmd = img.command(d, persist=persist and not (paths or apps), forwards=forwards)
         with qemu.boot(cmd, logs.run_log(log_name)) as s:
             shell = Shell(s)
             shell.wait_ready()
@@ -270,7 +269,6 @@ def run_batch(
     target: str,
     exprs: list[str],
     paths: list[Path],
-    ram: str | None,
     keep_writes: bool = False,
     fresh_disk: bool = False,
     timeout: float = TIMEOUT,
@@ -302,11 +300,11 @@ def run_batch(
     img = targets.image(cache.Planner(), target)
     if img.disk is None:
         raise UsageError(f"target '{target}' boots without a disk, so --eval cannot run on it")
-    # Refuses a bad --ram, --forward or node setting before any work.
+    # Refuses a bad --forward or node setting before any work.
     qemu.command(
         img.board,
         img.loader,
-        ram=ram,
+        ram=img.ram,
         net_bus=img.net_bus,
         forwards=forwards,
         guest_forwards=guest_forwards,
@@ -332,7 +330,6 @@ def run_batch(
             scratch = batch_disk(user, paths, exprs, mark, Path(tmp) / "disk.img", apps, init_args)
             cmd = node_img.command(
                 scratch,
-                ram=ram,
                 persist=True,
                 forwards=forwards,
                 guest_forwards=guest_forwards,

@@ -63,7 +63,7 @@ def _aarch64_elf(path) -> None:
 @pytest.mark.sources
 def test_sdk_layout(planner):
     out = planner.ensure("sdk")
-    for config in boards.CONFIGS:
+    for config in sdk.CONFIGS:
         bdir = sdk.board_dir(out, boards.DEFAULT_BOARD, config)
         for name in ("sel4.elf", "loader.elf", "monitor.elf"):
             _aarch64_elf(bdir / "elf" / name)

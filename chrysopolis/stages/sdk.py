@@ -1,15 +1,16 @@
 # SPDX-License-Identifier: BSD-2-Clause
 """The Microkit 2.0.1 SDK from source: seL4, loader, monitor, libmicrokit and the `microkit` tool.
 
-The C parts are built by Microkit's own `build_sdk.py` (with the Debian cross compiler);
-the Rust tool by cargo, offline, against Debian's crates (a source replacement to
-/usr/share/cargo/registry), after our patches bridge the API gaps to those crate versions.
-The output is the SDK directory exactly as Microkit lays it out: bin/microkit,
-board/<board>/<config>/{elf,include,lib}, ...
+The C parts are built by Microkit's own `build_sdk.py` (with the Debian cross compiler),
+once per RAM size (stage option `ram_mib`): seL4's memory map and the loader's link
+address are fixed then (docs/plans/memory.md, section 4). The Rust tool has no RAM in it:
+stage `microkit-tool` builds it once, by cargo, offline, against Debian's crates (a
+source replacement to /usr/share/cargo/registry), after our patches bridge the API gaps
+to those crate versions. The output is the SDK directory exactly as Microkit lays it out:
+bin/microkit, board/<board>/<config>/{elf,include,lib,platform_gen.json}, ...
 """
 
 import shutil
-import subprocess
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -19,36 +20,25 @@ from chrysopolis.cache import Context, stage
 from chrysopolis.errors import UserError
 
 # What the SDK is built for; `hello` and later images pick one board/config out of these.
+# Only debug: every image uses it (lionsos.CONFIG, hello.CONFIG: release prints nothing).
 BOARDS = (boards.DEFAULT_BOARD,)
-CONFIGS = boards.CONFIGS
-
-# Debian's Rust (cargo-web/rustc-web, bookworm-security), called by path: a rustup toolchain
-# earlier on PATH would otherwise build the tool with a compiler the stage key does not follow.
-RUST_PACKAGES = ("cargo-web", "rustc-web")
-CARGO = Path("/usr/bin/cargo")
-RUST_ENV = {"RUSTC": "/usr/bin/rustc", "RUSTDOC": "/usr/bin/rustdoc"}
-
-# Debian's crate registry: each crate is unpacked there with a .cargo-checksum.json.
-DEBIAN_CRATES = Path("/usr/share/cargo/registry")
-CARGO_CONFIG = f"""\
-[source.crates-io]
-replace-with = "debian"
-
-[source.debian]
-directory = "{DEBIAN_CRATES}"
-
-[net]
-offline = true
-"""
+CONFIGS = ("debug",)
+DEFAULT_RAM_MIB = 2048  # the default board's RAM (boards.Board.ram)
 
 
-def build_sdk_args(board_names: Sequence[str], configs: Sequence[str]) -> list[str]:
-    """build_sdk.py's arguments for the C parts; unknown boards or configs are refused."""
-    for b in board_names:
-        boards.board(b)
+def build_sdk_args(
+    board_names: Sequence[str],
+    configs: Sequence[str],
+    ram_mib: int = DEFAULT_RAM_MIB,
+    overlay: Path | None = None,
+) -> list[str]:
+    """build_sdk.py's arguments for the C parts; unknown boards or configs, or a RAM size
+    a board cannot have, are refused. `overlay`: the kernel device tree overlay (our
+    patch 0005 passes it, the RAM size and the loader's address to qemu_virt_aarch64)."""
+    bs = [boards.board(b) for b in board_names]
     for c in configs:
         boards.check_config(c)
-    return [
+    args = [
         "--boards",
         ",".join(board_names),
         "--configs",
@@ -60,48 +50,50 @@ def build_sdk_args(board_names: Sequence[str], configs: Sequence[str]) -> list[s
         "--toolchain-prefix-aarch64",
         "aarch64-linux-gnu",
     ]
+    for b in bs:
+        boards.ram_mib(b, boards.ram_text(ram_mib))
+        args += ["--qemu-memory", str(ram_mib)]
+        args += ["--loader-link-address", hex(boards.loader_addr(b, ram_mib))]
+        if overlay is not None:
+            args += ["--kernel-dts-overlay", str(overlay)]
+    return args
 
 
-def _debian_rust() -> None:
-    missing = [p for p, v in toolchain.debian_versions(RUST_PACKAGES).items() if not v]
-    if missing:
-        raise UserError(
-            f"Debian packages {', '.join(missing)} are missing (bookworm's cargo and "
-            "rustc are too old for the microkit tool); run `chrysopolis setup`"
-        )
-
-
-def _version_line(cmd: str) -> str:
-    return subprocess.run([cmd, "--version"], capture_output=True, text=True).stdout.strip()
+# The C parts' host tools (the tool's: stages/microkit_tool.py).
+C_HOST = (
+    "gcc-aarch64-linux-gnu",
+    "binutils-aarch64-linux-gnu",
+    "cmake",
+    "ninja-build",
+    "device-tree-compiler",
+    # seL4's qemu-arm-virt build dumps the device tree of the system's QEMU (with its ROMs).
+    "qemu-system-arm",
+    "ipxe-qemu",
+)
+OVERLAYS = tuple(b.kernel_dts_overlay for b in boards.BOARDS.values() if b.kernel_dts_overlay)
 
 
 @stage(
     "sdk",
     sources=("sel4", "microkit"),
-    files=("patches/microkit",),
-    host=(
-        "gcc-aarch64-linux-gnu",
-        "binutils-aarch64-linux-gnu",
-        "cmake",
-        "ninja-build",
-        "device-tree-compiler",
-        # seL4's qemu-arm-virt build dumps the device tree of the system's QEMU (with its ROMs).
-        "qemu-system-arm",
-        "ipxe-qemu",
-        "librust-serde-dev",
-        "librust-serde-derive-dev",
-        "librust-serde-json-dev",
-        "librust-roxmltree-dev",
-        *RUST_PACKAGES,
-    ),
+    deps=("microkit-tool",),
+    files=("patches/microkit", *OVERLAYS),
+    host=C_HOST,
     pypi=("ply", "Jinja2", "PyYAML", "pyfdt", "lxml"),
-    options={"boards": list(BOARDS), "configs": list(CONFIGS)},
+    options={"boards": list(BOARDS), "configs": list(CONFIGS), "ram_mib": DEFAULT_RAM_MIB},
 )
 def sdk(ctx: Context) -> None:
-    """Microkit 2.0.1 SDK (seL4 kernel, loader, monitor, libmicrokit, microkit tool)."""
+    """Microkit 2.0.1 SDK for one RAM size (seL4 kernel, loader, monitor, libmicrokit, tool)."""
     toolchain.need("aarch64-linux-gnu-gcc", "cmake", "ninja", "dtc", "patch")
-    _debian_rust()
-    args = build_sdk_args(ctx.options["boards"], ctx.options["configs"])
+    names = ctx.options["boards"]
+    overlays = {boards.board(b).kernel_dts_overlay for b in names} - {None}
+    if len(overlays) > 1:
+        raise UserError(f"boards {', '.join(names)} need different kernel overlays; build one")
+    overlay = None
+    if overlays:  # a copy: no checkout path reaches the build
+        overlay = ctx.work / "kernel-overlay.dts"
+        shutil.copyfile(ctx.ours(overlays.pop()), overlay)
+    args = build_sdk_args(names, ctx.options["configs"], ctx.options["ram_mib"], overlay)
     tree = ctx.copy_source("microkit")  # build_sdk.py writes build/ and release/ into its cwd
     ctx.apply_patches("patches/microkit", tree)
 
@@ -109,24 +101,9 @@ def sdk(ctx: Context) -> None:
     ctx.run([sys.executable, "build_sdk.py", "--sel4", ctx.src("sel4"), *args], cwd=tree)
     sdk = tree / "release" / f"microkit-sdk-{(tree / 'VERSION').read_text().strip()}"
     shutil.copytree(sdk, ctx.out, dirs_exist_ok=True)
-
-    # The tool.
-    ctx.note(f"# {_version_line(RUST_ENV['RUSTC'])}; {_version_line(str(CARGO))}")
-    cargo_home = ctx.work / "cargo-home"
-    cargo_home.mkdir()
-    (cargo_home / "config.toml").write_text(CARGO_CONFIG)
-    env = {
-        **RUST_ENV,
-        "CARGO_HOME": str(cargo_home),
-        "CARGO_TARGET_DIR": str(ctx.work / "cargo-target"),
-    }
-    crate = tree / "tool" / "microkit"
-    # The upstream Cargo.lock pins crates.io versions Debian lacks; cargo re-resolves it offline.
-    ctx.run([CARGO, "build", "--release", "--offline"], cwd=crate, env=env)
-    ctx.run([CARGO, "test", "--release", "--offline"], cwd=crate, env=env)  # its 64 tests
     (ctx.out / "bin").mkdir(exist_ok=True)
     tool = ctx.out / "bin" / "microkit"
-    shutil.copy2(ctx.work / "cargo-target" / "release" / "microkit", tool)
+    shutil.copy2(ctx.dep("microkit-tool") / "bin" / "microkit", tool)
     tool.chmod(0o755)
 
 

@@ -4,7 +4,8 @@
 Each module here (hello, bringup, selftest, beam) is the one place of its target: the C it
 compiles, the topology it boots (chrysopolis/system.py) and its checks. Its stage writes
 `run.json` beside the images: the loader image, the disk, the virtio-mmio buses the system
-description put the disk and the network device on, the node's MAC, and the board. `run`, `check` and the tests read only that.
+description put the disk and the network device on, the node's MAC, the board and the RAM
+the image is built for (its option `ram`). `run`, `check` and the tests read only that.
 """
 
 import ctypes
@@ -35,15 +36,17 @@ class Image:
     disk_bus: int | None = None  # QEMU's virtio-mmio bus for the disk, from the system
     net_bus: int | None = None  # QEMU's virtio-mmio bus for virtio-net (None: no network)
     mac: str | None = None  # the MAC the system description gave the node
+    ram: str | None = None  # the RAM its kernel is built for (None: the board's)
 
     def command(self, disk: Path | None = None, **kw) -> list[str]:
         """QEMU booting this image with `disk` (default: its own) on the system's disk bus,
-        and its network device on the system's net bus."""
+        its network device on the system's net bus, and the RAM it is built for."""
         d = disk if disk is not None else self.disk
         return qemu.command(
             self.board,
             self.loader,
             d,
+            ram=self.ram,
             disk_bus=self.disk_bus,
             net_bus=self.net_bus,
             mac=self.mac,
@@ -60,8 +63,10 @@ def write_manifest(
     markers: dict | None = None,
     net_bus: int | None = None,
     mac: str | None = None,
+    ram: str | None = None,
 ) -> None:
     m = {"loader": loader, "disk": disk, "disk_bus": disk_bus, "board": board}
+    m["ram"] = ram or boards.board(board).ram
     if net_bus is not None:
         m |= {"net_bus": net_bus, "mac": mac}
     (out / MANIFEST).write_text(json.dumps({**m, "markers": markers or {}}, indent=1))
@@ -84,6 +89,7 @@ def image(planner: Planner, name: str) -> Image:
         m.get("disk_bus"),
         m.get("net_bus"),
         m.get("mac"),
+        m.get("ram"),
     )
 
 

@@ -72,6 +72,7 @@ def erts_archives(erts: Path) -> list[Path]:
     host=(*image.HOST, "gcc-aarch64-linux-gnu"),
     options={
         "board": boards.DEFAULT_BOARD,
+        "ram": boards.board(boards.DEFAULT_BOARD).ram,
         "heap_mib": 256,
         "stack_kib": 256,
         "cothread_stack": 0x100000,
@@ -103,6 +104,7 @@ def beam(ctx: Context) -> None:
         ctx,
         "sel4-beam",
         board,
+        ram=ctx.options["ram"],
         heap_mib=ctx.options["heap_mib"],
         stack_kib=ctx.options["stack_kib"],
         disk_tree=ctx.dep("otp") / "root",

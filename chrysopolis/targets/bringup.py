@@ -36,7 +36,12 @@ MARKERS = {
     deps=image.DEPS,
     files=(*image.FILES, MAIN),
     host=image.HOST,
-    options={"board": boards.DEFAULT_BOARD, "heap_mib": 16, "stack_kib": 64},
+    options={
+        "board": boards.DEFAULT_BOARD,
+        "ram": boards.board(boards.DEFAULT_BOARD).ram,
+        "heap_mib": 16,
+        "stack_kib": 64,
+    },
     target=True,
 )
 def bringup(ctx: Context) -> None:
@@ -51,6 +56,7 @@ def bringup(ctx: Context) -> None:
         ctx,
         "sel4-bringup",
         board,
+        ram=ctx.options["ram"],
         heap_mib=ctx.options["heap_mib"],
         stack_kib=ctx.options["stack_kib"],
         disk_tree=None,

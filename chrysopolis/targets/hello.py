@@ -43,7 +43,12 @@ CFLAGS = [
     files=(MAIN,),
     host=("gcc-aarch64-linux-gnu", "binutils-aarch64-linux-gnu"),
     pypi=("sdfgen",),
-    options={"board": BOARD, "config": CONFIG, "marker": MARKER},
+    options={
+        "board": BOARD,
+        "ram": boards.board(BOARD).ram,
+        "config": CONFIG,
+        "marker": MARKER,
+    },
     target=True,
 )
 def hello(ctx: Context) -> None:
@@ -75,7 +80,11 @@ def hello(ctx: Context) -> None:
         cwd=ctx.out,
     )
     targets.write_manifest(
-        ctx.out, "loader.img", board.name, markers={"hello": ctx.options["marker"]}
+        ctx.out,
+        "loader.img",
+        board.name,
+        markers={"hello": ctx.options["marker"]},
+        ram=ctx.options["ram"],
     )
 
 

@@ -37,7 +37,12 @@ OVERFLOW_STATUS = 139
     deps=image.DEPS,
     files=(*image.FILES, MAIN),
     host=image.HOST,
-    options={"board": boards.DEFAULT_BOARD, "heap_mib": 32, "stack_kib": 64},
+    options={
+        "board": boards.DEFAULT_BOARD,
+        "ram": boards.board(boards.DEFAULT_BOARD).ram,
+        "heap_mib": 32,
+        "stack_kib": 64,
+    },
     target=True,
 )
 def selftest(ctx: Context) -> None:
@@ -60,6 +65,7 @@ def selftest(ctx: Context) -> None:
         ctx,
         "sel4-selftest",
         board,
+        ram=ctx.options["ram"],
         heap_mib=ctx.options["heap_mib"],
         stack_kib=ctx.options["stack_kib"],
         disk_tree=None,
