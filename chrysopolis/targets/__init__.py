@@ -60,10 +60,13 @@ def write_manifest(
     markers: dict | None = None,
     net_bus: int | None = None,
     mac: str | None = None,
+    heap_mib: int | None = None,
 ) -> None:
     m = {"loader": loader, "disk": disk, "disk_bus": disk_bus, "board": board}
     if net_bus is not None:
         m |= {"net_bus": net_bus, "mac": mac}
+    if heap_mib is not None:
+        m |= {"heap_mib": heap_mib}  # beam_server's heap as packed (MiB)
     (out / MANIFEST).write_text(json.dumps({**m, "markers": markers or {}}, indent=1))
 
 

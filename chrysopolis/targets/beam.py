@@ -72,7 +72,7 @@ def erts_archives(erts: Path) -> list[Path]:
     host=(*image.HOST, "gcc-aarch64-linux-gnu"),
     options={
         "board": boards.DEFAULT_BOARD,
-        "heap_mib": 256,
+        "heap_mib": "rest",  # all the RAM the other PDs leave (image.HEAP_REST)
         "stack_kib": 256,
         "cothread_stack": 0x100000,
         # Count and time file system calls; print `fsstats:` lines at the first line typed.
