@@ -195,7 +195,8 @@ def sources_import(name: str, path: Path) -> None:
 @main.command()
 @click.argument("target", required=False, default=DEFAULT_TARGET)
 @click.option("--list", "list_", is_flag=True, help="List targets and stages with their state.")
-def build(target: str, list_: bool) -> None:
+@click.option("-v", "--verbose", is_flag=True, help="Also print how the RAM divides (memory.txt).")
+def build(target: str, list_: bool, verbose: bool) -> None:
     """Build TARGET (default: the Erlang image) and put its files in the out directory."""
     from chrysopolis import cache, targets
 
@@ -217,6 +218,8 @@ def build(target: str, list_: bool) -> None:
     else:
         dest = planner.ensure(target)
     click.echo(f"{target}: {dest}  ({time.monotonic() - t0:.1f} s)")
+    if verbose and (dest / "memory.txt").is_file():
+        click.echo((dest / "memory.txt").read_text(), nl=False)
 
 
 RUN_HELP = """Boot TARGET in QEMU with its serial console on this terminal (Ctrl-A X quits).
