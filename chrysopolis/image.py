@@ -195,11 +195,13 @@ def check_heap_option(heap_mib: int | str) -> int | str:
 
 def free_memory(report: Path) -> dict[str, int]:
     """report.txt's `normal memory:` figures (bytes): total, allocated, free, free_2mib."""
-    m = next(
-        filter(None, map(memreport.NORMAL_RE.match, Path(report).read_text().splitlines())), None
-    )
+    return free_memory_text(Path(report).read_text())
+
+
+def free_memory_text(report: str) -> dict[str, int]:
+    m = next(filter(None, map(memreport.NORMAL_RE.match, report.splitlines())), None)
     if not m:
-        raise RuntimeError(f"{report} has no `normal memory:` line (is Microkit patch 0006 in?)")
+        raise RuntimeError("report.txt has no `normal memory:` line (is Microkit patch 0006 in?)")
     keys = ("total", "allocated", "free", "free_2mib")
     return dict(zip(keys, (int(g, 16) for g in m.groups()), strict=True))
 

@@ -99,7 +99,32 @@ def test_a_heap_beyond_the_ram_is_the_tools_error_in_one_line(packer):
     assert "Microkit tool" in str(e.value)
 
 
-def test_rest_heap_leaves_less_than_the_margin_and_retries(beam):
+def test_a_first_try_too_big_is_lowered_by_the_margin(packer, monkeypatch):
+    rest, report = packer("rest")
+    assert image.free_memory_text(report)["free_2mib"] <= image.HEAP_MARGIN_MIB * MIB
+    # The smallest fixed heap the tool refuses, a margin at a time above the rest.
+    over = rest.heap_size // MIB
+    while True:
+        over += image.HEAP_MARGIN_MIB
+        try:
+            packer(over)
+        except UserError as e:
+            assert "does not fit" in str(e) or "greater than" in str(e)
+            break
+    assert over <= rest.heap_size // MIB + 4 * image.HEAP_MARGIN_MIB
+    monkeypatch.setattr(image, "_rest_heap_mib", lambda free: over)
+    tried, _ = packer("rest")
+    assert tried.heap_size == (over - image.HEAP_MARGIN_MIB) * MIB
+
+
+def test_a_rest_that_never_fits_is_one_line(packer, monkeypatch):
+    monkeypatch.setattr(image, "_rest_heap_mib", lambda free: 4096)
+    with pytest.raises(UserError, match=r"rest of the RAM .*does not fit") as e:
+        packer("rest")
+    assert "\n" not in str(e.value)
+
+
+def test_the_built_heap_is_the_rest(beam):
     report = (beam / "report.txt").read_text()
     free = image.free_memory(beam / "report.txt")
     manifest = json.loads((beam / targets.MANIFEST).read_text())
