@@ -305,20 +305,17 @@ def pack(
     probe = free_memory(report)
     log(f"# probe ({PROBE_HEAP_MIB} MiB heap): {probe}")
     heap = _rest_heap_mib(probe["free_2mib"])
-    failure = None
+    failure = f"the RAM left is {probe['free_2mib'] // system.MIB} MiB in 2 MiB pages"
     for _ in range(HEAP_TRIES):
         if heap < PROBE_HEAP_MIB:
             break
         try:
             return _pack_once(*where, heap_mib=heap, **args)
         except ToolFailed as e:
-            failure = e
+            failure = f"{heap} MiB, the last try: {e}"
             log(f"# a heap of {heap} MiB does not fit: {e}")
             heap -= HEAP_MARGIN_MIB
-    raise UserError(
-        f"the Microkit tool cannot pack a heap of the rest of the RAM "
-        f"({heap + HEAP_MARGIN_MIB} MiB, the last try): {failure}"
-    )
+    raise UserError(f"the Microkit tool cannot pack a heap of the rest of the RAM ({failure})")
 
 
 def assemble(
