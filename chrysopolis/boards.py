@@ -34,10 +34,6 @@ class Board:
     blk_node: str  # a virtio_mmio@ node: QEMU puts the disk on the matching bus
     net_node: str  # a virtio_mmio@ node: QEMU puts the network device on the matching bus
     partition: int  # the MBR partition the FAT server mounts
-    # The largest single allocation the Microkit tool can make from the board's untyped
-    # memory at its default RAM: it allocates all pages of one size (every MR in 2 MiB pages,
-    # say) as one block. Smaller RAMs have less: the tool refuses, image.too_small says so.
-    max_single_alloc: int
     virtio_mmio_base: int  # QEMU virt: virtio-mmio-bus.N sits at base + N * stride
     virtio_mmio_stride: int
     # QEMU's fw_cfg registers (MMIO): how a run hands the guest its TERM and window size.
@@ -79,7 +75,6 @@ BOARDS = {
             # drivers (tests/test_system.py holds it to that).
             net_node="virtio_mmio@a000000",
             partition=0,
-            max_single_alloc=512 * MIB,
             virtio_mmio_base=0xA00_0000,
             virtio_mmio_stride=0x200,
             fw_cfg_paddr=0x902_0000,  # QEMU virt's fw-cfg@9020000

@@ -210,7 +210,8 @@ def _use_ram(ram: str | None) -> None:
 @click.argument("target", required=False, default=DEFAULT_TARGET)
 @click.option("--list", "list_", is_flag=True, help="List targets and stages with their state.")
 @click.option("--ram", default=None, metavar="SIZE", help=RAM_HELP)
-def build(target: str, list_: bool, ram: str | None) -> None:
+@click.option("-v", "--verbose", is_flag=True, help="Also print how the RAM divides (memory.txt).")
+def build(target: str, list_: bool, ram: str | None, verbose: bool) -> None:
     """Build TARGET (default: the Erlang image) and put its files in the out directory."""
     from chrysopolis import cache, targets
 
@@ -233,6 +234,8 @@ def build(target: str, list_: bool, ram: str | None) -> None:
     else:
         dest = planner.ensure(target)
     click.echo(f"{target}: {dest}  ({time.monotonic() - t0:.1f} s)")
+    if verbose and (dest / "memory.txt").is_file():
+        click.echo((dest / "memory.txt").read_text(), nl=False)
 
 
 RUN_HELP = """Boot TARGET in QEMU with its serial console on this terminal (Ctrl-A X quits).

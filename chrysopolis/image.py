@@ -10,13 +10,14 @@ Erlang image differ only in the C they compile, the libraries they add and the d
 
 import json
 import os
+import shlex
 import shutil
 import subprocess
 import tempfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
-from chrysopolis import boards, config, disk, system, targets
+from chrysopolis import boards, config, disk, memreport, system, targets, toolchain
 from chrysopolis.cache import Context
 from chrysopolis.errors import UsageError, UserError
 
@@ -169,8 +170,61 @@ def compile_client(
 SERVICE_STAGES = ("sddf", "fatfs")
 
 
-def pack(
-    run,
+# heap_mib="rest": the heap takes all the RAM the other PDs leave. pack() packs a probe
+# with a small heap, reads what 2 MiB pages could still take (report.txt's `normal
+# memory:` line, Microkit patch 0006) and packs again with heap = probe + that - margin.
+HEAP_REST = "rest"
+PROBE_HEAP_MIB = 2
+HEAP_MARGIN_MIB = 2  # one 2 MiB page: see _rest_heap_mib
+HEAP_TRIES = 3
+# The least heap a rest image gets: less RAM is refused (too_small) rather than packed
+# with a heap ERTS cannot boot in (measured: 48 MiB boots, 32 MiB does not).
+MIN_REST_HEAP_MIB = 48
+
+
+class ToolFailed(Exception):
+    """The Microkit tool refused the system; the message is its ERROR line(s), `tool` its
+    command up to --config (for too_small)."""
+
+    def __init__(self, message: str, tool: list, heap_mib: int):
+        super().__init__(message)
+        self.tool, self.heap_mib = tool, heap_mib
+
+
+def check_heap_option(heap_mib: int | str) -> int | str:
+    """A stage's `heap_mib`: a whole number of MiB or "rest", else a one-line refusal."""
+    if heap_mib == HEAP_REST:
+        return heap_mib
+    if isinstance(heap_mib, str) or isinstance(heap_mib, bool):
+        raise UserError(
+            f"heap size {heap_mib!r} is neither a whole number of MiB nor {HEAP_REST!r}; "
+            f"use e.g. 256, or {HEAP_REST!r} for all the RAM the other PDs leave"
+        )
+    system.check_heap(heap_mib)
+    return heap_mib
+
+
+def free_memory(report: Path) -> dict[str, int]:
+    """report.txt's `normal memory:` figures (bytes): total, allocated, free, free_2mib."""
+    return free_memory_text(Path(report).read_text())
+
+
+def free_memory_text(report: str) -> dict[str, int]:
+    m = next(filter(None, map(memreport.NORMAL_RE.match, report.splitlines())), None)
+    if not m:
+        raise RuntimeError("report.txt has no `normal memory:` line (is Microkit patch 0006 in?)")
+    keys = ("total", "allocated", "free", "free_2mib")
+    return dict(zip(keys, (int(g, 16) for g in m.groups()), strict=True))
+
+
+def _tool_error(out: str) -> str:
+    errors = [ln.strip() for ln in out.splitlines() if ln.strip().startswith("ERROR")]
+    lines = errors or (out.strip().splitlines() or ["?"])[-1:]
+    return "; ".join(ln.removeprefix("ERROR: ") for ln in lines)
+
+
+def _pack_once(
+    log: Callable[[str], None],
     elfdir: Path,
     system_dir: Path,
     loader: Path,
@@ -181,27 +235,104 @@ def pack(
     microkit: Path,
     heap_mib: int,
     stack_kib: int,
-    mac: str = system.DEFAULT_MAC,
-    ram_mib: int | None = None,
+    mac: str,
 ) -> system.SystemOutputs:
-    """Render the system with `mac`, write every config blob into the ELFs in `elfdir` (in
-    place) and pack `loader` with the Microkit tool. `run(cmd)` runs a command or fails.
-
-    The cheap half of an image (seconds): the build calls it once for node 0, and
-    nodes.node_image again per MAC on copies of the ELFs, with no recompilation."""
     lionsos, _ = _stack()
     outputs = system.generate(
         system_dir, board, sddf=sddf, heap_mib=heap_mib, stack_kib=stack_kib, mac=mac
     )
     system.write_sections(outputs, elfdir, objcopy=str(lionsos.LLVM_BIN / "llvm-objcopy"))
-    tool = [microkit, outputs.system_file, "--search-path", elfdir, "--board", board]
-    try:
-        run([*tool, "--config", lionsos.CONFIG, "-o", loader, "-r", report])
-    except UserError:
-        if ram_mib is not None:
-            too_small(tool, lionsos.CONFIG, ram_mib, heap_mib)
-        raise
+    cmd = [
+        microkit,
+        outputs.system_file,
+        "--search-path",
+        elfdir,
+        "--board",
+        board,
+        "--config",
+        lionsos.CONFIG,
+        "-o",
+        loader,
+        "-r",
+        report,
+    ]
+    log(f"$ {shlex.join(str(c) for c in cmd)}   (heap {heap_mib} MiB)")
+    r = subprocess.run(
+        [str(c) for c in cmd],
+        capture_output=True,
+        text=True,
+        env=toolchain.env({}),
+        stdin=subprocess.DEVNULL,
+    )
+    log(r.stdout + r.stderr)
+    if r.returncode != 0:
+        raise ToolFailed(_tool_error(r.stderr + r.stdout), cmd[:6], heap_mib)
     return outputs
+
+
+def _rest_heap_mib(free_2mib: int) -> int:
+    """The heap the final pack tries first, from the probe's free 2 MiB pages.
+
+    A bigger heap costs little besides its pages: the tool encodes the maps of a
+    region's pages as one repeated invocation (the reserved region does not grow) and
+    it adds one page table a GiB. The probe's 4 KiB pages and kernel objects, allocated
+    after the 2 MiB pages, move to the sub-2 MiB fragments. Measured at 2G: 2 + 1452
+    (free_2mib) + 2 MiB packs, 2 more do not (no room for a CNode); the margin is one
+    page of the 2 MiB that the fragments may lack elsewhere, and each retry's step."""
+    mib = PROBE_HEAP_MIB + free_2mib // system.MIB - HEAP_MARGIN_MIB
+    return mib // (system.LARGE_PAGE // system.MIB) * (system.LARGE_PAGE // system.MIB)
+
+
+def pack(
+    log: Callable[[str], None],
+    elfdir: Path,
+    system_dir: Path,
+    loader: Path,
+    report: Path,
+    board: str,
+    *,
+    sddf: Path,
+    microkit: Path,
+    heap_mib: int | str,
+    stack_kib: int,
+    mac: str = system.DEFAULT_MAC,
+    ram_mib: int | None = None,
+) -> system.SystemOutputs:
+    """Render the system with `mac`, write every config blob into the ELFs in `elfdir` (in
+    place) and pack `loader` with the Microkit tool; `log(text)` records what ran.
+    `heap_mib` "rest" sizes the heap to the RAM left (two packs or more, see HEAP_REST);
+    outputs.heap_size is the heap packed. A refusal of the tool is a one-line UserError;
+    with `ram_mib` (the image's RAM), one that names the smallest RAM that fits.
+
+    The cheap half of an image (seconds): the build calls it once for node 0, and
+    nodes.node_image again per MAC on copies of the ELFs, with no recompilation."""
+    heap_mib = check_heap_option(heap_mib)
+    args = dict(sddf=sddf, microkit=microkit, stack_kib=stack_kib, mac=mac)
+    where = (log, elfdir, system_dir, loader, report, board)
+    try:
+        if heap_mib != HEAP_REST:
+            return _pack_once(*where, heap_mib=heap_mib, **args)
+        _pack_once(*where, heap_mib=PROBE_HEAP_MIB, **args)
+        probe = free_memory(report)
+        log(f"# probe ({PROBE_HEAP_MIB} MiB heap): {probe}")
+        heap = _rest_heap_mib(probe["free_2mib"])
+        if heap < MIN_REST_HEAP_MIB:
+            return _pack_once(*where, heap_mib=MIN_REST_HEAP_MIB, **args)
+    except ToolFailed as e:
+        if ram_mib is not None:
+            too_small(e.tool, _stack()[0].CONFIG, ram_mib, e.heap_mib)
+        raise UserError(f"the Microkit tool cannot pack the system: {e}") from None
+    failure = f"the RAM left is {probe['free_2mib'] // system.MIB} MiB in 2 MiB pages"
+    for _ in range(HEAP_TRIES):
+        if heap < PROBE_HEAP_MIB:
+            break
+        try:
+            return _pack_once(*where, heap_mib=heap, **args)
+        except ToolFailed as e:
+            failure = f"{heap} MiB, the last try: {e}"
+            log(f"# a heap of {heap} MiB does not fit: {e}")
+            heap -= HEAP_MARGIN_MIB
+    raise UserError(f"the Microkit tool cannot pack a heap of the rest of the RAM ({failure})")
 
 
 def too_small(tool: list, cfg: str, ram_mib: int, heap_mib: int) -> None:
@@ -249,7 +380,7 @@ def assemble(
     board: str,
     *,
     ram: str,
-    heap_mib: int,
+    heap_mib: int | str,
     stack_kib: int,
     disk_tree: Path | None,
     disk_extra: Mapping[str, Path] | None = None,
@@ -262,7 +393,7 @@ def assemble(
             shutil.copyfile(elf, elfdir / elf.name)
     image = f"{name}.img"
     outputs = pack(
-        ctx.run,
+        ctx.note,
         elfdir,
         ctx.work / "system",
         ctx.out / image,
@@ -275,6 +406,11 @@ def assemble(
         ram_mib=boards.ram_mib(boards.board(board), ram),
     )
     shutil.copyfile(outputs.system_file, ctx.out / outputs.system_file.name)
+    heap = outputs.heap_size // system.MIB
+    free = free_memory(ctx.out / "report.txt")
+    ctx.note(f"# heap: {heap} MiB ({heap_mib!r}); normal memory after it: {free}")
+    mem = memreport.write(ctx.out / "report.txt", outputs.system_file, ctx.out / "memory.txt")
+    ctx.note(mem)
     shutil.copyfile(elfdir / "beam_server.elf", ctx.out / "beam_server.elf")
     info = disk.build_disk(disk_tree, ctx.out / "disk.img", extra=disk_extra)
     ctx.note(f"disk: {info}")
@@ -288,4 +424,5 @@ def assemble(
         mac=outputs.mac,
         markers=dict(markers or {}),
         ram=ram,
+        heap_mib=heap,
     )

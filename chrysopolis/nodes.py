@@ -209,7 +209,7 @@ def node_image(planner, target: str, mac: str | None) -> targets.Image:
 
 
 def _pack(planner, target: str, img: targets.Image, mac: str, d: Path) -> None:
-    from chrysopolis import cache, image, sources, toolchain
+    from chrysopolis import cache, image, sources
 
     opts = planner.options(cache.get(target))
     if "heap_mib" not in opts or "stack_kib" not in opts:
@@ -223,32 +223,25 @@ def _pack(planner, target: str, img: targets.Image, mac: str, d: Path) -> None:
                 shutil.copyfile(elf, elfdir / elf.name)
         shutil.copyfile(img.dir / "beam_server.elf", elfdir / "beam_server.elf")
 
-        def run(cmd):
-            r = subprocess.run(
-                [str(c) for c in cmd],
-                capture_output=True,
-                text=True,
-                env=toolchain.env({}),
-                stdin=subprocess.DEVNULL,
+        # The heap the image was packed with: a MAC changes no size, so no probe again.
+        manifest = json.loads((img.dir / targets.MANIFEST).read_text())
+        try:
+            image.pack(
+                lambda text: None,
+                elfdir,
+                tmp / "system",
+                tmp / img.loader.name,
+                tmp / "report.txt",
+                img.board.name,
+                sddf=sources.require(planner.lock.source("sddf")),
+                microkit=planner.ensure("sdk") / "bin" / "microkit",
+                heap_mib=manifest.get("heap_mib", opts["heap_mib"]),
+                stack_kib=opts["stack_kib"],
+                mac=mac,
+                ram_mib=planner.ram_mib,
             )
-            if r.returncode != 0:
-                last = ((r.stderr or r.stdout).strip().splitlines() or ["?"])[-1]
-                raise UserError(f"packing the image for MAC {mac} failed: {last}")
-
-        image.pack(
-            run,
-            elfdir,
-            tmp / "system",
-            tmp / img.loader.name,
-            tmp / "report.txt",
-            img.board.name,
-            sddf=sources.require(planner.lock.source("sddf")),
-            microkit=planner.ensure("sdk") / "bin" / "microkit",
-            heap_mib=opts["heap_mib"],
-            stack_kib=opts["stack_kib"],
-            mac=mac,
-            ram_mib=planner.ram_mib,
-        )
+        except UserError as e:
+            raise UserError(f"packing the image for MAC {mac} failed: {e}") from None
         shutil.rmtree(elfdir)  # the loader holds them; the cache keeps only what boots
         tmp.rename(d)
     finally:

@@ -17,7 +17,6 @@ each blob into its ELF. The picture, top to bottom:
 import re
 import struct
 import subprocess
-import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
@@ -82,8 +81,6 @@ class SystemOutputs:
     net_node: str
     net_bus: int  # QEMU's `-device virtio-net-device,bus=virtio-mmio-bus.N`
     mac: str  # the MAC in the net blobs (virt_rx's filter and beam_server's netif)
-    large_page_total: int  # bytes the Microkit tool will allocate in 2 MiB pages
-    small_page_total: int
 
 
 def _client_blobs(client: str, client_elf: str) -> list[tuple[str, str, str]]:
@@ -313,19 +310,6 @@ def generate(
     xml = _resize_fs_share(xml, out_dir, FS_SHARE_SIZE)
     if sb.fw_cfg_paddr is not None:
         xml = _add_fwcfg_setvar(xml)
-    large, small = page_totals(xml)
-    if large > sb.max_single_alloc:
-        fits = (heap_size - (large - sb.max_single_alloc)) // LARGE_PAGE * LARGE_PAGE // MIB
-        raise UserError(
-            f"heap of {heap_mib} MiB does not fit: with the other 2 MiB-page regions it needs "
-            f"{large // MIB} MiB in one allocation, Microkit's maximum on {sb.name} is "
-            f"{sb.max_single_alloc // MIB} MiB; use at most {fits} MiB"
-        )
-    if small > sb.max_single_alloc:
-        raise UserError(
-            f"the system needs {small // MIB} MiB in 4 KiB pages, more than Microkit's "
-            f"{sb.max_single_alloc // MIB} MiB on {sb.name}; lower the beam_server stack size"
-        )
     system_file = out_dir / system_name
     system_file.write_text(xml)
 
@@ -349,8 +333,6 @@ def generate(
         sb.net_node,
         net_bus,
         mac,
-        large,
-        small,
     )
 
 
@@ -430,33 +412,6 @@ def _add_fwcfg_setvar(xml: str) -> str:
     if n != 1:
         raise RuntimeError(f"fw_cfg map not found once in the rendered system ({n})")
     return xml
-
-
-def page_totals(xml: str) -> tuple[int, int]:
-    """Bytes of 2 MiB and of 4 KiB pages the Microkit 2.0.1 tool allocates for this system.
-
-    Mirrors the tool: a region without a physical address gets 2 MiB pages when its size
-    and every address it is mapped at are 2 MiB aligned; the tool adds each PD's stack and
-    IPC buffer in 4 KiB pages. Each of the two totals is one allocation.
-    """
-    root = ET.fromstring(xml)
-    vaddrs: dict[str, list[int]] = {}
-    for m in root.iter("map"):
-        vaddrs.setdefault(m.get("mr"), []).append(int(m.get("vaddr"), 0))
-    large = small = 0
-    for mr in root.findall("memory_region"):
-        if mr.get("phys_addr") is not None:
-            continue
-        size = int(mr.get("size"), 0)
-        if size % LARGE_PAGE == 0 and all(
-            a % LARGE_PAGE == 0 for a in vaddrs.get(mr.get("name"), [])
-        ):
-            large += size
-        else:
-            small += size
-    for pd in root.iter("protection_domain"):
-        small += int(pd.get("stack_size", "0x1000"), 0) + SMALL_PAGE
-    return large, small
 
 
 def write_sections(outputs: SystemOutputs, elf_dir: Path, objcopy: str = "llvm-objcopy-19") -> None:

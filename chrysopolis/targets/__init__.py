@@ -64,11 +64,14 @@ def write_manifest(
     net_bus: int | None = None,
     mac: str | None = None,
     ram: str | None = None,
+    heap_mib: int | None = None,
 ) -> None:
     m = {"loader": loader, "disk": disk, "disk_bus": disk_bus, "board": board}
     m["ram"] = ram or boards.board(board).ram
     if net_bus is not None:
         m |= {"net_bus": net_bus, "mac": mac}
+    if heap_mib is not None:
+        m |= {"heap_mib": heap_mib}  # beam_server's heap as packed (MiB)
     (out / MANIFEST).write_text(json.dumps({**m, "markers": markers or {}}, indent=1))
 
 

@@ -73,7 +73,7 @@ def erts_archives(erts: Path) -> list[Path]:
     options={
         "board": boards.DEFAULT_BOARD,
         "ram": boards.board(boards.DEFAULT_BOARD).ram,
-        "heap_mib": 256,
+        "heap_mib": "rest",  # all the RAM the other PDs leave (image.HEAP_REST)
         "stack_kib": 256,
         "cothread_stack": 0x100000,
         # Count and time file system calls; print `fsstats:` lines at the first line typed.
