@@ -16,6 +16,7 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/mman.h>
 
@@ -269,6 +270,33 @@ long sys_mprotect(long addr, long len, long prot, long d, long e, long f)
 {
     (void)len, (void)prot, (void)d, (void)e, (void)f;
     return addr % PAGE != 0 ? -EINVAL : 0;
+}
+
+/* /proc/meminfo, in Linux's form: MemTotal is what mmap and brk serve, MemFree what they
+ * could still hand out, and MmapLargestFree the longest free run (what one mmap can get). */
+size_t memory_meminfo(char *buf, size_t size)
+{
+    size_t free = 0, run = 0, largest = 0;
+    for (size_t p = 0; p < npages; p++) {
+        if (p % 64 == 0 && p + 64 <= npages && (used[p / 64] == 0 || used[p / 64] == ALL)) {
+            bool empty = used[p / 64] == 0;
+            free += empty ? 64 : 0;
+            run = empty ? run + 64 : 0;
+            largest = run > largest ? run : largest;
+            p += 63;
+            continue;
+        }
+        bool in_use = bit(used, p) || p < brk_pages;
+        free += !in_use;
+        run = in_use ? 0 : run + 1;
+        largest = run > largest ? run : largest;
+    }
+    int n =
+        snprintf(buf, size,
+                 "MemTotal:       %8zu kB\nMemFree:        %8zu kB\nMemAvailable:   %8zu "
+                 "kB\nMmapLargestFree:%8zu kB\n",
+                 npages * (PAGE / 1024), free * (PAGE / 1024), free * (PAGE / 1024), largest * (PAGE / 1024));
+    return n < 0 ? 0 : (size_t)n;
 }
 
 size_t memory_bitmap_pages(size_t region_pages)

@@ -32,6 +32,7 @@
 #include <chrysopolis/fd_dir.h>
 #include <chrysopolis/fd_epoll.h>
 #include <chrysopolis/fd_pipe.h>
+#include <chrysopolis/fd_proc.h>
 #include <chrysopolis/fd_socket.h>
 #include <chrysopolis/fd_timerfd.h>
 #include <chrysopolis/fds.h>
@@ -326,6 +327,7 @@ static const struct dispatch_syscall NO_NET_SYSCALLS[] = {
 void syscalls_init(void)
 {
     memory_init();
+    fd_proc_register("/proc/meminfo", memory_meminfo);
     fd_console_init();
     fd_epoll_init();
     for (size_t i = 0; i < sizeof(SYSCALLS) / sizeof(SYSCALLS[0]); i++) {

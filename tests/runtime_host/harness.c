@@ -188,6 +188,14 @@ static void test_memory(void)
     CHECK("madvise DONTNEED",
           sys(SYS_madvise, m, 4 * PAGE, MADV_DONTNEED, 0, 0, 0) == 0 && all_zero(m, 4 * PAGE));
 
+    char info[256];
+    unsigned long total = 0, free = 0, avail = 0, largest = 0;
+    memory_meminfo(info, sizeof(info));
+    sscanf(info, "MemTotal: %lu kB MemFree: %lu kB MemAvailable: %lu kB MmapLargestFree: %lu kB", &total,
+           &free, &avail, &largest);
+    CHECK("meminfo: MemTotal is the region above the bitmaps", total * 1024 == (unsigned long)(top - base));
+    CHECK("meminfo: some free, the largest run at most all of it",
+          free > 0 && largest > 0 && largest <= free);
     CHECK("too large: ENOMEM", anon(0, HEAP, 0) == -ENOMEM);
     /* Fill what is left with single pages: every page handed out once, all distinct. */
     long count = 0, last = 0, prev = top;
@@ -198,6 +206,10 @@ static void test_memory(void)
         count++;
     }
     CHECK("the region runs out with ENOMEM", last == -ENOMEM && count > 1500);
+    memory_meminfo(info, sizeof(info));
+    sscanf(info, "MemTotal: %lu kB MemFree: %lu kB MemAvailable: %lu kB MmapLargestFree: %lu kB", &total,
+           &free, &avail, &largest);
+    CHECK("meminfo: nothing free once it ran out", free == 0 && largest == 0);
     CHECK("single pages come top-down, each once", ordered);
 }
 

@@ -7,6 +7,10 @@
 /* Take the heap region (below pd_heap_limit) for mmap and brk. */
 void memory_init(void);
 
+/* /proc/meminfo's text (an fd_proc_fill): what mmap/brk serve, have free, and the
+ * longest free run. */
+size_t memory_meminfo(char *buf, size_t size);
+
 /* The pages at the region's bottom that memory_init keeps for its bitmaps. */
 size_t memory_bitmap_pages(size_t region_pages);
 
