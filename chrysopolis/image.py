@@ -49,7 +49,10 @@ WRAPPED = (
     "microkit_cothread_wait_on_channel",
     "microkit_cothread_recv_ntfn",
 )
-POSIX_LINK_FLAGS = tuple(f"--wrap={s}" for s in WRAPPED)
+# musl's pthread_create maps each thread a stack of the size asked, which its cothread never
+# runs on: threads.c has it map the least (docs/threads.md).
+WRAPPED_LIBC = ("pthread_attr_setstacksize",)
+POSIX_LINK_FLAGS = tuple(f"--wrap={s}" for s in (*WRAPPED, *WRAPPED_LIBC))
 # What a beam_server prints first (targets/*/: its banner and one sDDF timer reading).
 BANNER_MARKERS = {
     "banner": r"Chrysopolis: beam_server up on the LionsOS reference stack\.",
@@ -178,8 +181,9 @@ PROBE_HEAP_MIB = 2
 HEAP_MARGIN_MIB = 2  # one 2 MiB page: see _rest_heap_mib
 HEAP_TRIES = 3
 # The least heap a rest image gets: less RAM is refused (too_small) rather than packed
-# with a heap ERTS cannot boot in (measured: 48 MiB boots, 32 MiB does not).
-MIN_REST_HEAP_MIB = 48
+# with a heap ERTS cannot boot in. Measured: the 32 MiB of a 64M board boot to the shell
+# with 8.7 MiB free (small-heap flags, targets/beam/main.c).
+MIN_REST_HEAP_MIB = 32
 
 
 class ToolFailed(Exception):
@@ -236,10 +240,17 @@ def _pack_once(
     heap_mib: int,
     stack_kib: int,
     mac: str,
+    fs_share: int,
 ) -> system.SystemOutputs:
     lionsos, _ = _stack()
     outputs = system.generate(
-        system_dir, board, sddf=sddf, heap_mib=heap_mib, stack_kib=stack_kib, mac=mac
+        system_dir,
+        board,
+        sddf=sddf,
+        heap_mib=heap_mib,
+        stack_kib=stack_kib,
+        mac=mac,
+        fs_share=fs_share,
     )
     system.write_sections(outputs, elfdir, objcopy=str(lionsos.LLVM_BIN / "llvm-objcopy"))
     cmd = [
@@ -307,7 +318,8 @@ def pack(
     The cheap half of an image (seconds): the build calls it once for node 0, and
     nodes.node_image again per MAC on copies of the ELFs, with no recompilation."""
     heap_mib = check_heap_option(heap_mib)
-    args = dict(sddf=sddf, microkit=microkit, stack_kib=stack_kib, mac=mac)
+    fs_share = system.fs_share_size(ram_mib)
+    args = dict(sddf=sddf, microkit=microkit, stack_kib=stack_kib, mac=mac, fs_share=fs_share)
     where = (log, elfdir, system_dir, loader, report, board)
     try:
         if heap_mib != HEAP_REST:

@@ -51,6 +51,8 @@ FWCFG_SYMBOL = "fwcfg_base"
 # rest to Erlang, and LionsOS's helpers stay inside it (patches/lionsos/0003).
 FS_SHARE_MR = "fs_fatfs_share"
 FS_SHARE_SIZE = 4 * MIB
+FS_SHARE_SIZE_SMALL = 1 * MIB  # 32 buffers, below FS_SHARE_SMALL_RAM_MIB of RAM
+FS_SHARE_SMALL_RAM_MIB = 512
 # Where the share's size sits in both ends' fs configs: magic[8], then the command queue,
 # the completion queue and the share as {vaddr, size} (LionsOS include/lions/fs/config.h).
 FS_SHARE_SIZE_OFFSET = 8 + 2 * 16 + 8
@@ -196,6 +198,7 @@ def generate(
     heap_mib: int = 256,
     stack_kib: int = 1024,
     mac: str = DEFAULT_MAC,
+    fs_share: int = FS_SHARE_SIZE,
     client_elf: str = "beam_server.elf",
     system_name: str = "chrysopolis.system",
 ) -> SystemOutputs:
@@ -307,7 +310,7 @@ def generate(
             )
 
     xml = _add_smc(_add_heap_setvars(sdf.render()))
-    xml = _resize_fs_share(xml, out_dir, FS_SHARE_SIZE)
+    xml = _resize_fs_share(xml, out_dir, fs_share)
     if sb.fw_cfg_paddr is not None:
         xml = _add_fwcfg_setvar(xml)
     system_file = out_dir / system_name
@@ -364,6 +367,12 @@ def _add_heap_setvars(xml: str) -> str:
             f"heap region/map not found once in the rendered system ({n_mr}, {n_map})"
         )
     return xml
+
+
+def fs_share_size(ram_mib: int | None) -> int:
+    """The FAT share for a RAM of `ram_mib` (None: the board's default)."""
+    small = ram_mib is not None and ram_mib < FS_SHARE_SMALL_RAM_MIB
+    return FS_SHARE_SIZE_SMALL if small else FS_SHARE_SIZE
 
 
 def _resize_fs_share(xml: str, out_dir: Path, size: int) -> str:

@@ -76,6 +76,8 @@ def erts_archives(erts: Path) -> list[Path]:
         "heap_mib": "rest",  # all the RAM the other PDs leave (image.HEAP_REST)
         "stack_kib": 256,
         "cothread_stack": 0x100000,
+        # Below a 256 MiB heap (runtime/pd/pd.c): ERTS's threads use at most ~34 KiB.
+        "cothread_stack_small": 0x40000,
         # Count and time file system calls; print `fsstats:` lines at the first line typed.
         "fs_stats": False,
     },
@@ -95,6 +97,7 @@ def beam(ctx: Context) -> None:
         extra_libs=libs,
         defines={
             "COTHREAD_STACK_SIZE": hex(ctx.options["cothread_stack"]),
+            "COTHREAD_STACK_SIZE_SMALL": hex(ctx.options["cothread_stack_small"]),
             **({"CHRYSOPOLIS_FS_STATS": "1"} if ctx.options["fs_stats"] else {}),
         },
         # lwIP's sys_now: runtime/net/netstack.c's, not lib_sddf_lwip's protected call.

@@ -20,11 +20,11 @@ static uint64_t stack_size;
 
 uint64_t costack_carve(uint64_t top, uint64_t size, int n, stack_ptrs_arg_array_t stacks)
 {
-    uint64_t stride = size + COSTACK_RED_ZONE;
+    uint64_t stride = size + costack_red_zone(size);
     uint64_t start = top - (uint64_t)n * stride;
     stack_size = size;
     for (int i = 0; i < n; i++) {
-        stacks[i] = start + COSTACK_RED_ZONE + (uint64_t)i * stride;
+        stacks[i] = start + costack_red_zone(size) + (uint64_t)i * stride;
         stack_base[i + 1] = stacks[i]; /* handle i+1 runs on stacks[i] */
     }
     return start;

@@ -40,9 +40,14 @@ serial_queue_handle_t serial_tx_queue_handle;
 #ifndef COTHREAD_STACK_SIZE
 #define COTHREAD_STACK_SIZE 0x100000
 #endif
+/* A small heap (PD_SMALL_HEAP) gets these: ERTS's threads were seen using at most 34 KiB. */
+#ifndef COTHREAD_STACK_SIZE_SMALL
+#define COTHREAD_STACK_SIZE_SMALL COTHREAD_STACK_SIZE
+#endif
 #define NUM_STACKS (LIBMICROKITCO_MAX_COTHREADS - 1)
 
 uint64_t pd_heap_limit;
+uint64_t pd_cothread_stack;
 static co_control_t co_controller;
 
 static void main_cothread(void)
@@ -71,15 +76,16 @@ void init(void)
     console_init();
     files_init();
 
-    uint64_t stacks_bytes = (uint64_t)NUM_STACKS * (COTHREAD_STACK_SIZE + COSTACK_RED_ZONE);
+    pd_cothread_stack = beam_heap_size < PD_SMALL_HEAP ? COTHREAD_STACK_SIZE_SMALL : COTHREAD_STACK_SIZE;
+    uint64_t stacks_bytes = (uint64_t)NUM_STACKS * (pd_cothread_stack + costack_red_zone(pd_cothread_stack));
     if (beam_heap_size < stacks_bytes) {
         microkit_dbg_puts("beam_server: ERROR: the heap region is smaller than the cothread stacks; "
                           "give the system a larger heap\n");
         return;
     }
     stack_ptrs_arg_array_t stacks;
-    pd_heap_limit = costack_carve(beam_heap_base + beam_heap_size, COTHREAD_STACK_SIZE, NUM_STACKS, stacks);
-    microkit_cothread_init(&co_controller, COTHREAD_STACK_SIZE, stacks);
+    pd_heap_limit = costack_carve(beam_heap_base + beam_heap_size, pd_cothread_stack, NUM_STACKS, stacks);
+    microkit_cothread_init(&co_controller, pd_cothread_stack, stacks);
     microkit_cothread_ref_t main_handle = microkit_cothread_spawn(main_cothread, NULL);
     if (main_handle == LIBMICROKITCO_NULL_HANDLE) {
         microkit_dbg_puts("beam_server: cannot start the main cothread\n");

@@ -29,6 +29,7 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <limits.h>
+#include <pthread.h>
 #include <sched.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -252,6 +253,16 @@ int __clone(int (*fn)(void *), void *stack, int flags, void *arg, ...)
         *ptid = c->tid;
     }
     return c->tid;
+}
+
+/* musl maps a thread block of this stack size plus TLS; the cothread runs on its own stack,
+ * so map the least. ERTS keeps the size it asked for as its C-stack limit (-sss and its
+ * kin must fit the cothread stack: targets/beam/main.c). */
+int __real_pthread_attr_setstacksize(pthread_attr_t *attr, size_t size);
+int __wrap_pthread_attr_setstacksize(pthread_attr_t *attr, size_t size)
+{
+    (void)size;
+    return __real_pthread_attr_setstacksize(attr, PTHREAD_STACK_MIN);
 }
 
 /* A detached thread's last act: its block and stack mapping go, and so does it. */

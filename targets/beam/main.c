@@ -35,8 +35,8 @@
 
 void erl_start(int argc, char **argv);
 
-/* Emulator flags (the `-` form erlexec passes), then init's flags. -sss 112: a scheduler's
- * C-stack limit (kilowords: 896 KiB) inside its 1 MiB cothread stack (runtime/pd/costack.c). */
+/* Emulator flags (the `-` form erlexec passes), then init's flags, as for the 2G board:
+ * fit_to_heap() sets -sss and -MIscs for the heap the image got. */
 static const char *const emu_args[] = {"beam",
                                        "-MIscs",
                                        "16",
@@ -76,6 +76,34 @@ static const char *const emu_args[] = {"beam",
                                        "-kernel",
                                        "inetrc",
                                        "'/etc/inetrc'"};
+
+/* The value after emulator flag `flag` in argv becomes `value`. */
+static void set_flag(char **argv, int argc, const char *flag, char *value)
+{
+    for (int i = 0; i + 1 < argc; i++) {
+        if (strcmp(argv[i], flag) == 0) {
+            argv[i + 1] = value;
+        }
+    }
+}
+
+/* ERTS's scheduler C-stack limit (kilowords) at 7/8 of the cothread stack pd.c chose; a
+ * small heap's literal area is 4 MiB (about 2 MiB hold OTP's literals at boot). */
+static void fit_to_heap(char **argv, int argc)
+{
+    static char sss[24];
+    snprintf(sss, sizeof(sss), "%llu", (unsigned long long)(pd_cothread_stack / 8 * 7 / 8 / 1024));
+    set_flag(argv, argc, "-sss", sss);
+    if (beam_heap_size < PD_SMALL_HEAP) {
+        set_flag(argv, argc, "-MIscs", (char *)"4");
+        set_flag(argv, argc, "-mode", (char *)"interactive");
+    }
+}
+
+/* More emulator flags for a heap below PD_SMALL_HEAP: carriers of 128 KiB to 1 MiB (the
+ * defaults, 1 to 10 MiB, leave MiBs of them unused: every page we map is real), no cache
+ * of freed segments. */
+static const char *const small_heap_args[] = {"-Musmbcs", "128", "-Mulmbcs", "1024", "-MMmcs", "0"};
 
 static void idle_forever(void)
 {
@@ -181,11 +209,18 @@ void chrysopolis_main(void)
 
     static char *argv[MAX_ARGS + 1];
     int argc = 0;
-    for (size_t i = 0; i < sizeof(emu_args) / sizeof(emu_args[0]); i++) {
+    argv[argc++] = (char *)emu_args[0];
+    if (beam_heap_size < PD_SMALL_HEAP) {
+        for (size_t i = 0; i < sizeof(small_heap_args) / sizeof(small_heap_args[0]); i++) {
+            argv[argc++] = (char *)small_heap_args[i];
+        }
+    }
+    for (size_t i = 1; i < sizeof(emu_args) / sizeof(emu_args[0]); i++) {
         argv[argc++] = (char *)emu_args[i];
     }
     argc = read_extra_args(argv, argc, MAX_ARGS);
     argv[argc] = NULL;
+    fit_to_heap(argv, argc);
 
     printf("Handing off to ERTS core loop...\n");
     erl_start(argc, argv);

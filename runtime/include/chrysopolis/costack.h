@@ -7,8 +7,11 @@
 #include <libmicrokitco.h>
 
 /* Below each stack: memory nobody uses, so that a small overrun spoils no other stack
- * before the canary check catches it. */
-#define COSTACK_RED_ZONE 0x10000UL
+ * before the canary check catches it; a sixteenth of the stack, at least 16 KiB. */
+static inline uint64_t costack_red_zone(uint64_t stack_size)
+{
+    return stack_size / 16 > 0x4000 ? stack_size / 16 : 0x4000;
+}
 
 /* Carve `n` stacks of `size` bytes (each above a red zone) from the top of [.., top):
  * their lowest addresses into stacks[0..n-1]; returns where the carving starts. */

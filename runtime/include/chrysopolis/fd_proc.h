@@ -2,7 +2,8 @@
 /*
  * fd_proc.c: a few /proc files, so that Erlang can look at the runtime itself:
  * /proc/self/fd lists the open fds (file:list_dir), and files registered by other parts
- * (/proc/net/sockstat, /proc/net/memp from runtime/net, /proc/meminfo from memory.c) hold a text snapshot taken at open.
+ * (/proc/net/sockstat, /proc/net/memp from runtime/net, /proc/meminfo from memory.c) hold a text snapshot
+ * taken at open.
  */
 #pragma once
 

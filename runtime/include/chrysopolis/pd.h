@@ -31,6 +31,10 @@ extern serial_queue_handle_t serial_tx_queue_handle;
 
 /* The cothread stacks sit at the top of the heap region: memory for mmap/brk ends here. */
 extern uint64_t pd_heap_limit;
+/* Each cothread stack's size: COTHREAD_STACK_SIZE, or COTHREAD_STACK_SIZE_SMALL when the
+ * heap is below PD_SMALL_HEAP (a small RAM: docs/threads.md). */
+extern uint64_t pd_cothread_stack;
+#define PD_SMALL_HEAP (256ULL << 20)
 
 /* The image's entry point, run in the main cothread once libc is up. */
 void chrysopolis_main(void);
