@@ -25,7 +25,7 @@ ARCHIVES = (
     "libethread.a",
     "liberts_internal_r.a",
     "libryu.a",
-    "micro-openssl.a",
+    "libzstd.a",
 )
 
 

@@ -3,7 +3,7 @@
 
 The same emulator objects as the seL4 image (stage `baseline`) boot the same OTP tree
 (stage `otp`) in QEMU user mode on the same emulated CPU: the reference for every speed
-figure of the image, and a host Erlang 27 for checking expressions.
+figure of the image, and a host Erlang 29 for checking expressions.
 
 Two Linux traits need care. The kernel application resolves a hostname without a
 domain through the `inet_gethost` port program, and no port program can run here:
@@ -27,7 +27,7 @@ from chrysopolis import evaluator, toolchain
 from chrysopolis.errors import UserError
 
 HOSTNAME = "baseline.chrysopolis"
-RELEASE = "27"
+RELEASE = "29"
 # No break handler, no busy-waiting schedulers: the flags the seL4 image boots with.
 EMU_FLAGS = ("-Bd", "-sbwt", "none", "-sbwtdcpu", "none", "-sbwtdio", "none")
 CLONE_NEWUTS = 0x04000000

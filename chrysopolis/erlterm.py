@@ -74,7 +74,7 @@ def _dec(b: bytes, i: int) -> tuple[object, int]:
 
 
 def etf_encode(term: object) -> bytes:
-    """term_to_binary/1 as OTP 27 writes it, for the subset boot scripts use."""
+    """term_to_binary/1 as OTP 29 writes it, for the subset boot scripts use."""
     out = bytearray([131])
     _enc(term, out)
     return bytes(out)

@@ -87,7 +87,7 @@ Status = if
     Loaded =/= ok ->
         {error, Bad} = Loaded,
         [Lines(0, io_lib:format("** module ~tw failed to load (~tw): is its --path "
-                                "file a .beam of Erlang/OTP 27 or older?", [M, R]))
+                                "file a .beam of Erlang/OTP 29 or older?", [M, R]))
          || {M, R} <- Bad],
         1;
     true ->

@@ -150,7 +150,7 @@ def _modules(paths: Sequence[Path]) -> tuple[dict[str, Path], list[str], list[st
 
 def app_dirs(apps: Sequence[str]) -> list[str]:
     """The guest's ebin directory of each OTP application named, e.g. inets ->
-    /lib/inets-9.3.2/ebin (from the `otp` stage's tree, which the disk holds); a UsageError
+    /lib/inets-9.8/ebin (from the `otp` stage's tree, which the disk holds); a UsageError
     names the applications there for any other name."""
     lib = cache.Planner().ensure("otp") / "root" / "lib"
     have = {d.name.partition("-")[0]: d.name for d in sorted(lib.iterdir())}

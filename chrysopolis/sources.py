@@ -22,10 +22,14 @@ from pathlib import Path
 
 from chrysopolis import config, progress, toolchain
 from chrysopolis.errors import UserError
-from chrysopolis.lock import Source
+from chrysopolis.lock import Source, lock_path
 from chrysopolis.treehash import file_hash, tree_hash
 
 MIRROR_ENV = "CHRYSOPOLIS_MIRROR"
+
+
+class StalePin(UserError):
+    """A pinned file the archive no longer has: only a new pin helps."""
 
 
 def store_dir() -> Path:
@@ -117,9 +121,9 @@ def _unpack_tarball(archive: Path, dest: Path, origin: str, fix: str) -> None:
         top.rmdir()
 
 
-def _download(urls: list[str], dest: Path) -> None:
+def _download(urls: list[str], dest: Path, src: Source | None = None) -> None:
     """Download the first of `urls` that answers (each is a mirror of the same file)."""
-    errors = []
+    errors, gone = [], 0
     for url in urls:
         try:
             with urllib.request.urlopen(url, timeout=120) as r, open(dest, "wb") as f:
@@ -129,8 +133,18 @@ def _download(urls: list[str], dest: Path) -> None:
                         f.write(chunk)
                         advance(len(chunk))
             return
+        except urllib.error.HTTPError as e:
+            gone += e.code in (404, 410)
+            errors.append(f"{url}: {e}")
         except (urllib.error.URLError, OSError) as e:
             errors.append(f"{url}: {e}")
+    if src is not None and src.url.startswith("debian:") and urls and gone == len(urls):
+        # Debian testing and unstable drop superseded versions within weeks.
+        raise StalePin(
+            f"{dest.name} of source '{src.name}' ({src.pin}) is gone from the archive (404 at "
+            f"every mirror): the pin is stale; edit [source.{src.name}] in {lock_path()} "
+            "(version, files, their sha256 and the tree sha256) to a version the archive carries"
+        )
     raise UserError(f"cannot download {dest.name} from any location ({'; '.join(errors)})")
 
 
@@ -220,18 +234,20 @@ def fetch(src: Source) -> Path:
             files = stage / "files"
             files.mkdir()
             for f in src.files:
-                _download(f.urls(), files / f.name)
+                _download(f.urls(), files / f.name, src)
             _unpack_debian(src, files, tree)
         elif src.kind == "deb":
             files = stage / "files"
             files.mkdir()
             for f in src.files:
-                _download(f.urls(), files / f.name)
+                _download(f.urls(), files / f.name, src)
             _unpack_debs(src, files, tree)
         else:
             archive = stage / "archive"
             try:
-                _download(src.archive_urls(), archive)
+                _download(src.archive_urls(), archive, src)
+            except StalePin:
+                raise
             except UserError as e:
                 raise UserError(f"{e}; offline, {bring_hint(src)}") from None
             _unpack_tarball(archive, tree, src.archive_name(), "check the location in the lock")

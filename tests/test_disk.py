@@ -13,10 +13,10 @@ from chrysopolis import disk
 from chrysopolis.errors import UserError
 
 CONTENT = {
-    "lib/kernel-10.2.7.1/ebin/application_controller.beam": b"\x00BEAM" + bytes(range(256)) * 40,
-    "lib/kernel-10.2.7.1/ebin/kernel.app": b"{application, kernel, []}.\n",
-    "lib/stdlib-6.2.2.1/ebin/lists.beam": b"lists" * 3000,
-    "releases/27/start.boot": b"\x83h\x03w\x06script",
+    "lib/kernel-11.0.4/ebin/application_controller.beam": b"\x00BEAM" + bytes(range(256)) * 40,
+    "lib/kernel-11.0.4/ebin/kernel.app": b"{application, kernel, []}.\n",
+    "lib/stdlib-8.1/ebin/lists.beam": b"lists" * 3000,
+    "releases/29/start.boot": b"\x83h\x03w\x06script",
     "README": b"top-level file\n",
 }
 
@@ -92,7 +92,7 @@ def test_contents_read_back_and_fsck_clean(tmp_path):
         assert mtools("mtype", img, f"::/{rel}").stdout == data
     assert mtools("mtype", img, "::/hello.txt").stdout == b"hello from the disk\n"
     assert mtools("mtype", img, "::/user/ebin/my_mod.beam").stdout == b"BEAMmine"
-    listing = mtools("mdir", img, "::/lib/kernel-10.2.7.1/ebin").stdout.decode()
+    listing = mtools("mdir", img, "::/lib/kernel-11.0.4/ebin").stdout.decode()
     assert "application_controller.beam" in listing  # the long name survives
     assert "2000-01-01" in mtools("mdir", img, "::/").stdout.decode()  # the fixed timestamp
     mtools("mdir", img, "::/bin")  # the empty directory exists

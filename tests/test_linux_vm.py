@@ -55,7 +55,7 @@ def test_erts_arguments_are_the_sel4_images():
     args = linux_vm.emu_args((config.ROOT / linux_vm.EMU_SOURCE).read_text())
     assert args[:2] == ["-MIscs", "16"]
     assert "-Bd" in args and args.count("--") == 2
-    assert args[args.index("-boot") + 1] == "/releases/27/start"
+    assert args[args.index("-boot") + 1] == "/releases/29/start"
 
 
 @pytest.fixture(scope="module")

@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: BSD-2-Clause
-"""The `otp` stage: Debian's OTP 27.3.4.1 .beam files laid out for the disk, versions checked."""
+"""The `otp` stage: Debian's OTP 29.1.1 .beam files laid out for the disk, versions checked."""
 
 import os
 import platform
@@ -32,14 +32,14 @@ def tree(inputs, tmp_path_factory):
 
 def test_tree_has_the_booted_apps_and_boot_scripts(tree):
     root, manifest = tree
-    assert manifest["otp_version"] == "27.3.4.1"
-    assert manifest["apps"]["kernel"] == "10.2.7.1" and manifest["apps"]["erts"] == "15.2.7"
+    assert manifest["otp_version"] == "29.1.1"
+    assert manifest["apps"]["kernel"] == "11.0.4" and manifest["apps"]["erts"] == "17.1"
     for app in BOOTED:
         ebin = root / "lib" / f"{app}-{manifest['apps'][app]}" / "ebin"
         assert (ebin / f"{app}.app").is_file()
         assert len(list(ebin.glob("*.beam"))) > 10
         assert all(b.read_bytes()[:4] == b"FOR1" for b in ebin.glob("*.beam"))  # BEAM containers
-    for rel in ("releases/27/start.boot", "releases/27/start_clean.boot", "bin/start.boot"):
+    for rel in ("releases/29/start.boot", "releases/29/start_clean.boot", "bin/start.boot"):
         assert (root / rel).read_bytes()[:1] == b"\x83"
     # What an Eshell, re, zlib, compile:forms, rand, ets and file need is on the disk.
     have = {p.stem for p in root.glob("lib/*/ebin/*.beam")}
@@ -67,7 +67,7 @@ def test_no_native_executables_on_the_disk(tree):
 
 def test_start_boot_loads_compiler_and_every_module_exists(tree):
     root, manifest = tree
-    boot = root / "releases/27/start.boot"
+    boot = root / "releases/29/start.boot"
     _, _, instrs = erlterm.etf_decode(boot.read_bytes())
     loaded = [
         i[1][2][0][1] for i in instrs if i[0] == "apply" and i[1][:2] == ("application", "load")
@@ -82,20 +82,20 @@ def test_start_boot_loads_compiler_and_every_module_exists(tree):
         manifest["boot_module_loads"]["start.boot"]
         > manifest["boot_module_loads"]["start_clean.boot"]
     )
-    text = (root / "releases/27/start.script").read_text()
-    assert '{path,["$ROOT/lib/compiler-8.6.1/ebin"]}' in text
+    text = (root / "releases/29/start.script").read_text()
+    assert '{path,["$ROOT/lib/compiler-10.0.6/ebin"]}' in text
 
 
 def test_boot_codec_and_app_loading_match_systools(inputs):
     """Debian's boot files re-encode byte for byte, and adding sasl as we add compiler gives
     exactly Debian's start_sasl script (less sasl's start): our layout is systools' layout."""
-    rel = inputs[0] / otp.DEB_ROOT / "releases/27"
+    rel = inputs[0] / otp.DEB_ROOT / "releases/29"
     for name in ("start_clean.boot", "start_sasl.boot", "no_dot_erlang.boot"):
         data = (rel / name).read_bytes()
         assert erlterm.etf_encode(erlterm.etf_decode(data)) == data
     clean = erlterm.etf_decode((rel / "start_clean.boot").read_bytes())
-    spec = erlterm.app_spec(inputs[0] / otp.DEB_ROOT / "lib/sasl-4.2.2/ebin/sasl.app")[2]
-    ours = otp.add_loaded_app(clean, "sasl-4.2.2", spec)
+    spec = erlterm.app_spec(inputs[0] / otp.DEB_ROOT / "lib/sasl-4.4/ebin/sasl.app")[2]
+    ours = otp.add_loaded_app(clean, "sasl-4.4", spec)
     sasl = erlterm.etf_decode((rel / "start_sasl.boot").read_bytes())
     start = (
         erlterm.Atom("apply"),
@@ -127,12 +127,12 @@ def fake_otp(tmp: Path, src_vsn: dict[str, str], beam_vsn: dict[str, str]) -> tu
 
 
 VERSIONS = {
-    "kernel": "10.2.7.1",
-    "stdlib": "6.2.2.1",
-    "compiler": "8.6.1",
-    "sasl": "4.2.2",
-    "erts": "15.2.7",
-    "inets": "9.3.2",
+    "kernel": "11.0.4",
+    "stdlib": "8.1",
+    "compiler": "10.0.6",
+    "sasl": "4.4",
+    "erts": "17.1",
+    "inets": "9.8",
 }
 
 
@@ -142,12 +142,12 @@ def test_version_check_accepts_a_matching_tree(tmp_path):
 
 
 def test_version_check_refuses_a_mismatch_naming_it(tmp_path):
-    src, root = fake_otp(tmp_path, {**VERSIONS, "stdlib": "6.2.2", "erts": "15.2.6"}, VERSIONS)
+    src, root = fake_otp(tmp_path, {**VERSIONS, "stdlib": "8.0", "erts": "17.0"}, VERSIONS)
     with pytest.raises(UserError) as e:
         otp.check_versions(src, root)
     msg = str(e.value)
-    assert "stdlib: .beam files are 6.2.2.1" in msg and "source says 6.2.2" in msg
-    assert "erts: .beam files are 15.2.7" in msg and "kernel" not in msg.split(":", 1)[1]
+    assert "stdlib: .beam files are 8.1" in msg and "source says 8.0" in msg
+    assert "erts: .beam files are 17.1" in msg and "kernel" not in msg.split(":", 1)[1]
 
 
 def test_version_check_refuses_a_missing_app(tmp_path):
@@ -163,18 +163,18 @@ def test_otp_tree_fits_on_a_disk_and_reads_back(tree, tmp_path):
     assert info.files == sum(1 for p in root.rglob("*") if p.is_file())
     off = disk.partition_offset(info.image)
     r = subprocess.run(
-        ["mtype", "-i", f"{info.image}@@{off}", "::/releases/27/start.boot"],
+        ["mtype", "-i", f"{info.image}@@{off}", "::/releases/29/start.boot"],
         capture_output=True,
         check=True,
         env={**os.environ, "MTOOLS_SKIP_CHECK": "1"},
     )
-    assert r.stdout == (root / "releases/27/start.boot").read_bytes()
+    assert r.stdout == (root / "releases/29/start.boot").read_bytes()
 
 
 @pytest.fixture(scope="module")
 def host_root(inputs, tree, tmp_path_factory):
     """A chroot whose / is the disk tree, plus erlang-base's amd64 emulator (in /emu, as seL4's
-    image has its emulator outside the disk) and the trixie libraries it links."""
+    image has its emulator outside the disk) and the forky libraries it links."""
     if platform.machine() != "x86_64" or os.geteuid() != 0:
         pytest.skip("booting the tree in a chroot needs root on x86_64")
     runtime = sources.fetch(lock.load().source("otp-host-runtime"))
@@ -184,7 +184,7 @@ def host_root(inputs, tree, tmp_path_factory):
     (ch / "lib64").symlink_to("usr/lib64")
     (ch / "emu").mkdir()
     for exe in ("beam.smp", "erl_child_setup"):
-        shutil.copy2(inputs[0] / otp.DEB_ROOT / "erts-15.2.7/bin" / exe, ch / "emu" / exe)
+        shutil.copy2(inputs[0] / otp.DEB_ROOT / "erts-17.1/bin" / exe, ch / "emu" / exe)
     (ch / "dev").mkdir()
     try:
         os.mknod(ch / "dev/null", 0o20666, os.makedev(1, 3))  # ERTS reopens /dev/null at start
@@ -194,7 +194,7 @@ def host_root(inputs, tree, tmp_path_factory):
     return ch
 
 
-def boot(ch: Path, *init_args: str, stdin: str = "", boot: str = "/releases/27/start") -> str:
+def boot(ch: Path, *init_args: str, stdin: str = "", boot: str = "/releases/29/start") -> str:
     """Start the emulator the way beam_server does: -root /, our boot script, embedded mode."""
     env = {
         "BINDIR": "/emu",
@@ -244,27 +244,27 @@ WORKLOAD = """io:format("~p~n", [[
        {module, m} = code:load_binary(M, "m.beam", B), m:f() end,
  is_float(rand:uniform()),
  begin T = ets:new(t, []), ets:insert(T, {a, 1}), ets:lookup(T, a) end,
- file:read_file("/releases/27/OTP_VERSION"),
+ file:read_file("/releases/29/OTP_VERSION"),
  code:which(lists),
- begin {ok, [S]} = file:consult("/releases/27/start.script"),
-       {ok, Boot} = file:read_file("/releases/27/start.boot"), S =:= binary_to_term(Boot) end]]),
+ begin {ok, [S]} = file:consult("/releases/29/start.script"),
+       {ok, Boot} = file:read_file("/releases/29/start.boot"), S =:= binary_to_term(Boot) end]]),
  halt()."""
 
 
 def test_tree_boots_an_eshell_with_root_slash(host_root):
     out = boot(host_root, stdin="1 + 1.\nlists:seq(1, 5).\nhalt().\n")
-    assert "Eshell V15.2.7" in out and "1> 2\n" in out and "2> [1,2,3,4,5]" in out, out
+    assert "Eshell V17.1" in out and "1> 2\n" in out and "2> [1,2,3,4,5]" in out, out
 
 
 def test_tree_runs_re_zlib_compile_rand_ets_file(host_root):
     out = boot(host_root, "-noshell", "-eval", WORKLOAD)
     assert (
-        '[{match,["o"]},<<"abc">>,42,true,[{a,1}],{ok,<<"27.3.4.1\\n">>},'
-        '"/lib/stdlib-6.2.2.1/ebin/lists.beam",true]'
+        '[{match,["o"]},<<"abc">>,42,true,[{a,1}],{ok,<<"29.1.1\\n">>},'
+        '"/lib/stdlib-8.1/ebin/lists.beam",true]'
     ) in "".join(out.split()), out
     # Debian's own boot script lacks the compiler, which embedded mode then cannot load.
     assert "Failed to eval" in boot(
-        host_root, "-noshell", "-eval", WORKLOAD, boot="/releases/27/start_clean"
+        host_root, "-noshell", "-eval", WORKLOAD, boot="/releases/29/start_clean"
     )
 
 

@@ -146,7 +146,7 @@ def test_beam_boots_in_512m_with_the_rest_as_heap(stack_planner):
         shell = Shell(s)
         shell.wait_ready(120)
         assert shell.eval("1 + 1.") == "2"
-        assert shell.eval("erlang:system_info(otp_release).") == '"27"'
+        assert shell.eval("erlang:system_info(otp_release).") == '"29"'
     assert "-m size=512M" in " ".join(img.command())
 
 

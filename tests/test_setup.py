@@ -224,7 +224,7 @@ def test_unimplemented_syscalls_fail_checks_unless_listed(tmp_path, monkeypatch)
     from chrysopolis.targets import beam
 
     log = tmp_path / "serial.log"
-    log.write_bytes(b"Eshell V15.2.7\r\nPOSIX|ERROR: Unimplemented syscall number: 999\r\n1> ")
+    log.write_bytes(b"Eshell V17.1\r\nPOSIX|ERROR: Unimplemented syscall number: 999\r\n1> ")
     with pytest.raises(UserError, match="syscall 999, which nothing answers"):
         beam._no_fatal_lines(log)
     monkeypatch.setitem(beam.UNANSWERED_SYSCALLS, 999, "a test's reason")

@@ -220,3 +220,22 @@ def test_a_tarball_member_outside_the_tree_is_refused(isolated_cache, upstream, 
     with pytest.raises(UserError, match="is not a readable tarball .*outside the tree"):
         sources.import_path(source(upstream), bad)
     assert not (tmp_path / "escaped.txt").exists() and not sources.present(source(upstream))
+
+
+@pytest.mark.parametrize("name", ["otp", "otp-debs"])
+def test_a_pinned_debian_file_gone_from_the_archive_names_the_lock_entry(
+    isolated_cache, http_server, monkeypatch, name
+):
+    # An archive mirror (served here, empty) that answers 404 as Debian's does for a
+    # superseded version.
+    _, base = http_server
+    monkeypatch.setenv("CHRYSOPOLIS_DEBIAN_MIRROR", base)
+    monkeypatch.delenv("CHRYSOPOLIS_MIRROR", raising=False)
+    src = lock.load().source(name)
+    with pytest.raises(UserError) as e:
+        sources.fetch(src)
+    msg = str(e.value)
+    assert "\n" not in msg
+    assert f"{src.files[0].name} of source '{name}' ({src.version}) is gone from the archive" in msg
+    assert f"edit [source.{name}] in " in msg and "lock.toml" in msg
+    assert not sources.present(src)

@@ -66,12 +66,12 @@ V1 = {
     "lib/a.beam": "A1",
     "lib/old.beam": "OLD",
     "lib/old-1.0/ebin/o.beam": "O",
-    "releases/27/OTP_VERSION": "27.1\n",
+    "releases/29/OTP_VERSION": "29.1\n",
 }
 V2 = {
     "lib/a.beam": "A2",
     "lib/new.beam": "NEW",
-    "releases/27/OTP_VERSION": "27.2\n",
+    "releases/29/OTP_VERSION": "29.2\n",
 }
 
 
@@ -117,7 +117,7 @@ def test_user_files_survive_a_pristine_update_and_otp_files_are_replaced(out, tm
     assert read(d, "/notes/deep/n.txt") == b"n"
     assert read(d, "/lib/a.beam") == b"A2"
     assert read(d, "/lib/new.beam") == b"NEW"
-    assert read(d, "/releases/27/OTP_VERSION") == b"27.2\n"
+    assert read(d, "/releases/29/OTP_VERSION") == b"29.2\n"
     assert read(d, "/lib/old.beam") is None
     files, dirs = userdisk.listing(d)
     assert "/lib/old-1.0" not in dirs  # the old OTP's directories go with their files
@@ -267,17 +267,17 @@ def test_a_guest_file_survives_rebuilds_and_an_otp_update(out, beam, tmp_path):
     # A new image with a different OTP tree on its disk: the user's disk is updated.
     tree = tmp_path / "otp"
     userdisk.extract(beam.disk, tree)
-    (tree / "releases" / "27" / "CHANGED").write_text("only in the other image\n")
+    (tree / "releases" / "29" / "CHANGED").write_text("only in the other image\n")
     other = disk.build_disk(tree, tmp_path / "other" / "disk.img").image
     use(dataclasses.replace(beam, disk=other), "beam")
-    assert read(d, "/releases/27/CHANGED") == b"only in the other image\n"
+    assert read(d, "/releases/29/CHANGED") == b"only in the other image\n"
     assert read(d, "/keep.txt") == b"data"
     # Back to this image (its pristine disk differs again): updated on the run, then booted.
     assert evals(
         'file:read_file("/keep.txt").',
-        'file:read_file("/releases/27/CHANGED").',
-        'file:read_file("/releases/27/OTP_VERSION").',
-    ) == ['{ok,<<"data">>}', "{error,enoent}", '{ok,<<"27.3.4.1\\n">>}']
+        'file:read_file("/releases/29/CHANGED").',
+        'file:read_file("/releases/29/OTP_VERSION").',
+    ) == ['{ok,<<"data">>}', "{error,enoent}", '{ok,<<"29.1.1\\n">>}']
     assert userdisk._read_state(d.parent)["pristine_sha256"] == file_hash(beam.disk)
 
 

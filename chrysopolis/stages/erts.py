@@ -1,11 +1,11 @@
 # SPDX-License-Identifier: BSD-2-Clause
-"""ERTS 15.2.7 (OTP 27.3.4.1), the emulator only, cross-compiled for aarch64 musl.
+"""ERTS 17.1 (OTP 29.1.1, Debian forky's source with Debian's patches), the emulator only, cross-compiled for aarch64 musl.
 
 Output layout:
 
     lib/libbeam.a            the emulator with the preloaded modules: `erl_start` (in
                              erl_init.o), no `main`
-    lib/libz.a libepcre.a libryu.a micro-openssl.a libethread.a liberts_internal_r.a
+    lib/libz.a libepcre.a libryu.a libzstd.a libethread.a liberts_internal_r.a
                              its helper archives
     lib/libtinfo.a           the termcap API for prim_tty's line editor (stage ncurses)
     lib/erl_main.o           ERTS's own `main` (calls erl_start), for Linux executables
@@ -83,7 +83,7 @@ HELPERS = {
     "libz.a": f"erts/emulator/zlib/obj/{TARGET}/opt/libz.a",
     "libepcre.a": f"erts/emulator/pcre/obj/{TARGET}/opt/libepcre.a",
     "libryu.a": f"erts/emulator/ryu/obj/{TARGET}/opt/libryu.a",
-    "micro-openssl.a": f"erts/emulator/openssl/obj/{TARGET}/opt/micro-openssl.a",
+    "libzstd.a": f"erts/emulator/zstd/obj/{TARGET}/opt/libzstd.a",
     "libethread.a": f"erts/lib/internal/{TARGET}/libethread.a",
     "liberts_internal_r.a": f"erts/lib/internal/{TARGET}/liberts_internal_r.a",
 }
@@ -125,9 +125,7 @@ def build_ycf(ctx: Context, otp: Path) -> Path:
             "cc",
             "-O2",
             f"-I{src}",
-            f"-I{src}/lib/simple_c_gc",
-            *sorted(map(str, src.glob("*.c"))),
-            str(src / "lib" / "simple_c_gc" / "simple_c_gc.c"),
+            *sorted(map(str, src.glob("*.c"))),  # as main_target.mk: YCF_SOURCES
             "-o",
             str(exe),
         ]
@@ -141,7 +139,7 @@ def build_ycf(ctx: Context, otp: Path) -> Path:
     deps=("musl", "ncurses"),
     files=(PATCHES,),
     host=("clang-19", "lld-19", "llvm-19", "gcc-aarch64-linux-gnu", "gcc", "make", "perl"),
-    doc="ERTS 15.2.7 emulator archives for aarch64 musl (libbeam.a with erl_start, no main)",
+    doc="ERTS 17.1 (OTP 29.1.1) emulator archives for aarch64 musl (libbeam.a with erl_start, no main)",
 )
 def erts(ctx: Context) -> None:
     root = sysroot(ctx.work / "sysroot", ctx.dep("musl"))

@@ -1,25 +1,25 @@
 # SPDX-License-Identifier: BSD-2-Clause
 """The OTP applications the system boots, as the tree the FAT disk is built from.
 
-The .beam files come from Debian trixie's erlang-base and erlang-inets (lock entry
+The .beam files come from Debian forky's erlang-base and erlang-inets (lock entry
 `otp-debs`): compiled
 bytecode is architecture-independent, so the amd64 package serves the aarch64 emulator.
 Every application's version must equal the one in the OTP source we compile ERTS from
 (lock entry `otp`, its lib/<app>/vsn.mk and erts/vsn.mk): a mismatch fails the stage.
 
-Tree (stage output `root/`), booted with `-root / -boot /releases/27/start -mode embedded`:
+Tree (stage output `root/`), booted with `-root / -boot /releases/29/start -mode embedded`:
   lib/<app>-<vsn>/ebin/*.beam, <app>.app     kernel, stdlib, compiler, sasl, erts, inets
-  releases/27/start.boot, start.script       kernel and stdlib started, compiler loaded
-  releases/27/start_clean.boot               Debian's: kernel and stdlib only (fewer loads)
-  releases/27/start_sasl.boot                Debian's: sasl started too
-  releases/27/OTP_VERSION
+  releases/29/start.boot, start.script       kernel and stdlib started, compiler loaded
+  releases/29/start_clean.boot               Debian's: kernel and stdlib only (fewer loads)
+  releases/29/start_sasl.boot                Debian's: sasl started too
+  releases/29/OTP_VERSION
   bin/start.boot, bin/start_clean.boot       init's default boot (`$ROOT/bin/start`)
   etc/inetrc                                 the resolver: hosts file and DNS, never native
 No executables: the emulator is linked into the seL4 image. Embedded mode loads only what the
 boot script names, and loads nothing later, hence our start.boot with the compiler in it (for
 `compile:forms`); `run --app inets` loads another application at boot. Paths in boot scripts are `$ROOT/lib/...`; with `-root /` init makes them
 `//lib/...` for erl_prim_loader (POSIX, and so our fs layer, must read that as `/lib/...`);
-the code server normalises them (`code:which(lists)` is "/lib/stdlib-6.2.2.1/ebin/lists.beam").
+the code server normalises them (`code:which(lists)` is "/lib/stdlib-8.1/ebin/lists.beam").
 tests/test_otp.py boots this tree at / in a chroot with Debian's amd64 emulator to prove it.
 """
 
@@ -35,7 +35,7 @@ from chrysopolis.errors import UserError
 DEB_ROOT = "usr/lib/erlang"  # where erlang-base installs OTP
 APPS = ("kernel", "stdlib", "compiler", "sasl", "erts", "inets")
 BOOT_LOADED = ("compiler",)  # loaded (not started) by our start.boot, after stdlib
-RELEASE = "27"
+RELEASE = "29"
 # Read through `-kernel inetrc` (targets/beam/main.c). The default lookup, native, runs the
 # port program inet_gethost, which a PD cannot spawn: each failed spawn crashes a kernel
 # server, and a few take the node down.
@@ -191,7 +191,7 @@ def make_tree(deb_tree: Path, otp_src: Path, out: Path) -> dict:
 @stage(
     "otp",
     sources=("otp-debs", "otp"),
-    doc="OTP 27.3.4.1 .beam files (inets too) and boot scripts laid out for the FAT disk (root/)",
+    doc="OTP 29.1.1 .beam files (inets too) and boot scripts laid out for the FAT disk (root/)",
 )
 def otp(ctx: Context) -> None:
     manifest = make_tree(ctx.src("otp-debs"), ctx.src("otp"), ctx.out / "root")

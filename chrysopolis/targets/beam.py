@@ -45,7 +45,7 @@ MAIN = "targets/beam/main.c"
 MARKERS = {
     **image.BANNER_MARKERS,
     "handoff": r"Handing off to ERTS core loop\.\.\.",
-    "erlang": r"Erlang/OTP 27[^\r\n]*",
+    "erlang": r"Erlang/OTP 29[^\r\n]*",
     "eshell": r"Eshell V(\d+(?:\.\d+)+) ",
 }
 # netd's line when DHCP has bound eth0 (runtime/net/netstack.c). QEMU's user network with
@@ -85,7 +85,7 @@ def erts_archives(erts: Path) -> list[Path]:
     shell=True,
 )
 def beam(ctx: Context) -> None:
-    """The Erlang image: ERTS 27 in beam_server on seL4, OTP on a FAT disk (sel4-beam.img)."""
+    """The Erlang image: ERTS 29 in beam_server on seL4, OTP on a FAT disk (sel4-beam.img)."""
     board = ctx.options["board"]
     srcs = [*image.runtime_sources(ctx, posix=True, net=True), ctx.ours(MAIN)]
     # ERTS's archives depend on each other and on libgcc (128-bit division): one group.
@@ -171,7 +171,7 @@ SHELL_DEEP = [
         r'\{1\.4142135623730951,3333333333\.3333335,"3\.141593"\}',
     ),
     # a file on the disk
-    ('{ok, Bytes} = file:read_file("/releases/27/OTP_VERSION"), Bytes.', r'<<"27\.3\.4\.1\\n">>'),
+    ('{ok, Bytes} = file:read_file("/releases/29/OTP_VERSION"), Bytes.', r'<<"29\.1\.1\\n">>'),
     # timers against the monotonic clock (bounds checked in shell_deep)
     (
         SLEEP := "T0 = erlang:monotonic_time(millisecond), timer:sleep(200), "

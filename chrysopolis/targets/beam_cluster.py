@@ -54,7 +54,7 @@ def dist_smoke(planner: Planner) -> str:
                 _expect(sh, "nodes", "lists:sort([node() | nodes()]).", re.escape(f"[{A},{B},{L}]"))
             _expect(a, A, f"rpc:call('{L}', erlang, node, []).", re.escape(L))
             _expect(lx, L, f"rpc:call('{B}', os, type, []).", r"\{unix,sel4\}")
-            _expect(b, B, f"erpc:call('{A}', erlang, system_info, [otp_release]).", '"27"')
+            _expect(b, B, f"erpc:call('{A}', erlang, system_info, [otp_release]).", '"29"')
             _expect(
                 lx,
                 L,

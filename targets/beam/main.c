@@ -21,7 +21,7 @@
 #include <chrysopolis/time.h>
 
 #define MOUNT_TIMEOUT_NS (5ULL * 1000 * 1000 * 1000)
-#define BOOT_FILE "/releases/27/start.boot"
+#define BOOT_FILE "/releases/29/start.boot"
 /* Extra init arguments, one per line (e.g. `-pa /user/0`), written by `chrysopolis run --path`. */
 #define ARGS_FILE "/chrysopolis/args"
 #define MAX_ARGS 64
@@ -70,7 +70,7 @@ static const char *const emu_args[] = {"beam",
                                        "-home",
                                        "/",
                                        "-boot",
-                                       "/releases/27/start",
+                                       "/releases/29/start",
                                        "-mode",
                                        "embedded",
                                        "-kernel",
