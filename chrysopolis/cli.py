@@ -360,6 +360,14 @@ RUN_HELP = """Boot TARGET in QEMU with its serial console on this terminal (Ctrl
     help="A file whose first line is the node's cookie.",
 )
 @click.option(
+    "--shell",
+    "shell_name",
+    default="erl",
+    metavar="erl|iex",
+    help="The shell: erl (the Eshell, default) or iex (Elixir's IEx; --eval then takes "
+    "Elixir, no full stop).",
+)
+@click.option(
     "--keep-writes",
     is_flag=True,
     help="With --eval: keep what the guest writes on your disk.",
@@ -387,13 +395,15 @@ def run(
     name: str | None,
     cookie: str | None,
     cookie_file: Path | None,
+    shell_name: str,
     keep_writes: bool,
     fresh_disk: bool,
 ) -> None:
-    from chrysopolis import cache, cluster, dist, logs, nodes, qemu, shell, targets, userdisk
+    from chrysopolis import cache, cluster, dist, iex, logs, nodes, qemu, shell, targets, userdisk
 
     try:
         _use_ram(ram)
+        use_iex = iex.check_shell(shell_name, target) == "iex"
         for f in forwards:
             qemu.parse_forward(f)
         guest_forwards = [qemu.parse_host_port(h) for h in host_ports]
@@ -457,17 +467,19 @@ def run(
         cluster.registered([dist_node] if dist_node else []),
     ):
         boot_disk, where = disk, f"; disk {disk} (writes persist)" if disk else ""
-        if paths or apps or dist_node:
+        if paths or apps or dist_node or use_iex:
             if disk is None:
                 raise UsageError(f"--path: target '{target}' has no disk to put modules on")
             shell.require_shell(target)
             init_args = dist.init_args(dist_node, cookie_value) if dist_node else []
+            init_args += iex.init_args(planner) if use_iex else []
             boot_disk = shell.with_modules(
                 disk, paths, Path(tmp) / "disk.img", args=init_args, apps=apps
             )
             what = [*map(str, paths), *apps]
             where = (
-                "; a scratch copy of your disk"
+                ("; IEx" if use_iex else "")
+                + "; a scratch copy of your disk"
                 + (f" with the modules of {', '.join(what)}" if what else "")
                 + (f", as node {dist_node.name} on dist port {dist_node.port}" if dist_node else "")
                 + " (nothing is kept)"

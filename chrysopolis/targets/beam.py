@@ -37,7 +37,7 @@ from chrysopolis.cache import Context, Planner, stage
 from chrysopolis.checks import check, clean_log
 from chrysopolis.errors import UserError
 from chrysopolis.shell import Shell, booted, with_modules
-from chrysopolis.stages import erlang_app
+from chrysopolis.stages import elixir, erlang_app
 from chrysopolis.stages.erts import LIBGCC_DIR
 
 MAIN = "targets/beam/main.c"
@@ -67,7 +67,7 @@ def erts_archives(erts: Path) -> list[Path]:
 @stage(
     "beam",
     sources=image.SOURCES,
-    deps=(*image.DEPS, "erts", "otp", "erlang-app"),
+    deps=(*image.DEPS, "erts", "otp", "erlang-app", "elixir"),
     files=(*image.FILES, MAIN),
     host=(*image.HOST, "gcc-aarch64-linux-gnu"),
     options={
@@ -111,7 +111,10 @@ def beam(ctx: Context) -> None:
         heap_mib=ctx.options["heap_mib"],
         stack_kib=ctx.options["stack_kib"],
         disk_tree=ctx.dep("otp") / "root",
-        disk_extra={f"/lib/{erlang_app.LIB}": ctx.dep("erlang-app") / "lib" / erlang_app.LIB},
+        disk_extra={
+            f"/lib/{erlang_app.LIB}": ctx.dep("erlang-app") / "lib" / erlang_app.LIB,
+            **elixir.lib_dirs(ctx.dep("elixir")),
+        },
         markers=MARKERS,
     )
 

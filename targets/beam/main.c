@@ -87,6 +87,27 @@ static void set_flag(char **argv, int argc, const char *flag, char *value)
     }
 }
 
+/* `-mode M` in the args file (`run --shell iex` wants interactive) replaces the built-in
+ * mode instead of following it: init would see two. Returns the new argc. */
+static int take_overrides(char **argv, int builtin, int argc)
+{
+    int out = builtin;
+    for (int i = builtin; i < argc; i++) {
+        if (strcmp(argv[i], "-extra") == 0) {
+            while (i < argc) {
+                argv[out++] = argv[i++];
+            }
+            break;
+        }
+        if (strcmp(argv[i], "-mode") == 0 && i + 1 < argc) {
+            set_flag(argv, builtin, "-mode", argv[++i]);
+            continue;
+        }
+        argv[out++] = argv[i];
+    }
+    return out;
+}
+
 /* ERTS's scheduler C-stack limit (kilowords) at 7/8 of the cothread stack pd.c chose; a
  * small heap's literal area is 4 MiB (about 2 MiB hold OTP's literals at boot). */
 static void fit_to_heap(char **argv, int argc)
@@ -218,7 +239,9 @@ void chrysopolis_main(void)
     for (size_t i = 1; i < sizeof(emu_args) / sizeof(emu_args[0]); i++) {
         argv[argc++] = (char *)emu_args[i];
     }
+    int builtin = argc;
     argc = read_extra_args(argv, argc, MAX_ARGS);
+    argc = take_overrides(argv, builtin, argc);
     argv[argc] = NULL;
     fit_to_heap(argv, argc);
 
