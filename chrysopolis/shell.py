@@ -30,9 +30,9 @@ from chrysopolis.errors import RunFailed, UsageError, UserError
 # An escape sequence a terminal acts on: CSI (ESC [ ... final), OSC (ESC ] ... BEL or ST),
 # or ESC and one character (keypad modes, charset selection).
 ANSI = re.compile(rb"\x1b(?:\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(?:\x07|\x1b\\)|[ -/]*[0-~])")
-# The prompt: a line's start, maybe after the editor's escape sequences, then `N> `, or
-# `(NODE)N> ` on a distributed node.
-PROMPT = rb"\n(?:\x1b\[[0-?]*[ -/]*[@-~])*(?:\([^()\s]+@[^()\s]+\))?(\d+)> "
+# The prompt: a line's start, maybe after the editor's escape sequences, then Eshell's `N> `
+# (`(NODE)N> ` on a distributed node) or IEx's `iex(N)> ` (`iex(NODE)N> `).
+PROMPT = rb"\n(?:\x1b\[[0-?]*[ -/]*[@-~])*(?:iex\((?:[^()\s]+@[^()\s]+\))?|\([^()\s]+@[^()\s]+\))?(\d+)\)?> "
 BOOT_TIMEOUT = 180.0  # QEMU start to the first prompt; about 6 s on an idle machine
 EVAL_TIMEOUT = 120.0
 TIMEOUT = 300.0  # `run --eval --timeout`'s default: the expressions, all together
