@@ -440,6 +440,7 @@ def run(
                 settings,
                 dist_node,
                 cookie_value,
+                elixir=use_iex,
             )
         except UsageError as e:
             _fail(e, shell.USAGE)

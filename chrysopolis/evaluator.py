@@ -125,6 +125,66 @@ halt(Status).
 """
 
 
+# The same protocol for Elixir (`run --shell iex --eval`): each text is one Elixir
+# expression block, no full stop, parsed by Code.string_to_quoted (a syntax error
+# evaluates nothing) and evaluated by Code.eval_quoted with the bindings carried; a result
+# is printed as IEx shows it, on one line (inspect, no limits), an error as IEx prints it.
+ELIXIR_PROGRAM = """
+io:setopts([{encoding, unicode}]),
+{ok, _} = application:ensure_all_started(elixir),
+Mark = <<"%(mark)s">>,
+Say = fun(Tag, S) -> io:put_chars([Mark, $\\s, Tag, $\\s, S, $\\n]) end,
+Lines = fun(K, Text) ->
+    [Say(["! ", integer_to_list(K)], L)
+     || L <- string:split(unicode:characters_to_list(Text), "\\n", all), L =/= ""],
+    ok
+end,
+Texts = [unicode:characters_to_binary(T) || T <- %(exprs)s],
+Parsed = [{J, 'Elixir.Code':string_to_quoted(T, [{file, <<"--eval">>}, {line, 1}])}
+          || {J, T} <- lists:zip(lists:seq(1, length(Texts)), Texts)],
+Errors = [{J, E} || {J, {error, E}} <- Parsed],
+Status = case Errors of
+    [_ | _] ->
+        [Lines(0, io_lib:format("** (SyntaxError) --eval ~w, line ~w: ~ts~ts",
+                                [J, proplists:get_value(line, Meta, 1),
+                                 if is_binary(Msg) -> Msg; true -> io_lib:format("~tp", [Msg]) end,
+                                 Tok]))
+         || {J, {Meta, Msg, Tok}} <- Errors],
+        1;
+    [] ->
+        Say(<<"ready">>, integer_to_list(length(Parsed))),
+        Ctl = self(),
+        Failed = {Mark, failed},
+        Show = [{limit, infinity}, {printable_limit, infinity}, {width, infinity}],
+        Run = fun Run([], _) -> ok;
+                  Run([{K, {ok, Q}} | Rest], B0) ->
+                      Ctl ! {Mark, at, K},
+                      try 'Elixir.Code':eval_quoted(Q, B0) of
+                          {V, B1} ->
+                              Say(["= ", integer_to_list(K)], 'Elixir.Kernel':inspect(V, Show)),
+                              Run(Rest, B1)
+                      catch C:R:St ->
+                          Lines(K, 'Elixir.Exception':format(C, R, St)),
+                          exit(Failed)
+                      end
+              end,
+        {W, Ref} = spawn_monitor(fun() -> Run(Parsed, []) end),
+        Wait = fun Wait(At) ->
+            receive
+                {Mark, at, K} -> Wait(K);
+                {'DOWN', Ref, process, W, normal} -> 0;
+                {'DOWN', Ref, process, W, Failed} -> 1;
+                {'DOWN', Ref, process, W, Why} ->
+                    Lines(At, 'Elixir.Exception':format(exit, Why, [])), 1
+            end
+        end,
+        Wait(0)
+end,
+Say(<<"done">>, integer_to_list(Status)),
+halt(Status).
+"""
+
+
 def new_mark() -> str:
     """A marker no earlier run used: the word and 64 random bits."""
     return f"{MARK_WORD}-{secrets.token_hex(8)}"
@@ -142,6 +202,11 @@ def code(exprs: list[str], mark: str, modules: list[str] = ()) -> str:
         "exprs": "[" + ",".join(map(_charlist, exprs)) + "]",
         "modules": "[" + ",".join(map(_charlist, modules)) + "]",
     }
+
+
+def elixir_code(exprs: list[str], mark: str) -> str:
+    """The Elixir program for `exprs` (each one Elixir expression block)."""
+    return ELIXIR_PROGRAM % {"mark": mark, "exprs": "[" + ",".join(map(_charlist, exprs)) + "]"}
 
 
 @dataclass

@@ -21,17 +21,13 @@ def check_shell(name: str, target: str) -> str:
     return name
 
 
+def code_path_args(planner: cache.Planner) -> list[str]:
+    """Init's arguments that put Elixir in the code path, in interactive mode."""
+    paths = [a for p in elixir.ebin_paths(planner.ensure("elixir")) for a in ("-pa", p)]
+    return ["-mode", "interactive", *paths]
+
+
 def init_args(planner: cache.Planner) -> list[str]:
     """Init's arguments that start IEx (after any other: `-extra` ends them)."""
-    paths = [a for p in elixir.ebin_paths(planner.ensure("elixir")) for a in ("-pa", p)]
-    return [
-        "-mode",
-        "interactive",
-        *paths,
-        "-noshell",
-        "-user",
-        "elixir",
-        "-extra",
-        "--no-halt",
-        "+iex",
-    ]
+    iex = ["-noshell", "-user", "elixir", "-extra", "--no-halt", "+iex"]
+    return [*code_path_args(planner), *iex]

@@ -247,13 +247,16 @@ def batch_disk(
     dest: Path,
     apps: Sequence[str] = (),
     init_args: Sequence[str] = (),
+    elixir: bool = False,
 ) -> Path:
     """A scratch copy of `base` that boots into the evaluator: the program at PROGRAM,
-    `init_args` (a distributed node's) then `-noshell -eval LOADER` in /chrysopolis/args,
-    the --path modules at /user/N and the --app applications loaded."""
+    `init_args` (a distributed node's, Elixir's code path) then `-noshell -eval LOADER` in
+    /chrysopolis/args, the --path modules at /user/N and the --app applications loaded.
+    With `elixir`, the program evaluates Elixir (evaluator.ELIXIR_PROGRAM)."""
     _, _, modules = _modules(paths)
     program = dest.parent / "batch.erl"
-    program.write_text(evaluator.code(exprs, mark, modules))
+    code = evaluator.elixir_code(exprs, mark) if elixir else evaluator.code(exprs, mark, modules)
+    program.write_text(code)
     return with_modules(
         base,
         paths,
@@ -278,18 +281,21 @@ def run_batch(
     node=None,
     dist_node=None,
     cookie: str | None = None,
+    elixir: bool = False,
 ) -> int:
     """`chrysopolis run --eval`: each result on stdout, one line each, in order; what the
     guest prints and the errors on stderr; the exit status of `run --help`. The user's disk
     boots as a scratch copy; with `keep_writes`, the copy replaces it after the run.
     `node`: nodes.Settings (MAC, address, hostname, LAN) for the run."""
-    from chrysopolis import cluster, dist, nodes  # they import this module
+    from chrysopolis import cluster, dist, iex, nodes  # they import this module
 
     node = node or nodes.Settings()
     require_shell(target)
     if not exprs:
         raise UsageError("run_batch needs an expression")
-    exprs = [check_expr(e) for e in exprs]
+    exprs = [e.strip() for e in exprs] if elixir else [check_expr(e) for e in exprs]
+    if elixir and paths:
+        raise UsageError("--path with --shell iex: put Elixir modules in an --eval instead")
     if keep_writes and paths:
         raise UsageError(
             "--keep-writes with --path: the modules go on a scratch copy of your disk, which "
@@ -313,9 +319,9 @@ def run_batch(
     )
     _modules(paths)  # refuses a --path without modules before any work
     app_dirs(apps)  # and an --app the disk does not have
-    init_args: list[str] = []
+    init_args: list[str] = iex.code_path_args(cache.Planner()) if elixir else []
     if dist_node is not None:
-        init_args = dist.init_args(dist_node, cookie)
+        init_args += dist.init_args(dist_node, cookie)
         forwards = [*forwards, f"tcp:{dist_node.port}:{dist_node.port}"]
         guest_forwards = [*guest_forwards, *dist.guest_forwards([])]
     mark = evaluator.new_mark()
@@ -327,7 +333,9 @@ def run_batch(
             tempfile.TemporaryDirectory(dir=config.runs_dir(), prefix="batch-") as tmp,
             nodes.attached(cache.Planner(), target, node) as (node_img, node_kw),
         ):
-            scratch = batch_disk(user, paths, exprs, mark, Path(tmp) / "disk.img", apps, init_args)
+            scratch = batch_disk(
+                user, paths, exprs, mark, Path(tmp) / "disk.img", apps, init_args, elixir
+            )
             cmd = node_img.command(
                 scratch,
                 persist=True,

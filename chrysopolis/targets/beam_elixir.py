@@ -40,9 +40,7 @@ def iex_smoke(planner: Planner) -> str:
             for expr, want in IEX_SMOKE:
                 got = _eval(shell, expr, 120)
                 if not re.fullmatch(want, got):
-                    raise UserError(
-                        f"{expr!r} printed {got!r}, expected /{want}/ (log: {log})"
-                    )
+                    raise UserError(f"{expr!r} printed {got!r}, expected /{want}/ (log: {log})")
             s.send("System.halt(0)\r")
             status = s.wait_exit(60)
     if status != 0:
