@@ -55,6 +55,9 @@ CONFIGURE_FLAGS = (
     "--disable-jit",
     "--enable-builtin-zlib",
     "--enable-deterministic-build",
+    # OTP 28+ adds OpenSSF hardening flags by default (-fstack-protector-strong,
+    # -fstack-clash-protection, -mbranch-protection, -fexceptions, ...)
+    "--disable-security-hardening-flags",
 )
 
 # What configure cannot probe when cross-compiling (xcomp/erl-xcomp-vars.sh), for Linux
