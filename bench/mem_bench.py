@@ -255,11 +255,12 @@ def probe(sys_: System, size: str, b: Bisect) -> Boot:
     """One fresh boot, one `binary:copy`: N from the bisection (the first boot's guess
     from its own /proc/meminfo)."""
     sys_.last_log = None
-    n = None
+    n = ready = None
     t0 = time.monotonic()
     try:
         with sys_.booted(size) as (shell, _):
-            boot = Boot(False, shell.ready_at)
+            ready = shell.ready_at
+            boot = Boot(False, ready)
             mi = _meminfo(shell) if b.guess is None else None
             boot.meminfo = mi
             n = b.next_n(mi)
@@ -268,7 +269,7 @@ def probe(sys_: System, size: str, b: Bisect) -> Boot:
             if not boot.ok:
                 boot.reason = f"the probe printed {got[:120]!r}"
     except Exception as e:  # the node died (what the probe is for) or never booted
-        boot = Boot(False, None, reason=first_error(sys_.last_log, e))
+        boot = Boot(False, ready, reason=first_error(sys_.last_log, e))
     b.seconds += time.monotonic() - t0
     b.probes += 1
     if n is not None:
