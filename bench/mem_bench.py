@@ -288,10 +288,10 @@ def mib(size: str) -> int:
     return n * 1024 if size.endswith("G") else n
 
 
-def run_round(systems: list[System], sizes: list[str], prompts: dict, log_line) -> dict:
+def run_round(systems: list[System], sizes: list[str], seen: dict, log_line) -> dict:
     """One round: the smallest sizes, then the largest binaries; returns
     {"smallest": {sys: size}, "why": {sys: "SIZE: reason"}, "binary": {(sys, size): text},
-    "notes": [why a size had no probe]}."""
+    "notes": [why a size had no probe]}. Every boot goes into seen[(system, size)]."""
     smallest: dict[str, str | None] = {s.name: None for s in systems}
     why: dict[str, str] = {}
     todo = {s.name: s.sizes(sizes) for s in systems}
@@ -301,8 +301,7 @@ def run_round(systems: list[System], sizes: list[str], prompts: dict, log_line) 
             if not going[s.name] or size not in todo[s.name]:
                 continue
             b = boot_to_prompt(s, size)
-            if b.prompt is not None:
-                prompts.setdefault((s.name, size), []).append(b.prompt)
+            seen.setdefault((s.name, size), []).append(b)
             if b.ok:
                 smallest[s.name] = size
                 mi = " ".join(f"{v // 1024}" for v in b.meminfo)
@@ -330,9 +329,7 @@ def run_round(systems: list[System], sizes: list[str], prompts: dict, log_line) 
                         bis[s.name].note = s.refusal(size)
                         bis[s.name].probes = MAX_PROBES
                         continue
-                    b = probe(s, size, bis[s.name])
-                    if b.prompt is not None:
-                        prompts.setdefault((s.name, size), []).append(b.prompt)
+                    seen.setdefault((s.name, size), []).append(probe(s, size, bis[s.name]))
         for s in systems:
             x = bis[s.name]
             binary[(s.name, size)] = x.text() if x.guess is not None else "-"
@@ -354,24 +351,37 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="mem-bench-", dir=config.cache_dir() / "runs"))
     try:
         systems: list[System] = [Sel4(tmp), Linux()]
-        prompts: dict = {}
+        seen: dict = {}
         results = []
         t0 = time.monotonic()
         for i in range(rounds):
             print(f"round {i + 1}:", flush=True)
-            results.append(run_round(systems, sizes, prompts, lambda t: print(t, flush=True)))
-        report(results, prompts, sizes, board, time.monotonic() - t0)
+            results.append(run_round(systems, sizes, seen, lambda t: print(t, flush=True)))
+        report(results, seen, sizes, board, time.monotonic() - t0)
     finally:
         shutil.rmtree(tmp)
 
 
-def report(results: list, prompts: dict, sizes: list[str], board, took: float) -> None:
+def report(results: list, seen: dict, sizes: list[str], board, took: float) -> None:
     med = statistics.median
     at = sorted({k[1] for r in results for k in r["binary"]} | set(sizes), key=mib, reverse=True)
 
     def p(name: str, size: str) -> str:
-        xs = prompts.get((name, size))
-        return f"{med(xs):.2f}" if xs else "-"
+        boots = seen.get((name, size), [])
+        xs = [b.prompt for b in boots if b.prompt is not None]
+        if xs:
+            return f"{med(xs):.2f}"
+        if name == SEL4 and mib(size) % board.ram_step:
+            return "n/a"  # not a size the board can have
+        if any(b.reason.startswith("refused") for b in boots):
+            return "refused"
+        return "failed" if boots else ""
+
+    def mem(name: str, size: str) -> str:
+        mis = [b.meminfo for b in seen.get((name, size), []) if b.meminfo]
+        if not mis:
+            return ""
+        return f"{med(m[0] for m in mis) // 1024:.0f}/{med(m[1] for m in mis) // 1024:.0f}"
 
     def bin_(name: str, size: str) -> str:
         xs = [r["binary"].get((name, size)) for r in results]
@@ -381,13 +391,20 @@ def report(results: list, prompts: dict, sizes: list[str], board, took: float) -
         nums = [int(x) for x in xs if x.isdigit()]
         return f"{med(nums):.0f}" if len(nums) == len(xs) else xs[-1]
 
-    print(f"\n{len(results)} round(s), {took / 60:.1f} min; largest binary in MiB (16 MiB steps)")
-    print(f"  {'RAM':>5} | {'prompt (s)':^19} | {'largest binary (MiB)':^23}")
-    print(f"  {'':>5} | {SEL4:>8} {LINUX:>10} | {SEL4:>10} {LINUX:>12}")
+    print(
+        f"\n{len(results)} round(s), {took / 60:.1f} min. Prompt: median over the boots at "
+        "that size; /proc/meminfo at the prompt (seL4: the beam heap); largest binary: "
+        f"{STEP // MIB} MiB steps, a fresh boot per probe"
+    )
+    print(
+        f"  {'RAM':>5} | {'prompt (s)':^19} | {'MemTotal/MemFree (MiB)':^23} | largest binary (MiB)"
+    )
+    print(f"  {'':>5} | {SEL4:>8} {LINUX:>10} | {SEL4:>10} {LINUX:>12} | {SEL4:>9} {LINUX:>10}")
     for size in at:
         print(
             f"  {size:>5} | {p(SEL4, size):>8} {p(LINUX, size):>10} | "
-            f"{bin_(SEL4, size):>10} {bin_(LINUX, size):>12}"
+            f"{mem(SEL4, size):>10} {mem(LINUX, size):>12} | "
+            f"{bin_(SEL4, size):>9} {bin_(LINUX, size):>10}"
         )
     for r_i, r in enumerate(results, start=1):
         sm = r["smallest"]
