@@ -255,7 +255,7 @@ def probe(sys_: System, size: str, b: Bisect) -> Boot:
     """One fresh boot, one `binary:copy`: N from the bisection (the first boot's guess
     from its own /proc/meminfo)."""
     sys_.last_log = None
-    n = ready = None
+    n = ready = mi = None
     t0 = time.monotonic()
     try:
         with sys_.booted(size) as (shell, _):
@@ -269,7 +269,7 @@ def probe(sys_: System, size: str, b: Bisect) -> Boot:
             if not boot.ok:
                 boot.reason = f"the probe printed {got[:120]!r}"
     except Exception as e:  # the node died (what the probe is for) or never booted
-        boot = Boot(False, ready, reason=first_error(sys_.last_log, e))
+        boot = Boot(False, ready, mi, reason=first_error(sys_.last_log, e))
     b.seconds += time.monotonic() - t0
     b.probes += 1
     if n is not None:
