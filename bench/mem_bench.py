@@ -41,7 +41,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from chrysopolis import boards, cache, checks, config, logs, qemu, targets
-from chrysopolis.errors import UserError
+from chrysopolis.errors import UsageError, UserError
 from chrysopolis.shell import Shell
 from chrysopolis.stages import linux_vm
 
@@ -136,11 +136,12 @@ class Sel4(System):
         """The image for `size` on a private copy of its disk (QEMU locks a disk, and others
         may boot the cached image meanwhile), or why the build refused it."""
         if size not in self.images:
-            mib = boards.ram_mib(self.board, size)
             try:
+                mib = boards.ram_mib(self.board, size)
                 img = targets.image(cache.Planner(ram_mib=mib), "beam")
-            except UserError as e:
-                self.images[size] = f"refused at build: {str(e).splitlines()[0]}"
+            except UserError as e:  # a size too small is a UsageError; a broken build not
+                what = "refused at build" if isinstance(e, UsageError) else "build failed"
+                self.images[size] = f"{what}: {str(e).splitlines()[0]}"
             else:
                 disk = self.tmp / f"disk-{size}.img"
                 subprocess.run(["cp", "--sparse=always", str(img.disk), str(disk)], check=True)
