@@ -268,7 +268,8 @@ RUN_HELP = """Boot TARGET in QEMU with its serial console on this terminal (Ctrl
       1    an expression raised an exception, a text did not parse (then nothing is
            evaluated) or a --path module did not load
       2    bad usage, refused before booting (an option's value, a missing full stop)
-      N    an expression called halt(N): that status (N modulo 256), at once
+      N    an expression called halt(N): that status (N modulo 256), at once; or ERTS
+           ended the node (out of memory: its message, a crash dump, status 1)
       124  --timeout ran out (or the boot took over 180 s)
       125  the run itself failed: a build, QEMU, the disk, or the guest system died
       130  interrupted (SIGINT); 143: terminated (SIGTERM)

@@ -178,7 +178,7 @@ SERVICE_STAGES = ("sddf", "fatfs")
 # memory:` line, Microkit patch 0006) and packs again with heap = probe + that - margin.
 HEAP_REST = "rest"
 PROBE_HEAP_MIB = 2
-HEAP_MARGIN_MIB = 2  # one 2 MiB page: see _rest_heap_mib
+HEAP_MARGIN_MIB = 2  # each retry's step down: one 2 MiB page (see _rest_heap_mib)
 HEAP_TRIES = 3
 # The least heap a rest image gets: less RAM is refused (too_small) rather than packed
 # with a heap ERTS cannot boot in. Measured: the 32 MiB of a 64M board boot to the shell
@@ -288,9 +288,9 @@ def _rest_heap_mib(free_2mib: int) -> int:
     region's pages as one repeated invocation (the reserved region does not grow) and
     it adds one page table a GiB. The probe's 4 KiB pages and kernel objects, allocated
     after the 2 MiB pages, move to the sub-2 MiB fragments. Measured at 2G: 2 + 1452
-    (free_2mib) + 2 MiB packs, 2 more do not (no room for a CNode); the margin is one
-    page of the 2 MiB that the fragments may lack elsewhere, and each retry's step."""
-    mib = PROBE_HEAP_MIB + free_2mib // system.MIB - HEAP_MARGIN_MIB
+    (free_2mib) + 2 MiB packs, 2 more do not (no room for a CNode). So the first try is
+    the whole of it; where the fragments lack room, each retry is one page less."""
+    mib = PROBE_HEAP_MIB + free_2mib // system.MIB
     return mib // (system.LARGE_PAGE // system.MIB) * (system.LARGE_PAGE // system.MIB)
 
 

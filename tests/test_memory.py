@@ -5,6 +5,7 @@ than the machine has ending as on Linux (chrysopolis/targets/beam_memory.py)."""
 import re
 
 import pytest
+from conftest import cli
 
 from chrysopolis import checks
 
@@ -32,3 +33,11 @@ def test_big_data_in_one_node(planner):
 def test_more_than_the_machine_has_ends_as_on_linux(planner):
     summary = checks.load_all()["mem-oom"].run(planner)
     assert summary == "ERTS refused 4 GiB and exited with status 1"
+
+
+@pytest.mark.slow
+def test_run_shows_erts_running_out_of_memory_and_its_status(planner):
+    r = cli("run", "--eval", "binary:copy(<<1>>, 1 bsl 32).", timeout=900)
+    assert r.returncode == 1, r.stderr
+    assert 'Cannot allocate 4294967296 bytes of memory (of type "binary")' in r.stderr
+    assert "Crash dump is being written" in r.stderr
