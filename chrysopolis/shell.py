@@ -33,6 +33,9 @@ ANSI = re.compile(rb"\x1b(?:\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(?:\x07|\x1b\\)|[ 
 # The prompt: a line's start, maybe after the editor's escape sequences, then Eshell's `N> `
 # (`(NODE)N> ` on a distributed node) or IEx's `iex(N)> ` (`iex(NODE)N> `).
 PROMPT = rb"\n(?:\x1b\[[0-?]*[ -/]*[@-~])*(?:iex\((?:[^()\s]+@[^()\s]+\))?|\([^()\s]+@[^()\s]+\))?(\d+)\)?> "
+SLOW_NOTICE = re.compile(
+    r"Command is taking a long time, type Ctrl\+G, then enter 'i' to interrupt"
+)
 BOOT_TIMEOUT = 180.0  # QEMU start to the first prompt; about 6 s on an idle machine
 EVAL_TIMEOUT = 120.0
 TIMEOUT = 300.0  # `run --eval --timeout`'s default: the expressions, all together
@@ -110,7 +113,9 @@ class Shell:
         lines = self._next_prompt(timeout, f"the result of {expr!r}").split("\n")
         echoes = [i for i, line in enumerate(lines) if line.rstrip().endswith(expr)]
         start = echoes[-1] + 1 if echoes else 1
-        return "\n".join(lines[start:]).strip("\n")
+        # OTP 29's shell says so of a command that runs for a while: not its output.
+        out = [ln for ln in lines[start:] if not SLOW_NOTICE.fullmatch(ln.strip())]
+        return "\n".join(out).strip("\n")
 
 
 def require_shell(target: str) -> None:
