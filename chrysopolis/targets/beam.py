@@ -811,6 +811,17 @@ UDP_REFUSED = (
     'S4 = gen_udp:send(U4, {127,0,0,1}, %d, <<"x">>), '
     "{S3, gen_udp:recv(U3, 0, 1000), gen_udp:recv(U3, 0, 300), S4, gen_udp:recv(U4, 0, 300)}."
 )
+# OTP 29's socket:sendmmsg/recvmmsg (the adapter's sendmmsg/recvmmsg): three datagrams
+# out in one call, in again in one, boundaries kept
+UDP_MMSG = (
+    "{ok, M1} = socket:open(inet, dgram, udp), "
+    "ok = socket:bind(M1, #{family => inet, addr => {127,0,0,1}, port => 0}), "
+    "{ok, MA} = socket:sockname(M1), {ok, M2} = socket:open(inet, dgram, udp), "
+    "MS = socket:sendmmsg(M2, [#{addr => MA, iov => [B]} || "
+    'B <- [<<"a">>, <<"bb">>, <<"ccc">>]], [], infinity), timer:sleep(50), '
+    "{ok, MR} = socket:recvmmsg(M1, 8, 0, 0, [], 1000), socket:close(M1), socket:close(M2), "
+    "{MS, [iolist_to_binary(maps:get(iov, X)) || X <- MR]}."
+)
 # the guest's echo: answers each datagram to the address it came from, and tells the shell
 UDP_ECHO = (
     "Sh = self(), spawn(fun() -> {ok, U} = gen_udp:open(%d, [binary, {active, false}]), "
@@ -829,7 +840,8 @@ def udp_smoke(planner: Planner) -> str:
     """gen_udp inside the node on 127.0.0.1: two sockets exchange datagrams of 1 to 65507
     bytes both ways, payloads and sender addresses intact; three datagrams keep order and
     boundaries; recv(U, 0, 300) on an empty socket times out after 250-1500 ms; a socket
-    connected to a closed local port gets econnrefused once, an unconnected one not. Host ->
+    connected to a closed local port gets econnrefused once, an unconnected one not;
+    socket:sendmmsg/recvmmsg (OTP 29) move three datagrams in one call each. Host ->
     guest through a `udp:` hostfwd: the guest receives each datagram the host sends, from
     10.0.2.2, and its echo back to that address is sent (ok). The echo does not reach the
     host: libslirp with restrict=on drops every UDP datagram from the guest but DHCP, TFTP
@@ -852,6 +864,7 @@ def udp_smoke(planner: Planner) -> str:
         timeout_ms = int(m.group(1))
         if not 250 <= timeout_ms <= 1500:
             raise UserError(f"gen_udp:recv(U, 0, 300) timed out after {timeout_ms} ms (log: {log})")
+        ev(UDP_MMSG, r'\{ok,\[<<"a">>,<<"bb">>,<<"ccc">>\]\}', "sendmmsg/recvmmsg")
         ev(
             UDP_REFUSED % (BAD_CLOSED_PORT, BAD_CLOSED_PORT),
             r"\{ok,\{error,econnrefused\},\{error,timeout\},ok,\{error,timeout\}\}",
@@ -878,7 +891,7 @@ def udp_smoke(planner: Planner) -> str:
     _no_fatal_lines(log)
     return (
         f"127.0.0.1 datagrams of {'/'.join(map(str, UDP_SIZES))} bytes both ways, order kept, "
-        f"recv timeout after {timeout_ms} ms, econnrefused; {UDP_HOST_COUNT} host -> guest datagrams received "
+        f"recv timeout after {timeout_ms} ms, econnrefused, sendmmsg/recvmmsg; {UDP_HOST_COUNT} host -> guest datagrams received "
         f"({replies} of the guest's echoes reached the host: restrict=on drops them)"
     )
 

@@ -16,6 +16,7 @@
  * error frees the pcb inside lwIP (err callback): the socket keeps the errno for SO_ERROR
  * or the next call.
  */
+#define _GNU_SOURCE /* struct mmsghdr */
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -1586,6 +1587,50 @@ static size_t memp_fill(char *buf, size_t size)
     return at;
 }
 
+/* OTP 29's socket:sendmmsg/recvmmsg: the messages in turn through sendmsg/recvmsg. As
+ * Linux: each msg_len set, the count returned, an error only when the first fails. */
+long sys_sendmmsg(long fd, long vec, long vlen, long flags, long e, long f)
+{
+    (void)e, (void)f;
+    struct mmsghdr *v = (struct mmsghdr *)vec;
+    if (v == NULL) {
+        return -EFAULT;
+    }
+    long n = 0;
+    for (; n < vlen && n < UIO_MAXIOV; n++) {
+        long r = sys_sendmsg(fd, (long)&v[n].msg_hdr, flags, 0, 0, 0);
+        if (r < 0) {
+            return n > 0 ? n : r;
+        }
+        v[n].msg_len = (unsigned int)r;
+    }
+    return n;
+}
+
+/* MSG_WAITFORONE: only the first may wait. A timeout (Linux checks it only between
+ * datagrams) makes the later ones take what is queued, without waiting. */
+long sys_recvmmsg(long fd, long vec, long vlen, long flags, long timeout, long f)
+{
+    (void)f;
+    struct mmsghdr *v = (struct mmsghdr *)vec;
+    if (v == NULL) {
+        return -EFAULT;
+    }
+    long n = 0;
+    for (; n < vlen && n < UIO_MAXIOV; n++) {
+        long fl = flags & ~MSG_WAITFORONE;
+        if (n > 0 && ((flags & MSG_WAITFORONE) || timeout != 0)) {
+            fl |= MSG_DONTWAIT;
+        }
+        long r = sys_recvmsg(fd, (long)&v[n].msg_hdr, fl, 0, 0, 0);
+        if (r < 0) {
+            return n > 0 ? n : r;
+        }
+        v[n].msg_len = (unsigned int)r;
+    }
+    return n;
+}
+
 /*
  * The socket calls of images with the network (docs/syscalls.md); images without it
  * answer socket and getsockopt from syscalls.c's NO_NET_SYSCALLS instead.
@@ -1598,7 +1643,8 @@ static const struct dispatch_syscall NET_SYSCALLS[] = {
     {SYS_sendto, sys_sendto, "fd_socket.c"},           {SYS_recvfrom, sys_recvfrom, "fd_socket.c"},
     {SYS_setsockopt, sys_setsockopt, "fd_socket.c"},   {SYS_getsockopt, sys_getsockopt, "fd_socket.c"},
     {SYS_shutdown, sys_shutdown, "fd_socket.c"},       {SYS_sendmsg, sys_sendmsg, "fd_socket.c"},
-    {SYS_recvmsg, sys_recvmsg, "fd_socket.c"},
+    {SYS_recvmsg, sys_recvmsg, "fd_socket.c"},         {SYS_sendmmsg, sys_sendmmsg, "fd_socket.c"},
+    {SYS_recvmmsg, sys_recvmmsg, "fd_socket.c"},
 };
 
 void fd_socket_init(void)

@@ -24,3 +24,5 @@ long sys_getsockopt(long fd, long level, long name, long val, long lenp, long f)
 long sys_shutdown(long fd, long how, long c, long d, long e, long f);
 long sys_sendmsg(long fd, long msg, long flags, long d, long e, long f);
 long sys_recvmsg(long fd, long msg, long flags, long d, long e, long f);
+long sys_sendmmsg(long fd, long vec, long vlen, long flags, long e, long f);
+long sys_recvmmsg(long fd, long vec, long vlen, long flags, long timeout, long f);
