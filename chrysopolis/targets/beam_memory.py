@@ -10,7 +10,7 @@ from chrysopolis.cache import Planner
 from chrysopolis.checks import check
 from chrysopolis.errors import UserError
 from chrysopolis.shell import Shell
-from chrysopolis.targets.beam import NEEDS, _eval, _no_fatal_lines
+from chrysopolis.targets.beam import NEEDS, _eval, _halt, _no_fatal_lines
 
 MIB = 1 << 20
 # What the image's RAM must leave to Erlang: erlang:memory(total) reaches this share of it.
@@ -86,8 +86,7 @@ def mem_big(planner: Planner) -> str:
                 )
             _alive(shell, what)
             done.append(f"{what} {time.monotonic() - t0:.0f} s")
-        _eval(shell, "q().")
-        s.wait_exit(60)
+        _halt(shell, 0)
     _no_fatal_lines(log)
     return "; ".join(done)
 
