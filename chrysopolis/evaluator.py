@@ -25,9 +25,8 @@ from dataclasses import dataclass
 
 MARK_WORD = "chrysopolis-batch"
 
-# The Erlang program. `%%(name)s` fields are filled by `code`; expressions and module names
-# travel as code points, so no quoting can break the program.
-PROGRAM = """
+# The protocol's half of both programs: the marker and the lines said behind it.
+PROTOCOL = """
 io:setopts([{encoding, unicode}]),
 Mark = <<"%(mark)s">>,
 Say = fun(Tag, S) -> io:put_chars([Mark, $\\s, Tag, $\\s, S, $\\n]) end,
@@ -36,7 +35,12 @@ Lines = fun(K, Text) ->
      || L <- string:split(unicode:characters_to_list(Text), "\\n", all), L =/= ""],
     ok
 end,
-Pretty = fun(T, Col) ->
+"""
+# The Erlang program. `%%(name)s` fields are filled by `code`; expressions and module names
+# travel as code points, so no quoting can break the program.
+PROGRAM = (
+    PROTOCOL
+    + """Pretty = fun(T, Col) ->
     io_lib_pretty:print(T, [{column, Col}, {line_length, 80}, {depth, 30},
                             {line_max_chars, 60}, {encoding, unicode}])
 end,
@@ -123,22 +127,16 @@ end,
 Say(<<"done">>, integer_to_list(Status)),
 halt(Status).
 """
+)
 
 
 # The same protocol for Elixir (`run --shell iex --eval`): each text is one Elixir
 # expression block, no full stop, parsed by Code.string_to_quoted (a syntax error
 # evaluates nothing) and evaluated by Code.eval_quoted with the bindings carried; a result
 # is printed as IEx shows it, on one line (inspect, no limits), an error as IEx prints it.
-ELIXIR_PROGRAM = """
-io:setopts([{encoding, unicode}]),
-{ok, _} = application:ensure_all_started(elixir),
-Mark = <<"%(mark)s">>,
-Say = fun(Tag, S) -> io:put_chars([Mark, $\\s, Tag, $\\s, S, $\\n]) end,
-Lines = fun(K, Text) ->
-    [Say(["! ", integer_to_list(K)], L)
-     || L <- string:split(unicode:characters_to_list(Text), "\\n", all), L =/= ""],
-    ok
-end,
+ELIXIR_PROGRAM = (
+    PROTOCOL
+    + """{ok, _} = application:ensure_all_started(elixir),
 Texts = [unicode:characters_to_binary(T) || T <- %(exprs)s],
 Parsed = [{J, 'Elixir.Code':string_to_quoted(T, [{file, <<"--eval">>}, {line, 1}])}
           || {J, T} <- lists:zip(lists:seq(1, length(Texts)), Texts)],
@@ -183,6 +181,7 @@ end,
 Say(<<"done">>, integer_to_list(Status)),
 halt(Status).
 """
+)
 
 
 def new_mark() -> str:

@@ -398,9 +398,8 @@ def evaluate(cmd: list[str], log: Path, mark: str, timeout: float, markers: dict
                     return int(m.group(1)) & 0xFF
                 ln = reader.feed(line.decode(errors="replace"))
                 if not ln.kind or ln.output:
-                    out = ln.output.encode()
-                    started = reader.total is not None
-                    fatal = (SYSTEM_DOWN if started else FATAL_ANY).search(out)
+                    down = SYSTEM_DOWN if reader.total is not None else FATAL_ANY
+                    fatal = down.search(ln.output.encode())
                     if fatal:
                         raise RunFailed(
                             f"the guest system failed: {ln.output.strip()!r}", BROKEN, log
