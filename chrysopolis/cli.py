@@ -198,6 +198,37 @@ RAM_HELP = (
 )
 
 
+APP_HELP = (
+    "An OTP application directory (rebar3's layout, or a prebuilt ebin/) to compile into a "
+    "release on the disk and boot into (repeatable; the first names the release)."
+)
+
+
+def release_options(fn):
+    """--app DIR, --config FILE, --vm-args FILE: your release on the image (docs/apps.md)."""
+    fn = click.option(
+        "--vm-args",
+        "vm_args",
+        type=click.Path(dir_okay=False, path_type=Path),
+        default=None,
+        help="A vm.args file: emulator (+P 262144) and init flags for the release.",
+    )(fn)
+    fn = click.option(
+        "--config",
+        "config_file",
+        type=click.Path(dir_okay=False, path_type=Path),
+        default=None,
+        help="The release's sys.config (with --app).",
+    )(fn)
+    return fn
+
+
+def _use_release(dirs, config_file: Path | None, vm_args: Path | None) -> None:
+    from chrysopolis import apps
+
+    apps.use([Path(d) for d in dirs], config_file, vm_args)
+
+
 def _use_ram(ram: str | None) -> None:
     """`--ram`: every planner of this process builds and boots images for that size."""
     from chrysopolis import boards, cache
@@ -211,11 +242,29 @@ def _use_ram(ram: str | None) -> None:
 @click.option("--list", "list_", is_flag=True, help="List targets and stages with their state.")
 @click.option("--ram", default=None, metavar="SIZE", help=RAM_HELP)
 @click.option("-v", "--verbose", is_flag=True, help="Also print how the RAM divides (memory.txt).")
-def build(target: str, list_: bool, ram: str | None, verbose: bool) -> None:
-    """Build TARGET (default: the Erlang image) and put its files in the out directory."""
+@click.option(
+    "--app",
+    "app_dirs",
+    multiple=True,
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    help=APP_HELP,
+)
+@release_options
+def build(
+    target: str,
+    list_: bool,
+    ram: str | None,
+    verbose: bool,
+    app_dirs: tuple[Path, ...],
+    config_file: Path | None,
+    vm_args: Path | None,
+) -> None:
+    """Build TARGET (default: the Erlang image) and put its files in the out directory
+    (with --app, in out/TARGET-RELEASE)."""
     from chrysopolis import cache, targets
 
     _use_ram(ram)
+    _use_release(app_dirs, config_file, vm_args)
     planner = cache.Planner()
     if list_:
         for st in sorted(cache.load_all().values(), key=lambda s: (not s.target, s.name)):
@@ -230,8 +279,10 @@ def build(target: str, list_: bool, ram: str | None, verbose: bool) -> None:
 
         img = targets.image(planner, target)
         userdisk.adopt_legacy(img, target)  # the user's disk where older versions kept it
-        dest = targets.publish(img, target)
+        dest = targets.publish(img, userdisk.owner(img, target))
     else:
+        if app_dirs:
+            raise UsageError(f"--app: '{target}' is a stage; give a target with a disk (beam)")
         dest = planner.ensure(target)
     click.echo(f"{target}: {dest}  ({time.monotonic() - t0:.1f} s)")
     if verbose and (dest / "memory.txt").is_file():
@@ -298,9 +349,17 @@ RUN_HELP = """Boot TARGET in QEMU with its serial console on this terminal (Ctrl
     "--app",
     "apps",
     multiple=True,
-    metavar="APP",
-    help="Load an OTP application of the disk at boot, e.g. inets (repeatable): embedded "
-    "mode loads nothing on demand.",
+    metavar="DIR|APP",
+    help="Your OTP application directory: compiled into a release on your disk and booted "
+    "(repeatable; docs/apps.md). Or the name of an OTP application of the disk, e.g. "
+    "inets, loaded at boot (embedded mode loads nothing on demand).",
+)
+@release_options
+@click.option(
+    "--no-shell",
+    "no_shell",
+    is_flag=True,
+    help="Boot without the Erlang shell: the console shows only what the system prints.",
 )
 @click.option(
     "--timeout",
@@ -399,11 +458,20 @@ def run(
     shell_name: str,
     keep_writes: bool,
     fresh_disk: bool,
+    config_file: Path | None,
+    vm_args: Path | None,
+    no_shell: bool,
 ) -> None:
     from chrysopolis import cache, cluster, dist, iex, logs, nodes, qemu, shell, targets, userdisk
 
     try:
         _use_ram(ram)
+        # A value with a slash, or a directory here, is yours; any other an OTP app's name.
+        app_dirs = [Path(a) for a in apps if "/" in a or Path(a).is_dir()]
+        apps = tuple(a for a in apps if Path(a) not in app_dirs)
+        _use_release(app_dirs, config_file, vm_args)
+        if no_shell and (exprs or shell_name != "erl"):
+            raise UsageError("--no-shell goes with an interactive run of the Erlang shell")
         use_iex = iex.check_shell(shell_name, target) == "iex"
         for f in forwards:
             qemu.parse_forward(f)
@@ -456,7 +524,7 @@ def run(
     planner = cache.Planner()
     img = targets.image(planner, target)
     userdisk.adopt_legacy(img, target)  # the user's disk where older versions kept it
-    dest = targets.publish(img, target)
+    dest = targets.publish(img, userdisk.owner(img, target))
     if settings.lan:
         sys.exit(_run_lan_node(planner, target, img, settings, paths, fresh_disk))
     if dist_node is not None:
@@ -491,6 +559,11 @@ def run(
         published = (
             dataclasses.replace(img, loader=dest / img.loader.name) if node_img is img else node_img
         )
+        if no_shell:
+            node_kw = {**node_kw, "fw_cfg": [*node_kw.get("fw_cfg", ()), NO_SHELL]}
+            where += "; no shell"
+        if img.release:
+            where = f"; release {img.release}" + where
         cmd = published.command(
             boot_disk,
             interactive=True,
@@ -503,6 +576,10 @@ def run(
         click.echo(f"booting {published.loader}{where} (Ctrl-A X quits QEMU)", err=True)
         rc = qemu.interactive(cmd, console_log)
     sys.exit(rc)
+
+
+# This boot's extra init flags (targets/beam/main.c reads them from fw_cfg).
+NO_SHELL = ("opt/chrysopolis/args", "-noshell")
 
 
 def _run_lan_node(planner, target, img, settings, paths, fresh_disk) -> int:
@@ -637,11 +714,27 @@ def cluster(
 @click.argument("names", nargs=-1)
 @click.option("--list", "list_", is_flag=True, help="List the checks.")
 @click.option("--ram", default=None, metavar="SIZE", help=RAM_HELP)
-def check(names: tuple[str, ...], list_: bool, ram: str | None) -> None:
+@click.option(
+    "--app",
+    "app_dirs",
+    multiple=True,
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    help="Run the checks on the image with this application's release booted (repeatable).",
+)
+@release_options
+def check(
+    names: tuple[str, ...],
+    list_: bool,
+    ram: str | None,
+    app_dirs: tuple[Path, ...],
+    config_file: Path | None,
+    vm_args: Path | None,
+) -> None:
     """Boot images headless and assert on their serial output (all checks when no NAME)."""
     from chrysopolis import cache, checks
 
     _use_ram(ram)
+    _use_release(app_dirs, config_file, vm_args)
     known = checks.load_all()
     if list_:
         for c in known.values():

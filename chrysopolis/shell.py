@@ -41,7 +41,7 @@ LONG_RUNNING_HINT = "Command is taking a long time, type Ctrl+G, then enter 'i' 
 TIMEOUT = 300.0  # `run --eval --timeout`'s default: the expressions, all together
 PROGRAM = "/chrysopolis/batch.erl"  # the evaluator on a batch disk, read by LOADER
 # The -eval of a batch boot: reads, parses and runs the evaluator from the disk (kept short:
-# main.c reads at most 4 KiB of arguments).
+# main.c reads at most 8 KiB of arguments).
 LOADER = (
     f'{{ok, B}} = file:read_file("{PROGRAM}"), '
     "{ok, T, _} = erl_scan:string(unicode:characters_to_list(B)), "

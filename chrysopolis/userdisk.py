@@ -53,6 +53,12 @@ def path(target: str) -> Path:
     return disk_dir(target) / DISK
 
 
+def owner(img: targets.Image, target: str) -> str:
+    """Whose user disk `img` boots: TARGET's, or with a release on its disk TARGET-RELEASE's
+    (an application's data stays apart from the plain image's)."""
+    return f"{target}-{img.release}" if img.release else target
+
+
 # --- mtools on an MBR disk image ---------------------------------------------------------
 
 
@@ -262,7 +268,7 @@ def adopt_legacy(img: targets.Image, target: str) -> None:
     """Take over a user's disk from where earlier versions kept it, once, so what the guest
     wrote there stays: ./build/TARGET-disk (the output folder before ./out) is moved here;
     before user disks, `run` booted the published ./build/TARGET/disk.img itself."""
-    if img.disk is None or disk_dir(target).exists():
+    if img.disk is None or img.release or disk_dir(target).exists():
         return
     legacy = config.legacy_out_dir()
     if legacy is not None and (legacy / f"{target}-disk" / DISK).is_file():
@@ -294,6 +300,7 @@ def in_use(img: targets.Image, target: str, fresh: bool = False) -> Iterator[Pat
         yield None
         return
     adopt_legacy(img, target)
+    target = owner(img, target)
     d = disk_dir(target)
     d.mkdir(parents=True, exist_ok=True)
     with open(d / LOCK, "a+") as lock:

@@ -37,6 +37,7 @@ class Image:
     net_bus: int | None = None  # QEMU's virtio-mmio bus for virtio-net (None: no network)
     mac: str | None = None  # the MAC the system description gave the node
     ram: str | None = None  # the RAM its kernel is built for (None: the board's)
+    release: str | None = None  # the release of --app its disk holds (chrysopolis/apps.py)
 
     def command(self, disk: Path | None = None, **kw) -> list[str]:
         """QEMU booting this image with `disk` (default: its own) on the system's disk bus,
@@ -75,7 +76,18 @@ def write_manifest(
     (out / MANIFEST).write_text(json.dumps({**m, "markers": markers or {}}, indent=1))
 
 
+# Set by apps.use (`--app DIR`): the image of a shell target with its release on the disk.
+RELEASE = None
+
+
 def image(planner: Planner, name: str) -> Image:
+    img = _image(planner, name)
+    if RELEASE is not None and get(name).shell and img.disk is not None:
+        return RELEASE(planner, img)
+    return img
+
+
+def _image(planner: Planner, name: str) -> Image:
     st = get(name)
     if not st.target:
         raise UserError(
@@ -139,6 +151,9 @@ def publish(img: Image, name: str) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     dest = out / name
     files = [p for p in sorted(img.dir.rglob("*")) if p.name != ".chrysopolis-inputs.json"]
+    own_disk = img.disk is not None and img.disk.parent != img.dir  # a release's (apps.py)
+    if own_disk:
+        files = [p for p in files if p.name != img.disk.name]
     need = sum(p.stat().st_blocks * 512 for p in files if p.is_file())
     with open(out / f".{name}.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
@@ -153,6 +168,8 @@ def publish(img: Image, name: str) -> Path:
                 else:
                     to.parent.mkdir(parents=True, exist_ok=True)
                     _sparse_copy(str(p), str(to))
+            if own_disk:
+                _sparse_copy(str(img.disk), str(tmp / img.disk.name))
             tmp.chmod(0o755)
             if dest.exists():
                 _exchange(tmp, dest)  # tmp now holds the old copy, removed below

@@ -22,9 +22,12 @@
 
 #define MOUNT_TIMEOUT_NS (5ULL * 1000 * 1000 * 1000)
 #define BOOT_FILE "/releases/29/start.boot"
-/* Extra init arguments, one per line (e.g. `-pa /user/0`), written by `chrysopolis run --path`. */
+/* Extra arguments, one per line (e.g. `-pa /user/0`), written by `chrysopolis run --path` and
+ * by a release's build (docs/apps.md). */
 #define ARGS_FILE "/chrysopolis/args"
-#define MAX_ARGS 64
+/* More of them for this boot only, space-separated (`run --no-shell`). */
+#define FWCFG_ARGS "opt/chrysopolis/args"
+#define MAX_ARGS 128
 /* The run's terminal, from QEMU's fw_cfg (chrysopolis/qemu.py writes them, docs/boot.md). */
 #define FWCFG_TERM "opt/chrysopolis/term"
 #define FWCFG_WINSIZE "opt/chrysopolis/winsize"
@@ -87,23 +90,52 @@ static void set_flag(char **argv, int argc, const char *flag, char *value)
     }
 }
 
-/* `-mode M` in the args file (`run --shell iex` wants interactive) replaces the built-in
- * mode instead of following it: init would see two. Returns the new argc. */
+/* The extra arguments after the built-in ones (argv[0..builtin)): `-mode M` and `-boot B`
+ * replace the built-in ones instead of following them (init would see two), and `+F [V...]`
+ * is an emulator flag in erl's syntax (a release's vm.args), moved before the first `--` as
+ * `-F`. Returns the new argc. */
 static int take_overrides(char **argv, int builtin, int argc)
 {
-    int out = builtin;
+    static char *emu[MAX_ARGS], *init[MAX_ARGS], *rest[MAX_ARGS];
+    int ne = 0, ni = 0, nr = 0;
     for (int i = builtin; i < argc; i++) {
         if (strcmp(argv[i], "-extra") == 0) {
             while (i < argc) {
-                argv[out++] = argv[i++];
+                init[ni++] = argv[i++];
             }
             break;
         }
-        if (strcmp(argv[i], "-mode") == 0 && i + 1 < argc) {
-            set_flag(argv, builtin, "-mode", argv[++i]);
+        if ((strcmp(argv[i], "-mode") == 0 || strcmp(argv[i], "-boot") == 0) && i + 1 < argc) {
+            set_flag(argv, builtin, argv[i], argv[i + 1]);
+            i++;
             continue;
         }
-        argv[out++] = argv[i];
+        if (argv[i][0] == '+' && argv[i][1] != '\0') {
+            argv[i][0] = '-';
+            emu[ne++] = argv[i];
+            while (i + 1 < argc && argv[i + 1][0] != '-' && argv[i + 1][0] != '+') {
+                emu[ne++] = argv[++i];
+            }
+            continue;
+        }
+        init[ni++] = argv[i];
+    }
+    int dashes = 1;
+    while (dashes < builtin && strcmp(argv[dashes], "--") != 0) {
+        dashes++;
+    }
+    for (int i = dashes; i < builtin; i++) {
+        rest[nr++] = argv[i];
+    }
+    int out = dashes;
+    for (int i = 0; i < ne; i++) {
+        argv[out++] = emu[i];
+    }
+    for (int i = 0; i < nr; i++) {
+        argv[out++] = rest[i];
+    }
+    for (int i = 0; i < ni; i++) {
+        argv[out++] = init[i];
     }
     return out;
 }
@@ -135,7 +167,7 @@ static void idle_forever(void)
 
 static int read_extra_args(char **argv, int argc, int max)
 {
-    static char buf[4096];
+    static char buf[8192];
     int fd = open(ARGS_FILE, O_RDONLY);
     if (fd < 0) {
         return argc;
@@ -148,6 +180,19 @@ static int read_extra_args(char **argv, int argc, int max)
     buf[n] = '\0';
     for (char *line = strtok(buf, "\n"); line != NULL && argc < max; line = strtok(NULL, "\n")) {
         argv[argc++] = line;
+    }
+    return argc;
+}
+
+/* This boot's own extra arguments from fw_cfg, space-separated. */
+static int read_fwcfg_args(char **argv, int argc, int max)
+{
+    static char buf[1024];
+    if (fwcfg_read_file(FWCFG_ARGS, buf, sizeof(buf)) <= 0) {
+        return argc;
+    }
+    for (char *word = strtok(buf, " "); word != NULL && argc < max; word = strtok(NULL, " ")) {
+        argv[argc++] = word;
     }
     return argc;
 }
@@ -241,6 +286,7 @@ void chrysopolis_main(void)
     }
     int builtin = argc;
     argc = read_extra_args(argv, argc, MAX_ARGS);
+    argc = read_fwcfg_args(argv, argc, MAX_ARGS);
     argc = take_overrides(argv, builtin, argc);
     argv[argc] = NULL;
     fit_to_heap(argv, argc);
