@@ -27,6 +27,7 @@ import errno
 import fcntl
 import json
 import os
+import re
 import struct
 import subprocess
 import tempfile
@@ -336,3 +337,172 @@ def reset(img: targets.Image, target: str) -> Path:
         raise UserError(f"target '{target}' has no disk; nothing to reset")
     with in_use(img, target, fresh=True) as user:
         return user
+
+
+# --- files in and out: `chrysopolis disk ls|get|put` ---------------------------------------
+
+OTP_ROOTS = ("lib", "releases", "bin")  # OTP's root layout; also erts-*
+
+
+@contextmanager
+def locked(target: str, exclusive: bool) -> Iterator[Path]:
+    """The user's disk of TARGET under the lock `in_use` takes: shared to read it (beside a
+    running QEMU), exclusive to write it (refused while any run holds it)."""
+    user = path(target)
+    if not user.exists():
+        raise UserError(
+            f"no disk yet for {target}: run `chrysopolis run {target}` once "
+            f"(or `chrysopolis disk reset {target}`)"
+        )
+    with open(disk_dir(target) / LOCK, "a+") as lock:
+        if not exclusive:
+            fcntl.flock(lock, fcntl.LOCK_SH)  # waits only while a run updates it or a put writes
+        else:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise UserError(
+                    f"your disk {user} is in use by a running `chrysopolis run`; quit it "
+                    f"(Ctrl-A X quits its QEMU) and try again"
+                ) from None
+        yield user
+
+
+_MDIR_LINE = re.compile(r"^(.{8}) (.{3}) +(<DIR>|\d+) +\S+ +\d+:\d\d (?: (.+))?$")
+
+
+def entries(image: Path) -> dict[str, int | None]:
+    """Every path on the volume with its size in bytes (None for a directory)."""
+    files, dirs = listing(image)
+    out = _mtools(["mdir", "-/", "-a", "-i", _vol(image), "::/"], f"listing {image}", ok_empty=True)
+    # mdir's long form gives sizes under the short name and, if it has one, the long name.
+    sizes: dict[str, int] = {}
+    where = "/"
+    for line in out.splitlines():
+        if line.startswith("Directory for ::"):
+            where = line[len("Directory for ::") :].rstrip("/") + "/"
+            continue
+        m = _MDIR_LINE.match(line)
+        if not m or m[3] == "<DIR>":
+            continue
+        short = m[1].strip() + ("." + m[2].strip() if m[2].strip() else "")
+        for name in (short, m[4]):
+            if name:
+                sizes[(where + name).lower()] = int(m[3])
+    return {**{d: None for d in dirs}, **{f: sizes.get(f.lower(), 0) for f in files}}
+
+
+def _find(have: Mapping[str, int | None], guest: str, target: str) -> str:
+    """`guest` as the volume spells it (FAT names ignore case)."""
+    p = str(PurePosixPath("/") / guest)
+    if p == "/":
+        return p
+    for q in have:
+        if q.lower() == p.lower():
+            return q
+    raise UserError(f"no {p} on the disk of {target}; `chrysopolis disk ls /` shows what is there")
+
+
+def ls(image: Path, guest: str, target: str, recursive: bool) -> list[tuple[str, int | None]]:
+    """The entries under `guest` (itself, if a file): (path, size), directories with a
+    trailing /; the whole subtree with `recursive`."""
+    have = entries(image)
+    p = _find(have, guest, target)
+    if p != "/" and have[p] is not None:
+        return [(p, have[p])]
+    base = p.rstrip("/") + "/"
+    under = [q for q in have if q.startswith(base)]
+    if not recursive:
+        under = [q for q in under if "/" not in q[len(base) :]]
+    return sorted((q + "/" if have[q] is None else q, have[q]) for q in under)
+
+
+def get(image: Path, guest: str, host: Path | None, target: str, force: bool) -> Path:
+    """Copy the file or directory `guest` of the volume to the host, to `host` (default
+    ./NAME; inside it if it is a directory). Host files are overwritten only with `force`."""
+    have = entries(image)
+    p = _find(have, guest, target)
+    is_file = p != "/" and have[p] is not None
+    if host is None:
+        if p == "/":
+            raise UserError(
+                "give a host directory for the whole disk: `chrysopolis disk get / DIR`"
+            )
+        host = Path(PurePosixPath(p).name)
+    elif host.is_dir() and p != "/":
+        host = host / PurePosixPath(p).name
+    if not host.parent.is_dir():
+        raise UserError(f"host directory {host.parent} does not exist; make it first")
+    if host.is_dir() if is_file else (host.exists() and not host.is_dir()):
+        kind = "a directory" if is_file else "a file"
+        raise UserError(f"{host} is {kind} on the host, {p} is not; give another destination")
+    vol = _vol(image)
+    # Copied beside the destination first, so a refusal or a failure leaves the host as it was.
+    with tempfile.TemporaryDirectory(dir=host.parent, prefix=".disk-get-") as tmp:
+        got = Path(tmp) / "got"
+        if is_file:
+            _mtools(["mcopy", "-n", "-m", "-i", vol, f"::{p}", str(got)], f"copying {p}")
+            pairs = [(got, host)]
+        else:
+            got.mkdir()
+            if any(q.startswith(p.rstrip("/") + "/") for q in have):
+                src = "::*" if p == "/" else f"::{p}/*"
+                _mtools(["mcopy", "-s", "-n", "-m", "-i", vol, src, f"{got}/"], f"copying {p}")
+            pairs = [(got, host)] + [
+                (Path(dp) / n, host / Path(dp).relative_to(got) / n)
+                for dp, dns, fns in os.walk(got)
+                for n in sorted([*dns, *fns])
+            ]
+        for src, dst in pairs[1:]:
+            if src.is_dir() != dst.is_dir() and dst.exists():
+                raise UserError(f"{dst} on the host is in the way of {p}; move it")
+        clash = [d for s, d in pairs if not s.is_dir() and d.exists()]
+        if clash and not force:
+            more = f" (and {len(clash) - 1} more)" if len(clash) > 1 else ""
+            raise UserError(f"{clash[0]} exists{more}; give --force to overwrite it")
+        for src, dst in sorted(pairs, key=lambda sd: len(sd[1].parts)):  # parents first
+            if src.is_dir():
+                dst.mkdir(exist_ok=True)
+            else:
+                os.replace(src, dst)
+    return host
+
+
+def _pristine(d: Path) -> set[str]:
+    return {p.lower() for p in (_read_state(d) or {}).get("files", [])}
+
+
+def put(image: Path, host: Path, guest: str, target: str, force: bool) -> str:
+    """Copy the host file or directory `host` onto the volume at `guest` (inside it if it
+    ends with / or is a directory there). Refuses OTP's tree (an update replaces it) and,
+    without `force`, files already there."""
+    if not host.exists():
+        raise UserError(f"no {host} on the host; give an existing file or directory")
+    have = entries(image)
+    lower = {q.lower(): q for q in have}
+    g = str(PurePosixPath("/") / guest)
+    dest = PurePosixPath(g)
+    if guest.endswith("/") or g == "/" or (g.lower() in lower and have[lower[g.lower()]] is None):
+        dest = dest / Path(os.path.abspath(host)).name
+    files, dirs = disk._collect(None, {str(dest): host})
+    pristine = _pristine(image.parent)
+    for q in [*sorted(files), *sorted(dirs)]:  # name a file if one is refused
+        top = q.parts[1].lower() if len(q.parts) > 1 else ""
+        if top in OTP_ROOTS or top.startswith("erts-") or str(q).lower() in pristine:
+            raise UserError(
+                f"{q} belongs to the image (OTP's tree), which an update of the image "
+                f"replaces; put your files elsewhere, e.g. /data"
+            )
+        there = lower.get(str(q).lower())
+        if there is None:
+            continue
+        if q in dirs and have[there] is not None:
+            raise UserError(f"{there} is a file on the disk, not a directory; give another path")
+        if q in files and have[there] is None:
+            raise UserError(f"{there} is a directory on the disk, not a file; give another name")
+    clash = [lower[str(q).lower()] for q in sorted(files) if str(q).lower() in lower]
+    if clash and not force:
+        more = f" (and {len(clash) - 1} more)" if len(clash) > 1 else ""
+        raise UserError(f"{clash[0]} is already on the disk{more}; give --force to overwrite it")
+    add_files(image, {str(dest): host})
+    return str(dest)
