@@ -643,30 +643,42 @@ def disk_reset(target: str) -> None:
     click.echo(f"{target}: a fresh disk at {p}{kept}")
 
 
-TARGET_OPTION = click.option(
-    "--target", default=DEFAULT_TARGET, show_default=True, help="Whose disk (a target)."
-)
+def TARGET_OPTION(fn):
+    fn = click.option(
+        "--release",
+        default=None,
+        metavar="NAME",
+        help="The disk of release NAME (`run --app`'s: out/TARGET-NAME-disk).",
+    )(fn)
+    return click.option(
+        "--target", default=DEFAULT_TARGET, show_default=True, help="Whose disk (a target)."
+    )(fn)
 
 
 def _user_disk(target: str, exclusive: bool = False):
-    """TARGET's disk under its lock; nothing is built (a disk file is all these need)."""
+    """TARGET's disk under its lock; nothing is built (a disk file is all these need).
+    `target` may name a release's disk, TARGET-RELEASE (the `--release` option)."""
     from chrysopolis import cache, userdisk
 
-    if not cache.get(target).target:
-        raise UserError(
-            f"'{target}' is a build stage, not a target; see `chrysopolis build --list`"
-        )
-    return userdisk.locked(target, exclusive)
+    base = target.split("/", 1)[0]
+    if not cache.get(base).target:
+        raise UserError(f"'{base}' is a build stage, not a target; see `chrysopolis build --list`")
+    return userdisk.locked(target.replace("/", "-"), exclusive)
+
+
+def _owner(target: str, release: str | None) -> str:
+    return f"{target}/{release}" if release else target
 
 
 @disk_group.command("ls")
 @click.argument("path", default="/")
 @click.option("-r", "--recursive", is_flag=True, help="The whole tree under PATH.")
 @TARGET_OPTION
-def disk_ls(path: str, recursive: bool, target: str) -> None:
+def disk_ls(path: str, recursive: bool, target: str, release: str | None) -> None:
     """List PATH on your disk: size and path of each file, directories ending in /."""
     from chrysopolis import userdisk
 
+    target = _owner(target, release)
     with _user_disk(target) as d:
         for p, size in userdisk.ls(d, path, target, recursive):
             click.echo(f"{'' if size is None else size:>10}  {p}")
@@ -677,10 +689,13 @@ def disk_ls(path: str, recursive: bool, target: str) -> None:
 @click.argument("hostdest", required=False, type=click.Path(path_type=Path))
 @click.option("--force", is_flag=True, help="Overwrite host files that exist.")
 @TARGET_OPTION
-def disk_get(guestpath: str, hostdest: Path | None, force: bool, target: str) -> None:
+def disk_get(
+    guestpath: str, hostdest: Path | None, force: bool, target: str, release: str | None
+) -> None:
     """Copy a file or directory of your disk to the host (default ./NAME)."""
     from chrysopolis import userdisk
 
+    target = _owner(target, release)
     with _user_disk(target) as d:
         got = userdisk.get(d, guestpath, hostdest, target, force)
     click.echo(f"{target}:{guestpath} -> {got}")
@@ -691,11 +706,12 @@ def disk_get(guestpath: str, hostdest: Path | None, force: bool, target: str) ->
 @click.argument("guestdest", default="/")
 @click.option("--force", is_flag=True, help="Overwrite files already on the disk.")
 @TARGET_OPTION
-def disk_put(hostpath: Path, guestdest: str, force: bool, target: str) -> None:
+def disk_put(hostpath: Path, guestdest: str, force: bool, target: str, release: str | None) -> None:
     """Copy a host file or directory onto your disk (default into /; into GUESTDEST if it
     ends with / or is a directory). Not while a `chrysopolis run` uses the disk."""
     from chrysopolis import userdisk
 
+    target = _owner(target, release)
     with _user_disk(target, exclusive=True) as d:
         dest = userdisk.put(d, hostpath, guestdest, target, force)
     click.echo(f"{hostpath} -> {target}:{dest}")

@@ -399,8 +399,8 @@ def evaluate(cmd: list[str], log: Path, mark: str, timeout: float, markers: dict
                 ln = reader.feed(line.decode(errors="replace"))
                 if not ln.kind or ln.output:
                     down = SYSTEM_DOWN if reader.total is not None else FATAL_ANY
-                    fatal = down.search(ln.output.encode())
-                    if fatal:
+                    out = ln.output.encode()
+                    if down.search(out) and not ERTS_ENDS.search(out):
                         raise RunFailed(
                             f"the guest system failed: {ln.output.strip()!r}", BROKEN, log
                         )
@@ -417,6 +417,9 @@ def evaluate(cmd: list[str], log: Path, mark: str, timeout: float, markers: dict
 
 
 FATAL_ANY = checks.FATAL_LINE
+# ERTS ending the node itself, e.g. a release whose application did not start: its lines are
+# shown and the run ends with its status, before the evaluator started as after.
+ERTS_ENDS = re.compile(rb"Kernel pid terminated|Crash dump")
 
 
 def _timed_out(reader: evaluator.Reader, limit: float, elapsed: float) -> str:

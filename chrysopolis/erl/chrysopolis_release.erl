@@ -104,10 +104,21 @@ prebuilt_app(Dir, Shown, App, Out) ->
     {Name, Vsn, {ebin, App, ShownApp, Props, Modules, Ebin}, Shown}.
 
 shown(File, Dir, Shown) ->
-    filename:join(Shown, lists:nthtail(length(filename:split(Dir)), filename:split(File))).
+    D = filename:split(Dir),
+    F = filename:split(filename:absname(File)),
+    case lists:prefix(D, F) of
+        true -> filename:join([Shown | lists:nthtail(length(D), F)]);
+        false -> File
+    end.
 
 compile_one(Src, Opts, Dir, Shown, Say) ->
-    Where = fun(F) -> shown(F, Dir, Shown) end,
+    %% compile names the module's own file by its base name, an include by its path
+    Where = fun(F) ->
+                    case filename:basename(F) =:= filename:basename(Src) of
+                        true -> shown(Src, Dir, Shown);
+                        false -> shown(F, Dir, Shown)
+                    end
+            end,
     case compile:file(Src, Opts) of
         {ok, _Mod, Warnings} ->
             [Say("warning", L) || L <- messages(Warnings, Where, "Warning: ")],
@@ -183,7 +194,11 @@ check_app({Name, _Vsn, {Kind, File, ShownFile, Props, Modules, Ebin}, _}, Availa
     end,
     case Kind of
         src ->
-            Full = lists:keystore(modules, 1, Props, {modules, Modules}),
+            %% systools wants every key; rebar3 fills these in too.
+            Defaults = [{description, ""}, {registered, []}],
+            Full = lists:keystore(modules, 1, Props ++ [D || {K, _} = D <- Defaults,
+                                                         not lists:keymember(K, 1, Props)],
+                                  {modules, Modules}),
             AppFile = filename:join(Ebin, atom_to_list(Name) ++ ".app"),
             ok = file:write_file(AppFile, io_lib:format("~tp.~n", [{application, Name, Full}]));
         ebin -> ok
