@@ -89,10 +89,10 @@ def test_unknown_dependency_missing_start_and_bad_config_are_refused(planner, ap
     assert "kvstore.app.src:7: mod kvstore_sup exports no start/2" in r.stderr, r.stderr
     app_src.write_text(good)
     bad = tmp_path / "sys.config"
-    bad.write_text("[{kvstore, [{port, 7000}]}\n")
+    bad.write_text("%% the port\n[{kvstore, [{port 7000}]}].\n")
     r = _build(app, "--config", str(bad))
     assert r.returncode == 1
-    assert f"error: {bad}:2: syntax error before:" in r.stderr, r.stderr
+    assert f"error: {bad}:2: syntax error before: 7000" in r.stderr, r.stderr
     args = tmp_path / "vm.args"
     args.write_text("-boot /elsewhere\n")
     r = _build(app, "--vm-args", str(args))
@@ -118,7 +118,7 @@ def test_the_release_is_systools_own_and_a_prebuilt_ebin_is_taken_as_is(planner,
     for f in ("start.boot", "start.script", "kvstore.rel", "sys.config"):
         assert f"/releases/0.1.0/{f}" in files
     script = userdisk.read_file(rel.disk, "/releases/0.1.0/start.script").decode()
-    assert script.startswith("%% script generated at")  # systools:make_script's own text
+    assert "{apply,{application,start_boot,[kvstore,permanent]}}" in script  # systools'
     assert '{path,["$ROOT/lib/kvstore-0.1.0/ebin"]}' in script
     args = userdisk.read_file(rel.disk, "/chrysopolis/args").decode().split()
     assert args == ["-boot", "/releases/0.1.0/start", "-config", "/releases/0.1.0/sys"]
@@ -181,7 +181,10 @@ def test_run_eval_runs_after_the_apps_started_and_vm_args_reach_erts(planner, tm
 def test_a_failed_start_fails_the_run_with_otps_reason(planner):
     r = cli("run", "--app", str(config.ROOT / "examples" / "badstart"), "--eval", "ok.")
     assert r.returncode == 1, (r.returncode, r.stderr)
-    assert "{application_start_failure,badstart,{not_today," in r.stderr
+    # OTP's report of the application that exited, and of the runtime ending
+    assert "application: badstart\n    exited: {not_today,{badstart_app,start,[normal,[]]}}" in (
+        r.stderr
+    ), r.stderr
     assert r.stdout == ""
 
 
@@ -208,3 +211,21 @@ def test_no_shell_boots_the_release_without_the_eshell(planner, tmp_path):
         child.send("x")
         child.expect(pexpect.EOF, timeout=30)
     assert (tmp_path / "out" / "beam-kvstore-disk" / "disk.img").is_file()
+
+
+@pytest.mark.slow
+def test_the_apps_data_outlives_runs_and_a_new_build_of_the_app(planner, tmp_path, app):
+    env = {**os.environ, "CHRYSOPOLIS_OUT": str(tmp_path / "out")}
+    put = 'kvstore_store:request("PUT k v").'
+    r = cli("run", "--app", str(app), "--eval", put, "--keep-writes", env=env)
+    assert (r.returncode, r.stdout) == (0, '"OK"\n'), r.stderr
+    r = cli("disk", "ls", "--release", "kvstore", "/data/kvstore", env=env)
+    assert r.stdout.split()[-1] == "/data/kvstore/store.log", r.stdout
+    # a one-line change to the app: a new release on the disk, the data kept
+    src = app / "src" / "kvstore_app.erl"
+    src.write_text(src.read_text().replace("stop(_State) ->", "stop(_) ->"))
+    r = cli("run", "--app", str(app), "--eval", 'kvstore_store:request("GET k").', env=env)
+    assert (r.returncode, r.stdout) == (0, '"VALUE v"\n'), r.stderr
+    assert "kvstore: store up with 1 keys" in r.stderr
+    # the plain image's disk is another one
+    assert not (tmp_path / "out" / "beam-disk").exists()

@@ -36,7 +36,8 @@ handle_call({request, Line}, _From, {Log, Data}) ->
                 #{} -> {reply, "NOT_FOUND", {Log, Data}}
             end;
         ["KEYS"] ->
-            {reply, lists:join(" ", ["KEYS" | lists:sort(maps:keys(Data))]), {Log, Data}}
+            {reply, lists:flatten(lists:join(" ", ["KEYS" | lists:sort(maps:keys(Data))])),
+             {Log, Data}}
     end.
 
 handle_cast(_Msg, State) ->
