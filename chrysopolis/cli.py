@@ -660,10 +660,10 @@ def _user_disk(target: str, exclusive: bool = False):
     `target` may name a release's disk, TARGET-RELEASE (the `--release` option)."""
     from chrysopolis import cache, userdisk
 
-    base = target.split("/", 1)[0]
+    base, _, release = target.partition("/")
     if not cache.get(base).target:
         raise UserError(f"'{base}' is a build stage, not a target; see `chrysopolis build --list`")
-    return userdisk.locked(target.replace("/", "-"), exclusive)
+    return userdisk.locked(base, exclusive, release or None)
 
 
 def _owner(target: str, release: str | None) -> str:

@@ -291,6 +291,17 @@ def adopt_legacy(img: targets.Image, target: str) -> None:
         copy(old, d / DISK)  # no state file: the next run compares it with the pristine disk
 
 
+def _exclusive(lock, user: Path) -> None:
+    """Take the disk's lock for writing it, or refuse while a run holds it."""
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        raise UserError(
+            f"your disk {user} is in use by a running `chrysopolis run`; quit it "
+            f"(Ctrl-A X quits its QEMU) and try again"
+        ) from None
+
+
 @contextmanager
 def in_use(img: targets.Image, target: str, fresh: bool = False) -> Iterator[Path | None]:
     """The user's disk of TARGET, made, updated (or with `fresh`, reset) as needed, held
@@ -311,13 +322,7 @@ def in_use(img: targets.Image, target: str, fresh: bool = False) -> Iterator[Pat
         user = d / DISK
         stale = not user.exists() or (old or {}).get("pristine_sha256") != new["pristine_sha256"]
         if fresh or stale:
-            try:
-                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                raise UserError(
-                    f"your disk {user} is in use by another `chrysopolis run`; "
-                    f"quit that QEMU (Ctrl-A X) and run again"
-                ) from None
+            _exclusive(lock, user)
             old = _read_state(d)  # another run may have updated it while we waited
             if fresh:
                 _keep_previous(d)
@@ -345,26 +350,25 @@ OTP_ROOTS = ("lib", "releases", "bin")  # OTP's root layout; also erts-*
 
 
 @contextmanager
-def locked(target: str, exclusive: bool) -> Iterator[Path]:
-    """The user's disk of TARGET under the lock `in_use` takes: shared to read it (beside a
-    running QEMU), exclusive to write it (refused while any run holds it)."""
-    user = path(target)
+def locked(target: str, exclusive: bool, release: str | None = None) -> Iterator[Path]:
+    """The user's disk of TARGET (of its release RELEASE) under the lock `in_use` takes:
+    shared to read it (beside a running QEMU), exclusive to write it (refused while any run
+    holds it)."""
+    user = path(f"{target}-{release}" if release else target)
     if not user.exists():
-        raise UserError(
-            f"no disk yet for {target}: run `chrysopolis run {target}` once "
-            f"(or `chrysopolis disk reset {target}`)"
+        how = (
+            f"run `chrysopolis run {target} --app DIR` with release {release}'s application once"
+            if release
+            else f"run `chrysopolis run {target}` once (or `chrysopolis disk reset {target}`)"
         )
-    with open(disk_dir(target) / LOCK, "a+") as lock:
+        raise UserError(
+            f"no disk yet for {target}{' release ' + release if release else ''}: {how}"
+        )
+    with open(user.parent / LOCK, "a+") as lock:
         if not exclusive:
             fcntl.flock(lock, fcntl.LOCK_SH)  # waits only while a run updates it or a put writes
         else:
-            try:
-                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                raise UserError(
-                    f"your disk {user} is in use by a running `chrysopolis run`; quit it "
-                    f"(Ctrl-A X quits its QEMU) and try again"
-                ) from None
+            _exclusive(lock, user)
         yield user
 
 
