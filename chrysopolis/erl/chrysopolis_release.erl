@@ -240,11 +240,12 @@ config({File, Shown}) ->
 
 %% The release: NAME.rel, start.boot and start.script by systools, sys.config, under
 %% OUT/releases/VSN. Every application the given ones need (transitively) is in it, with
-%% the compiler loaded as in the image's own start.boot.
+%% the compiler and our chrysopolis loaded as in the image's own start.boot.
 release(Main, Vsn, Apps, Available, Get, Config, Say) ->
     Deps = fun(App) -> deps(App, Apps, Get) end,
     Needed = closure([kernel, stdlib | [N || {N, _, _, _} <- Apps]], Deps, []),
-    Load = [compiler || not lists:member(compiler, Needed), maps:is_key(compiler, Available)],
+    Load = [A || A <- [compiler, chrysopolis], not lists:member(A, Needed),
+                 maps:is_key(A, Available)],
     Rel = {release, {atom_to_list(Main), Vsn}, {erts, Get(erts_vsn)},
            [{A, maps:get(A, Available)} || A <- Needed] ++
                [{A, maps:get(A, Available), load} || A <- Load]},

@@ -4,14 +4,18 @@
 Compiled by the baseline emulator (the image's own ERTS and OTP under qemu-aarch64) with
 `deterministic`, so the .beam files carry no paths or times: the same sources give the
 same bytes. Output: lib/chrysopolis-<VSN>/ebin/*.beam and chrysopolis.app, which the beam
-target puts on the disk at /lib (docs/distribution.md: chrysopolis_epmd).
+target puts on the disk at /lib (docs/distribution.md: chrysopolis_epmd), and
+releases/<REL>/start.boot: the otp stage's boot script with this application loaded too
+(embedded mode loads nothing on demand, and `chrysopolis:pds()` must work in the shell).
 """
 
 from pathlib import Path
 
 from chrysopolis import baseline
 from chrysopolis.cache import Context, stage
+from chrysopolis.erlterm import app_spec, etf_decode
 from chrysopolis.errors import UserError
+from chrysopolis.stages import otp
 
 APP = "chrysopolis"
 VSN = "0.1.0"
@@ -50,7 +54,23 @@ def erlang_app(ctx: Context) -> None:
     if results != want:
         raise UserError(f"compiling {SOURCES}/ failed: {results!r}\n{out[-2000:]}")
     (ebin / f"{APP}.app").write_text(app_file(modules))
+    rel = ctx.out / "releases" / otp.RELEASE
+    rel.mkdir(parents=True)
+    root = ctx.dep("otp") / "root"
+    script = etf_decode((root / "releases" / otp.RELEASE / "start.boot").read_bytes())
+    script = otp.add_loaded_app(script, LIB, app_spec(ebin / f"{APP}.app")[2])
+    otp.write_boot(script, rel)
     ctx.note(f"{LIB}: {', '.join(modules)}")
+
+
+def boot_files(root: Path) -> dict[str, Path]:
+    """The disk paths our boot script replaces, with its files in the stage output `root`."""
+    rel = root / "releases" / otp.RELEASE
+    return {
+        f"/releases/{otp.RELEASE}/start.boot": rel / "start.boot",
+        f"/releases/{otp.RELEASE}/start.script": rel / "start.script",
+        "/bin/start.boot": rel / "start.boot",
+    }
 
 
 def ebin_dir(root: Path) -> Path:

@@ -128,6 +128,18 @@ def add_loaded_app(script: tuple, app_dir: str, spec: object) -> tuple:
     return (kind, rel, instrs)
 
 
+def write_boot(script: tuple, rel_dir: Path) -> None:
+    """start.boot and its readable twin start.script in `rel_dir`."""
+    (rel_dir / "start.boot").write_bytes(etf_encode(script))
+    (rel_dir / "start.script").write_text(
+        "%% coding: utf-8\n{script,"
+        + erl_format(script[1])
+        + ",\n ["
+        + ",\n  ".join(erl_format(i, 2) for i in script[2])
+        + "]}.\n"
+    )
+
+
 def check_boot(root: Path, boot: Path) -> int:
     """Every module the boot script loads exists under `root` ($ROOT) at its path; returns the count."""
     _, _, instrs = etf_decode(boot.read_bytes())
@@ -163,14 +175,7 @@ def make_tree(deb_tree: Path, otp_src: Path, out: Path) -> dict:
     for app in BOOT_LOADED:
         d = f"{app}-{versions[app]}"
         script = add_loaded_app(script, d, app_spec(out / "lib" / d / "ebin" / f"{app}.app")[2])
-    (rel_dst / "start.boot").write_bytes(etf_encode(script))
-    (rel_dst / "start.script").write_text(
-        "%% coding: utf-8\n{script,"
-        + erl_format(script[1])
-        + ",\n ["
-        + ",\n  ".join(erl_format(i, 2) for i in script[2])
-        + "]}.\n"
-    )
+    write_boot(script, rel_dst)
     (out / "bin").mkdir()
     shutil.copy2(rel_dst / "start.boot", out / "bin" / "start.boot")
     shutil.copy2(rel_dst / "start_clean.boot", out / "bin" / "start_clean.boot")

@@ -113,6 +113,7 @@ def beam(ctx: Context) -> None:
         disk_tree=ctx.dep("otp") / "root",
         disk_extra={
             f"/lib/{erlang_app.LIB}": ctx.dep("erlang-app") / "lib" / erlang_app.LIB,
+            **erlang_app.boot_files(ctx.dep("erlang-app")),
             **elixir.lib_dirs(ctx.dep("elixir")),
         },
         markers=MARKERS,

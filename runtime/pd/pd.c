@@ -101,12 +101,19 @@ __attribute__((weak)) void netstack_notified(microkit_channel ch)
     (void)ch;
 }
 
+/* Images without the POSIX adapter have no supervision (runtime/posix/supervision.c). */
+__attribute__((weak)) void supervision_notified(microkit_channel ch)
+{
+    (void)ch;
+}
+
 void notified(microkit_channel ch)
 {
     if (ch == fs_config.server.id) {
         files_notified();
     }
     netstack_notified(ch);
+    supervision_notified(ch);
     microkit_cothread_recv_ntfn(ch);
     microkit_cothread_yield();
 }

@@ -1,14 +1,15 @@
 /* SPDX-License-Identifier: BSD-2-Clause */
 /*
- * The device files: /dev/null (ERTS reopens it until it holds fds 0-2) and /dev/urandom
- * and /dev/random (the DRBG of entropy.c). Opened by path from fsops.c's openat; always
- * ready, and pread/pwrite ignore the offset.
+ * The device files: /dev/null (ERTS reopens it until it holds fds 0-2), /dev/urandom
+ * and /dev/random (the DRBG of entropy.c), and /dev/supervisor (supervision.c). Opened by path from fsops.c's
+ * openat; always ready, and pread/pwrite ignore the offset.
  */
 #include <string.h>
 
 #include <chrysopolis/entropy.h>
 #include <chrysopolis/fd_dev.h>
 #include <chrysopolis/fds.h>
+#include <chrysopolis/supervision.h>
 
 static ssize_t null_read(void *buf, size_t len, int fd)
 {
@@ -59,7 +60,7 @@ long fd_dev_open(const char *path, int flags)
     if (is_random(path)) {
         return fds_open(&urandom_ops, NULL, flags);
     }
-    return 1;
+    return supervision_open(path, flags);
 }
 
 long fd_dev_stat(const char *path, struct stat *st)
@@ -67,5 +68,5 @@ long fd_dev_stat(const char *path, struct stat *st)
     if (strcmp(path, "/dev/null") == 0 || is_random(path)) {
         return chr_fstat(-1, st);
     }
-    return 1;
+    return supervision_stat(path, st);
 }

@@ -41,6 +41,7 @@
 #include <chrysopolis/memory.h>
 #include <chrysopolis/pd.h>
 #include <chrysopolis/poll.h>
+#include <chrysopolis/supervision.h>
 #include <chrysopolis/syscalls.h>
 #include <chrysopolis/threads.h>
 
@@ -328,6 +329,7 @@ void syscalls_init(void)
 {
     memory_init();
     fd_proc_register("/proc/meminfo", memory_meminfo);
+    supervision_init();
     fd_console_init();
     fd_epoll_init();
     for (size_t i = 0; i < sizeof(SYSCALLS) / sizeof(SYSCALLS[0]); i++) {

@@ -1,0 +1,26 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
+/*
+ * supervision.c: beam_server's side of the supervisor's protocol page (supervisor.h), as
+ * /proc/pds, /proc/pds_events and /dev/supervisor for Erlang's `chrysopolis` module.
+ */
+#pragma once
+
+#include <stdint.h>
+#include <sys/stat.h>
+
+#include <microkit.h>
+
+/* The protocol page in this PD: the Microkit tool sets it (setvar of MR sup_status); 0 in an
+ * image without a supervisor. */
+extern uintptr_t sup_status;
+/* beam_server's end of its channel to the supervisor (chrysopolis/system.py gives it). */
+#define SUP_BEAM_CHANNEL 60
+#define sup_channel SUP_BEAM_CHANNEL
+
+/* Register the /proc files (in an image with a supervisor). */
+void supervision_init(void);
+/* Open or stat /dev/supervisor: the fd / 0, -errno, or 1 if `path` is not it. */
+long supervision_open(const char *path, int flags);
+long supervision_stat(const char *path, struct stat *st);
+/* A notification from the supervisor: wake the writers waiting for its answer. */
+void supervision_notified(microkit_channel ch);
