@@ -157,9 +157,9 @@ def build(
             shutil.rmtree(scratch)
         try:
             os.rename(work, entry)
+            os.mkdir(work)  # for TemporaryDirectory's clean-up
         except OSError:  # another build made it meanwhile
             pass
-        os.mkdir(work)  # for TemporaryDirectory's clean-up
     return _load(entry)
 
 
