@@ -297,7 +297,7 @@ def _exclusive(lock, user: Path) -> None:
         fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
         raise UserError(
-            f"your disk {user} is in use by a running `chrysopolis run`; quit it "
+            f"your disk {user} is in use by another, running `chrysopolis run`; quit it "
             f"(Ctrl-A X quits its QEMU) and try again"
         ) from None
 

@@ -164,7 +164,7 @@ def test_put_is_refused_while_a_run_holds_the_disk_and_reads_are_not(user):
     before = file_hash(d)
     with userdisk.in_use(img, "beam"):  # what a running `chrysopolis run` holds
         line = refused("put", str(f / "a.txt"))
-        assert "in use by a running `chrysopolis run`" in line and "quit it" in line
+        assert "in use by another, running `chrysopolis run`" in line and "quit it" in line
         assert "/etc/" in ok("ls").split()  # reading beside a run is fine
         ok("get", "/etc/inetrc", cwd=host)
     assert file_hash(d) == before
