@@ -38,6 +38,7 @@ from chrysopolis.stages.sdk import board_dir
 MK = "mk/lionsos.mk"
 PATCHES = "patches/lionsos"
 GOT_LD = "mk/got.ld"  # keeps musl's GOT out of the IPC buffer page (every PD link uses it)
+SUP_RESET = "runtime/reset"  # the reset stub the restartable sDDF PDs link (mk/lionsos.mk)
 CONFIG = "debug"  # sDDF and LionsOS print through the debug kernel; release prints nothing
 HOST = ("clang-19", "lld-19", "llvm-19", "make")
 LLVM_BIN = Path("/usr/lib/llvm-19/bin")
@@ -184,7 +185,7 @@ def build_libc(ctx: Context) -> None:
     "sddf",
     sources=("lionsos", "sddf", "libmicrokitco"),
     deps=("sdk", "lionsos-libc"),
-    files=(MK, GOT_LD),
+    files=(MK, GOT_LD, SUP_RESET),
     host=HOST,
     options=OPTIONS,
     doc="sDDF: util library, PL011 serial + virtualisers, ARM timer, virtio-blk + blk virtualiser, "
