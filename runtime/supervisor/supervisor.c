@@ -51,6 +51,7 @@ struct child {
     uint32_t next;
     uint32_t generation;
     uint64_t fault_ns; /* when the restart in progress began */
+    uint32_t stopped; /* given up on */
 };
 
 static struct child children[SUP_MAX_PDS];
@@ -273,6 +274,7 @@ static void give_up(uint32_t i)
 {
     const struct child_config *c = &sup_config.child[i];
     microkit_pd_stop(c->id);
+    children[i].stopped = 1;
     set_state(i, SUP_STOPPED);
     put("SUP|giveup pd=");
     put(c->name);
@@ -394,7 +396,23 @@ static void handle_request(void);
 /* Tests only (build option fault_inject): crash a child by resuming it at PC 0, which
  * faults through the real path above. A tick from the sup_inject PD drives the delays. */
 #define SUP_INJECT_CHANNEL 61
-static uint64_t crash_at[SUP_MAX_PDS];
+#define SUP_MAX_CRASHES 8
+static struct {
+    uint32_t pd;
+    uint64_t at; /* ns; 0: a free slot */
+} crashes[SUP_MAX_CRASHES];
+
+static int crash_later(uint32_t pd, uint64_t delay_ms)
+{
+    for (int k = 0; k < SUP_MAX_CRASHES; k++) {
+        if (crashes[k].at == 0) {
+            crashes[k].pd = pd;
+            crashes[k].at = now_ns() + delay_ms * 1000000;
+            return 1;
+        }
+    }
+    return 0;
+}
 
 static int name_is(const char *a, const char *b, size_t n)
 {
@@ -428,7 +446,7 @@ static void inject_init(void)
         }
         for (uint32_t i = 0; i < sup_config.n; i++) {
             if (name_is(sup_config.child[i].name, name, len)) {
-                crash_at[i] = now_ns() + ms * 1000000;
+                crash_later(i, ms);
             }
         }
     }
@@ -437,14 +455,19 @@ static void inject_init(void)
 static void inject_tick(void)
 {
     uint64_t now = now_ns();
-    for (uint32_t i = 0; i < sup_config.n; i++) {
-        if (crash_at[i] != 0 && now >= crash_at[i]) {
-            crash_at[i] = 0;
-            put("SUP|inject crash pd=");
-            put(sup_config.child[i].name);
-            flush();
-            resume_at(i, 0);
+    for (int k = 0; k < SUP_MAX_CRASHES; k++) {
+        if (crashes[k].at == 0 || now < crashes[k].at) {
+            continue;
         }
+        uint32_t i = crashes[k].pd;
+        crashes[k].at = 0;
+        if (children[i].stopped) {
+            continue;
+        }
+        put("SUP|inject crash pd=");
+        put(sup_config.child[i].name);
+        flush();
+        resume_at(i, 0);
     }
 }
 #endif
@@ -457,7 +480,7 @@ static uint32_t request_restart(uint32_t i)
     if (!sup_config.child[i].may_restart) {
         return SUP_ERR_NOT_ALLOWED;
     }
-    if (page->pds[i].state == SUP_STOPPED) {
+    if (children[i].stopped) {
         return SUP_ERR_STOPPED;
     }
     put("SUP|restart pd=");
@@ -485,8 +508,7 @@ static void handle_request(void)
     }
 #ifdef SUP_FAULT_INJECT
     else if (r.op == SUP_OP_CRASH && r.pd < sup_config.n) {
-        crash_at[r.pd] = now_ns() + (uint64_t)r.delay_ms * 1000000;
-        result = SUP_OK;
+        result = crash_later(r.pd, r.delay_ms) ? SUP_OK : SUP_ERR_NOT_ALLOWED;
     }
 #endif
     page->reply.result = result;
