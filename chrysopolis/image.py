@@ -476,6 +476,7 @@ def assemble(
     mem = memreport.write(ctx.out / "report.txt", outputs.system_file, ctx.out / "memory.txt")
     ctx.note(mem)
     shutil.copyfile(elfdir / "beam_server.elf", ctx.out / "beam_server.elf")
+    shutil.copyfile(elfdir / system.SUPERVISOR_ELF, ctx.out / system.SUPERVISOR_ELF)
     info = disk.build_disk(disk_tree, ctx.out / "disk.img", extra=disk_extra)
     ctx.note(f"disk: {info}")
     targets.write_manifest(

@@ -3,7 +3,7 @@
 crashes a driver while the shell uses it, and the system comes back.
 
 `timer-recovery` crashes timer_driver in the middle of a run of timer:sleep(2000) calls,
-`serial-recovery` the serial driver and the TX virtualiser while the shell prints lines,
+`serial-recovery` the serial driver and both virtualisers while the shell prints lines,
 `recovery-giveup` a virtualiser past its budget of one restart. Each reads the
 supervisor's lines: `SUP|fault pd=...` (PD, kind, address, restart n/m), `SUP|up pd=...
 after=Xms` (fault to the restarted PD's init done) and `SUP|giveup pd=...`.
@@ -87,10 +87,11 @@ def timer_recovery(planner: Planner) -> str:
 
 @check("serial-recovery", needs=NEEDS)
 def serial_recovery(planner: Planner) -> str:
-    """serial_driver, then serial_virt_tx crash while the shell prints lines: each is up
-    again, the output goes on to the last line and the shell keeps answering."""
-    second = CRASH_MS + 4000
-    img = targets.image(_planner(f"serial_driver:{CRASH_MS},serial_virt_tx:{second}"), "beam")
+    """serial_driver, serial_virt_tx, then serial_virt_rx crash while the shell prints lines:
+    each is up again, the output goes on to the last line and the shell keeps answering."""
+    crashes = [("serial_driver", CRASH_MS), ("serial_virt_tx", CRASH_MS + 4000)]
+    crashes.append(("serial_virt_rx", CRASH_MS + 8000))
+    img = targets.image(_planner(",".join(f"{pd}:{ms}" for pd, ms in crashes)), "beam")
     log = logs.run_log("serial-recovery")
     with qemu.boot(img.command(), log) as s:
         shell = Shell(s)
@@ -101,15 +102,46 @@ def serial_recovery(planner: Planner) -> str:
             f'[begin io:format("line ~b~n", [N]), timer:sleep(10) end || N <- lists:seq(1, {n})], done.\r'
         )
         t0 = time.monotonic()
-        line1, ms1 = _recovered(s, "serial_driver", CRASH_MS / 1000 + 60)
-        line2, ms2 = _recovered(s, "serial_virt_tx", 60)
+        ups = [_recovered(s, pd, CRASH_MS / 1000 + 60)[1] for pd, _ in crashes]
         _prompt(s, shell, rf"line {n}\r*(?=\n)", 300)
         printed = time.monotonic() - t0
         if _eval(shell, 'io:format("after~n"), 1 + 1.') != "after\n2":
             raise UserError(f"the shell does not answer after the restarts (log: {log})")
     text = log.read_bytes().decode(errors="replace")
     seen = {int(x) for x in re.findall(r"line (\d+)\r*\n", text)}
+    up = ", ".join(f"{pd} up after {ms} ms" for (pd, _), ms in zip(crashes, ups, strict=True))
+    return f"{up}; {len(seen)}/{n} lines arrived whole, the last after {printed:.0f} s"
+
+
+@check("recovery-giveup", needs=NEEDS)
+def recovery_giveup(planner: Planner) -> str:
+    """serial_virt_rx, allowed one restart a minute, crashes twice while the shell prints:
+    restarted once, then given up (stopped, said on the console) while the output goes
+    on to the last line: the rest of the system keeps running."""
+    img = targets.image(
+        _planner(
+            f"serial_virt_rx:{CRASH_MS},serial_virt_rx:{CRASH_MS + 3000}",
+            "serial_virt_rx:permanent:1:60000:stop",
+        ),
+        "beam",
+    )
+    log = logs.run_log("recovery-giveup")
+    with qemu.boot(img.command(), log) as s:
+        shell = Shell(s)
+        shell.wait_ready()
+        n = 6000
+        s.send(
+            f'[begin io:format("line ~b~n", [N]), timer:sleep(10) end || N <- lists:seq(1, {n})], done.\r'
+        )
+        line, ms = _recovered(s, "serial_virt_rx", CRASH_MS / 1000 + 60)
+        second = s.expect(FAULT_LINE.format(pd="serial_virt_rx"), 30)
+        if second.group(4) != b"0":
+            raise UserError(f"the second fault was restarted: {second.group(0)!r} (log: {log})")
+        action = s.expect(GIVEUP_LINE.format(pd="serial_virt_rx"), 10).group(1).decode()
+        _prompt(s, shell, rf"line {n}\r*(?=\n)", 300)
+    if action != "stop":
+        raise UserError(f"serial_virt_rx was given up with action {action!r} (log: {log})")
     return (
-        f"{line1}: up after {ms1} ms; serial_virt_tx up after {ms2} ms; "
-        f"{len(seen)}/{n} lines arrived whole, the last after {printed:.0f} s"
+        f"{line}: up after {ms} ms; then {second.group(0).decode()}: given up ({action}); "
+        f"output went on to line {n}"
     )

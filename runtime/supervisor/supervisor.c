@@ -366,6 +366,9 @@ seL4_Bool fault(microkit_child id, microkit_msginfo msginfo, microkit_msginfo *r
     put(c->name);
     put(" kind=");
     put(kind_name(f.kind));
+    if (f.kind == SUP_FAULT_OTHER) {
+        put_dec(microkit_msginfo_get_label(msginfo)); /* which seL4 fault label */
+    }
     put(" addr=");
     put_hex(f.addr);
     put(" ip=");
