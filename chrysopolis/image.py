@@ -146,7 +146,8 @@ def compile_supervisor(ctx: Context, board: str, inject: str = "") -> None:
         ctx.run([llvm / "clang", *cflags, *defs, *incs, "-c", src_dir / src, "-o", obj], cwd=objdir)
         ctx.run(
             [llvm / "ld.lld", "-L", bdir / "lib", obj, "-lmicrokit", "-Tmicrokit.ld", "-o"]
-            + [ctx.work / "elf" / elf]
+            # no debug info: it would name the header's injection op even where there is none
+            + [ctx.work / "elf" / elf, "--strip-debug"]
         )
 
 
