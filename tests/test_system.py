@@ -351,7 +351,7 @@ def test_supervisor_is_the_parent_of_the_restartable_pds(rendered):
     (m,) = (m for m in pds(root)["beam_server"].iter("map") if m.get("mr") == "sup_status")
     assert m.get("setvar_vaddr") == "sup_status"
     ends = [{e.get("pd"): int(e.get("id")) for e in ch.iter("end")} for ch in root.iter("channel")]
-    (status,) = [e for e in ends if set(e) == {"supervisor", "beam_server"}]
+    (status,) = (e for e in ends if set(e) == {"supervisor", "beam_server"})
     assert status["beam_server"] == system.STATUS_CHANNEL_BEAM
     # the config blob: the defaults, each child's channel as rendered
     (blob,) = (b for b in outputs.blobs if b.section == ".supervisor_config")
@@ -365,7 +365,7 @@ def test_supervisor_is_the_parent_of_the_restartable_pds(rendered):
     )
     for i, name in enumerate(system.SUPERVISED):
         got = system.SUP_CHILD.unpack_from(data, system.SUP_HEADER.size + i * system.SUP_CHILD.size)
-        (ch,) = [e["supervisor"] for e in ends if set(e) == {"supervisor", name}]
+        (ch,) = (e["supervisor"] for e in ends if set(e) == {"supervisor", name})
         assert got == (name.encode().ljust(32, b"\0"), i + 1, ch, 0, 0, 3, 5000, 1, 0)
     assert "sup_inject" not in outputs.system_file.read_text()
 
