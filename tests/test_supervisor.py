@@ -36,6 +36,8 @@ def test_an_injection_image_has_it(stack_planner):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", ["timer-recovery", "serial-recovery", "recovery-giveup"])
+@pytest.mark.parametrize(
+    "name", ["timer-recovery", "serial-recovery", "recovery-giveup", "recovery-poweroff"]
+)
 def test_check(stack_planner, name):
     assert checks.load_all()[name].run(stack_planner)

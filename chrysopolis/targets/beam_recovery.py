@@ -4,13 +4,16 @@ crashes a driver while the shell uses it, and the system comes back.
 
 `timer-recovery` crashes timer_driver in the middle of a run of timer:sleep(2000) calls,
 `serial-recovery` the serial driver and both virtualisers while the shell prints lines,
-`recovery-giveup` a virtualiser past its budget of one restart. Each reads the
-supervisor's lines: `SUP|fault pd=...` (PD, kind, address, restart n/m), `SUP|up pd=...
-after=Xms` (fault to the restarted PD's init done) and `SUP|giveup pd=...`.
+`recovery-giveup` a virtualiser past its budget of one restart (stopped),
+`recovery-poweroff` the same with on_giveup poweroff. Each reads the supervisor's lines:
+`SUP|fault pd=...` (PD, kind, address, restart n/m), `SUP|up pd=... after=Xms` (fault to
+the restarted PD's init done) and `SUP|giveup pd=...`.
 """
 
 import re
 import time
+
+import pexpect
 
 from chrysopolis import logs, qemu, targets
 from chrysopolis.cache import Planner
@@ -145,3 +148,28 @@ def recovery_giveup(planner: Planner) -> str:
         f"{line}: up after {ms} ms; then {second.group(0).decode()}: given up ({action}); "
         f"output went on to line {n}"
     )
+
+
+@check("recovery-poweroff", needs=NEEDS)
+def recovery_poweroff(planner: Planner) -> str:
+    """A child whose policy powers off past its budget: serial_virt_rx crashes twice, is
+    given up with action=poweroff, and the machine powers off (QEMU exits)."""
+    img = targets.image(
+        _planner(
+            f"serial_virt_rx:{CRASH_MS},serial_virt_rx:{CRASH_MS + 1000}",
+            "serial_virt_rx:permanent:1:60000:poweroff",
+        ),
+        "beam",
+    )
+    log = logs.run_log("recovery-poweroff")
+    with qemu.boot(img.command(), log) as s:
+        Shell(s).wait_ready()
+        action = s.expect(GIVEUP_LINE.format(pd="serial_virt_rx"), CRASH_MS / 1000 + 60)
+        t0 = time.monotonic()
+        try:
+            s.child.expect(pexpect.EOF, timeout=30)
+        except pexpect.TIMEOUT:
+            raise UserError(f"the machine still runs 30 s after the giveup (log: {log})") from None
+    if action.group(1) != b"poweroff":
+        raise UserError(f"giveup with {action.group(0)!r}, not poweroff (log: {log})")
+    return f"{action.group(0).decode()}; QEMU exited {time.monotonic() - t0:.1f} s later"

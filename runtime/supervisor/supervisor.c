@@ -19,7 +19,6 @@
 #define SUP_CONFIG_MAGIC 0x43505553u /* "SUPC" */
 #define SUP_NO_CHANNEL 0xff
 #define SUP_MAX_INTENSITY 16 /* restart times kept per child: the window's length */
-#define ARM_SMC_CAP 3 /* Microkit's cap for a PD with smc="true" */
 #define PSCI_SYSTEM_OFF 0x84000008ul
 
 /* Written by chrysopolis/system.py (supervisor_config); the layouts must agree. */
