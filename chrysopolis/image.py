@@ -112,6 +112,45 @@ def include_dirs(ctx: Context, board: str) -> list[Path]:
     ]
 
 
+def _prefix_maps() -> list[str]:
+    """Where the checkout and the cache live must not reach the image (debug info, __FILE__)."""
+    return [
+        f"-ffile-prefix-map={config.ROOT}=/chrysopolis",
+        f"-ffile-prefix-map={config.cache_dir()}=/cache",
+    ]
+
+
+# The supervisor PD (runtime/supervisor): plain C on libmicrokit, no libc. With fault
+# injection (tests only) it also gets its tick PD, and the injection code is compiled in.
+SUPERVISOR_DIR = "supervisor"
+
+
+def compile_supervisor(ctx: Context, board: str, inject: str = "") -> None:
+    """Compile supervisor.elf (and with `inject`, a spec of system.parse_inject, sup_inject.elf)
+    into the image's ELF directory."""
+    lionsos, board_dir = _stack()
+    llvm = lionsos.LLVM_BIN
+    bdir = board_dir(ctx.dep("sdk"), board, lionsos.CONFIG)
+    src_dir = ctx.ours(RUNTIME) / SUPERVISOR_DIR
+    objdir = ctx.work / "obj-supervisor"
+    objdir.mkdir(parents=True, exist_ok=True)
+    (ctx.work / "elf").mkdir(parents=True, exist_ok=True)
+    progs = [(system.SUPERVISOR_ELF, "supervisor.c", [])]
+    if inject:
+        progs[0][2].extend(["-DSUP_FAULT_INJECT=1", f'-DSUP_INJECT_SPEC="{inject}"'])
+        progs.append((system.INJECT_ELF, "inject.c", []))
+    cflags = [*CFLAGS, f"-mcpu={boards.board(board).cpu}", "-fno-builtin", *_prefix_maps()]
+    incs = [f"-I{config.ROOT / RUNTIME / 'include'}", f"-I{bdir / 'include'}"]
+    for elf, src, defs in progs:
+        obj = objdir / (Path(src).stem + ".o")
+        ctx.run([llvm / "clang", *cflags, *defs, *incs, "-c", src_dir / src, "-o", obj], cwd=objdir)
+        ctx.run(
+            [llvm / "ld.lld", "-L", bdir / "lib", obj, "-lmicrokit", "-Tmicrokit.ld", "-o"]
+            # no debug info: it would name the header's injection op even where there is none
+            + [ctx.work / "elf" / elf, "--strip-debug"]
+        )
+
+
 def compile_client(
     ctx: Context,
     sources: Sequence[Path],
@@ -129,11 +168,7 @@ def compile_client(
     objdir.mkdir(parents=True, exist_ok=True)
     incs = [f"-I{d}" for d in [*include_dirs(ctx, board), *extra_includes]]
     defs = [f"-D{k}={v}" for k, v in (defines or {}).items()]
-    # Where the checkout and the cache live must not reach the image (debug info, __FILE__).
-    prefix_maps = [
-        f"-ffile-prefix-map={config.ROOT}=/chrysopolis",
-        f"-ffile-prefix-map={config.cache_dir()}=/cache",
-    ]
+    prefix_maps = _prefix_maps()
     objs = []
     for src in sources:
         obj = objdir / (Path(src).stem + ".o")
@@ -241,6 +276,7 @@ def _pack_once(
     stack_kib: int,
     mac: str,
     fs_share: int,
+    policies: str,
 ) -> system.SystemOutputs:
     lionsos, _ = _stack()
     outputs = system.generate(
@@ -251,6 +287,10 @@ def _pack_once(
         stack_kib=stack_kib,
         mac=mac,
         fs_share=fs_share,
+        elf_dir=elfdir,
+        policies=system.parse_policies(policies),
+        # an injection image's ELFs carry their tick PD (compile_supervisor)
+        inject=(Path(elfdir) / system.INJECT_ELF).is_file(),
     )
     system.write_sections(outputs, elfdir, objcopy=str(lionsos.LLVM_BIN / "llvm-objcopy"))
     cmd = [
@@ -308,6 +348,7 @@ def pack(
     stack_kib: int,
     mac: str = system.DEFAULT_MAC,
     ram_mib: int | None = None,
+    policies: str = "",
 ) -> system.SystemOutputs:
     """Render the system with `mac`, write every config blob into the ELFs in `elfdir` (in
     place) and pack `loader` with the Microkit tool; `log(text)` records what ran.
@@ -319,7 +360,14 @@ def pack(
     nodes.node_image again per MAC on copies of the ELFs, with no recompilation."""
     heap_mib = check_heap_option(heap_mib)
     fs_share = system.fs_share_size(ram_mib)
-    args = dict(sddf=sddf, microkit=microkit, stack_kib=stack_kib, mac=mac, fs_share=fs_share)
+    args = dict(
+        sddf=sddf,
+        microkit=microkit,
+        stack_kib=stack_kib,
+        mac=mac,
+        fs_share=fs_share,
+        policies=policies,
+    )
     where = (log, elfdir, system_dir, loader, report, board)
     try:
         if heap_mib != HEAP_REST:
@@ -397,9 +445,13 @@ def assemble(
     disk_tree: Path | None,
     disk_extra: Mapping[str, Path] | None = None,
     markers: Mapping[str, str] | None = None,
+    fault_inject: str = "",
+    policies: str = "",
 ) -> None:
-    """Render the system, configure the ELFs, pack `<name>.img`, write disk.img and run.json."""
+    """Render the system, configure the ELFs, pack `<name>.img`, write disk.img and run.json.
+    `fault_inject` and `policies`: the supervisor's (system.parse_inject, parse_policies)."""
     elfdir = ctx.work / "elf"
+    compile_supervisor(ctx, board, system.parse_inject(fault_inject))
     for stage_name in SERVICE_STAGES:
         for elf in (ctx.dep(stage_name) / "elf").glob("*.elf"):
             shutil.copyfile(elf, elfdir / elf.name)
@@ -416,6 +468,7 @@ def assemble(
         heap_mib=heap_mib,
         stack_kib=stack_kib,
         ram_mib=boards.ram_mib(boards.board(board), ram),
+        policies=policies,
     )
     shutil.copyfile(outputs.system_file, ctx.out / outputs.system_file.name)
     heap = outputs.heap_size // system.MIB
@@ -424,6 +477,7 @@ def assemble(
     mem = memreport.write(ctx.out / "report.txt", outputs.system_file, ctx.out / "memory.txt")
     ctx.note(mem)
     shutil.copyfile(elfdir / "beam_server.elf", ctx.out / "beam_server.elf")
+    shutil.copyfile(elfdir / system.SUPERVISOR_ELF, ctx.out / system.SUPERVISOR_ELF)
     info = disk.build_disk(disk_tree, ctx.out / "disk.img", extra=disk_extra)
     ctx.note(f"disk: {info}")
     targets.write_manifest(

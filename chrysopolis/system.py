@@ -6,7 +6,8 @@ stack beneath beam_server (bringup, selftest, beam). `generate` renders the Micr
 0.28.1 (the version whose blob layouts match our sDDF pin), then `write_sections` puts
 each blob into its ELF. The picture, top to bottom:
 
-    timer_driver (254, passive)  <- protected calls from beam_server
+    supervisor (254): the parent of the PDs it restarts (SUPERVISED), policies per child
+    timer_driver (253)  <- protected calls from beam_server
     serial_driver (100) -- serial_virt_tx (99) / serial_virt_rx (98) -- beam_server
     blk_driver (200) -- blk_virt (199) -- fatfs (96) -- beam_server
     ethernet_driver (160) -- net_virt_tx (159) -- beam_server (lwIP, TX)
@@ -60,6 +61,87 @@ FS_SHARE_SIZE_OFFSET = 8 + 2 * 16 + 8
 # and the image would not rebuild byte-identical. QEMU's locally administered prefix.
 DEFAULT_MAC = "52:54:00:c5:00:01"
 SDFGEN_VERSION = "0.28.1"  # pairs with sDDF d1f5252 (LionsOS main's meta.py asserts 0.28)
+
+# The supervisor PD (runtime/supervisor/supervisor.c, docs/plans/recovery.md): above every
+# child, so their faults are handled as they happen. Its children, in child-id order from 1
+# (sdfgen 0.28.1 takes a child id of 0 as "allocate one"): they link the reset stub.
+SUPERVISOR = "supervisor"
+SUPERVISOR_ELF = "supervisor.elf"
+SUPERVISED = ("timer_driver", "serial_driver", "serial_virt_tx", "serial_virt_rx")
+# Each child's snapshot of its writable segment (runtime/reset/sup_reset.c): a region
+# mapped at SNAP_VADDR in the child only, its address and size patched into the stub.
+SNAP_SIZE = 64 * KIB
+SNAP_VADDR = 0x8_0000_0000
+SNAP_HEADER = 64  # the stub's header before the copy
+# The protocol page (runtime/include/chrysopolis/supervisor.h) and its channel: mapped in
+# the supervisor and beam_server, whose `sup_status` the Microkit tool patches; its
+# channel id in beam_server is fixed (SUP_BEAM_CHANNEL in runtime/posix).
+STATUS_MR = "sup_status"
+STATUS_VADDR = 0x1_0001_0000
+STATUS_SYMBOL = "sup_status"
+STATUS_CHANNEL_BEAM = 60
+# Fault injection images only (beam option fault_inject): the supervisor's tick PD.
+INJECT_PD = "sup_inject"
+INJECT_ELF = "sup_inject.elf"
+INJECT_CHANNEL = 61  # the supervisor's end (SUP_INJECT_CHANNEL in supervisor.c)
+SUP_CONFIG_MAGIC = 0x43505553
+SUP_MAX_PDS = 16
+SUP_CHILD = struct.Struct("<32sBBBBIIIQ")  # struct child_config
+SUP_HEADER = struct.Struct("<IIB7xQ")  # struct sup_config up to its children
+RESTARTS = ("permanent", "transient", "temporary")
+GIVEUPS = ("stop", "poweroff")
+
+
+@dataclass(frozen=True)
+class Policy:
+    """A child's restart settings, in OTP's words (supervisor child specs)."""
+
+    restart: str = "permanent"
+    intensity: int = 3  # restarts allowed within period_ms ...
+    period_ms: int = 5000  # ... a sliding window
+    on_giveup: str = "stop"  # past the budget: stop the child, or power off
+    may_restart: bool = True  # beam_server may ask for a restart (SUP_OP_RESTART)
+
+
+def parse_policies(text: str) -> dict[str, Policy]:
+    """`NAME:RESTART:INTENSITY:PERIOD_MS:ON_GIVEUP[,...]` (a build option) into policies."""
+    out = {}
+    for item in filter(None, (t.strip() for t in (text or "").split(","))):
+        parts = item.split(":")
+        form = "NAME:RESTART:INTENSITY:PERIOD_MS:ON_GIVEUP, e.g. timer_driver:permanent:3:5000:stop"
+        if len(parts) != 5 or not parts[2].isdigit() or not parts[3].isdigit():
+            raise UserError(f"restart policy {item!r} is not {form}")
+        name, restart, intensity, period, giveup = parts
+        if name not in SUPERVISED:
+            raise UserError(
+                f"restart policy for {name!r}: only {', '.join(SUPERVISED)} are supervised"
+            )
+        if restart not in RESTARTS or giveup not in GIVEUPS:
+            raise UserError(
+                f"restart policy {item!r}: restart is one of {', '.join(RESTARTS)}, "
+                f"on_giveup one of {', '.join(GIVEUPS)}"
+            )
+        if not 1 <= int(intensity) <= 16 or int(period) < 1:
+            raise UserError(f"restart policy {item!r}: intensity 1 to 16, period_ms at least 1")
+        out[name] = Policy(restart, int(intensity), int(period), giveup)
+    return out
+
+
+def parse_inject(text: str | bool) -> str:
+    """The fault_inject option: False, or `NAME:DELAY_MS[,...]` (crash NAME DELAY_MS after boot)."""
+    if text is False or text == "":
+        return ""
+    if not isinstance(text, str) or not re.fullmatch(r"\w+:\d+(,\w+:\d+)*", text):
+        raise UserError(
+            f"fault_inject {text!r} is not NAME:DELAY_MS[,NAME:DELAY_MS], "
+            "e.g. timer_driver:40000"
+        )
+    for item in text.split(","):
+        if item.split(":")[0] not in SUPERVISED:
+            raise UserError(
+                f"fault_inject names {item.split(':')[0]!r}; it can crash {', '.join(SUPERVISED)}"
+            )
+    return text
 
 
 @dataclass(frozen=True)
@@ -201,12 +283,17 @@ def generate(
     fs_share: int = FS_SHARE_SIZE,
     client_elf: str = "beam_server.elf",
     system_name: str = "chrysopolis.system",
+    elf_dir: Path | None = None,
+    policies: dict[str, Policy] | None = None,
+    inject: bool = False,
 ) -> SystemOutputs:
     """Render the LionsOS stack into `out_dir`: the .system file, the DTB and every config blob.
 
     `board` is a name from chrysopolis/boards.py (or a row of that table). `sddf` is the sDDF
     tree whose device tree is used (default: the stored pinned source). Bad options are
-    refused with a UserError before the Microkit tool would see them.
+    refused with a UserError before the Microkit tool would see them. With `elf_dir`, the
+    supervisor's config names each child's restart PC from its ELF (else 0: a render only).
+    `policies` overrides the default Policy per child; `inject` adds the fault injection tick.
     """
     check_sdfgen()
     from sdfgen import DeviceTree, LionsOs, Sddf, SystemDescription
@@ -239,8 +326,12 @@ def generate(
     sdf = SystemDescription(SystemDescription.Arch.AARCH64, sb.paddr_top)
     sddf_meta = Sddf(str(sddf))  # noqa: F841 -- sdfgen reads sDDF's driver metadata while it lives
 
-    # Timer: passive, so it runs only on its clients' protected calls.
-    timer_driver = PD("timer_driver", "timer_driver.elf", priority=254, passive=True)
+    # The supervisor: the parent of the PDs it restarts (added to the system, they are not).
+    supervisor = PD(SUPERVISOR, SUPERVISOR_ELF, priority=254)
+
+    # Timer: below the supervisor; not passive, so a restart never runs on a caller's
+    # scheduling context (docs/plans/recovery.md, 1.7).
+    timer_driver = PD("timer_driver", "timer_driver.elf", priority=253)
     timer = Sddf.Timer(sdf, timer_dev, timer_driver)
 
     # Serial: one PL011 driver, a virtualiser each way, plain (uncoloured) output.
@@ -283,11 +374,21 @@ def generate(
     fatfs = PD("fatfs", "fat.elf", priority=96)
     fs = LionsOs.FileSystem.Fat(sdf, fatfs, beam_server, blk=blk, partition=sb.partition)
 
+    supervised = (timer_driver, serial_driver, serial_virt_tx, serial_virt_rx)
+    assert tuple(pd.name for pd in supervised) == SUPERVISED
+    snaps = []  # sdfgen frees its native objects on __del__: keep them until render()
+    for child_id, pd in enumerate(supervised, start=1):
+        supervisor.add_child_pd(pd, child_id)
+        snap = SystemDescription.MemoryRegion(sdf, f"sup_snap_{pd.name}", SNAP_SIZE)
+        sdf.add_mr(snap)
+        pd.add_map(SystemDescription.Map(snap, SNAP_VADDR, "rw"))
+        snaps.append(snap)
+    status = SystemDescription.MemoryRegion(sdf, STATUS_MR, SMALL_PAGE)
+    sdf.add_mr(status)
+    supervisor.add_map(SystemDescription.Map(status, STATUS_VADDR, "rw"))
+    beam_server.add_map(SystemDescription.Map(status, STATUS_VADDR, "rw"))
     for pd in (
-        timer_driver,
-        serial_driver,
-        serial_virt_tx,
-        serial_virt_rx,
+        supervisor,
         blk_driver,
         blk_virt,
         eth_driver,
@@ -309,7 +410,32 @@ def generate(
                 f"sdfgen could not write the {type(subsystem).__name__} configs into {out_dir}"
             )
 
-    xml = _add_smc(_add_heap_setvars(sdf.render()))
+    # The supervisor's channels, after the subsystems took theirs: one to each child (its
+    # reset stub notifies it when up), one to beam_server with a fixed id there.
+    channels = [SystemDescription.Channel(supervisor, pd) for pd in supervised]
+    channels.append(SystemDescription.Channel(supervisor, beam_server, b_id=STATUS_CHANNEL_BEAM))
+    if inject:
+        tick = PD(INJECT_PD, INJECT_ELF, priority=0)
+        sdf.add_pd(tick)
+        channels.append(SystemDescription.Channel(tick, supervisor, a_id=0, b_id=INJECT_CHANNEL))
+    for ch in channels:
+        sdf.add_channel(ch)
+    policies = {name: (policies or {}).get(name, Policy()) for name in SUPERVISED}
+    sup_blob = out_dir / "supervisor_config.data"
+    sup_blob.write_bytes(
+        supervisor_config(
+            [(n, i + 1, channels[i].pd_a_id, policies[n]) for i, n in enumerate(SUPERVISED)],
+            channels[len(SUPERVISED)].pd_a_id,
+            STATUS_VADDR,
+            elf_dir,
+        )
+    )
+    smc = [CLIENT] + [SUPERVISOR] * any(p.on_giveup == "poweroff" for p in policies.values())
+    xml = _add_smc(_add_heap_setvars(_not_passive(sdf.render(), "timer_driver")), smc)
+    xml = _add_map_setvars(xml, STATUS_MR, CLIENT, f'setvar_vaddr="{STATUS_SYMBOL}"')
+    for name in SUPERVISED:
+        setvars = 'setvar_vaddr="sup_snap_base" setvar_size="sup_snap_size"'
+        xml = _add_map_setvars(xml, f"sup_snap_{name}", name, setvars)
     xml = _resize_fs_share(xml, out_dir, fs_share)
     if sb.fw_cfg_paddr is not None:
         xml = _add_fwcfg_setvar(xml)
@@ -319,7 +445,7 @@ def generate(
     blobs = tuple(
         Blob(elf, section, out_dir / data)
         for elf, section, data in SERVICE_BLOBS + _client_blobs(CLIENT, client_elf)
-    )
+    ) + (Blob(SUPERVISOR_ELF, ".supervisor_config", sup_blob),)
     for b in blobs:
         if not b.data.is_file():
             raise UserError(
@@ -397,19 +523,104 @@ def _resize_fs_share(xml: str, out_dir: Path, size: int) -> str:
     return mr_re.sub(rf"\g<1>{size:#x}\g<3>", xml)
 
 
-def _add_smc(xml: str) -> str:
-    """Let beam_server make SMC calls: it powers the machine off with PSCI SYSTEM_OFF.
+def _add_smc(xml: str, names: list[str]) -> str:
+    """Let beam_server make SMC calls: it powers the machine off with PSCI SYSTEM_OFF (and
+    the supervisor, when a child's policy powers off past its budget).
 
     sdfgen 0.28.1 has no `smc` on protection domains; Microkit 2.0.1 accepts it when the
-    kernel allows SMC calls (our SDK patch 0004). Only beam_server gets it.
+    kernel allows SMC calls (our SDK patch 0004). Only the PDs in `names` get it.
     """
-    pd_re = re.compile(rf'(<protection_domain name="{CLIENT}" [^>]*?)(>)')
-    xml, n = pd_re.subn(r'\1 smc="true"\2', xml)
-    if n != 1 or xml.count('smc="') != 1:  # sdfgen changed how it renders: fail here, not at boot
-        raise RuntimeError(
-            f"{CLIENT}'s protection_domain not found once in the rendered system ({n})"
-        )
+    for name in names:
+        pd_re = re.compile(rf'(<protection_domain name="{name}" [^>]*?)(>)')
+        xml, n = pd_re.subn(r'\1 smc="true"\2', xml)
+        if n != 1:  # sdfgen changed how it renders: fail here, not at boot
+            raise RuntimeError(
+                f"{name}'s protection_domain not found once in the rendered system ({n})"
+            )
+    if xml.count('smc="') != len(names):
+        raise RuntimeError(f"smc is on other PDs than {names}")
     return xml
+
+
+def _not_passive(xml: str, name: str) -> str:
+    """sdfgen 0.28.1's Sddf.Timer makes its driver passive; a supervised one must not be."""
+    pd_re = re.compile(rf'(<protection_domain name="{name}" [^>]*?) passive="true"(>)')
+    xml, n = pd_re.subn(r"\1\2", xml)
+    if n != 1:  # sdfgen changed how it renders: fail here, not at boot
+        raise RuntimeError(f"{name} is not rendered passive once ({n})")
+    return xml
+
+
+def _add_map_setvars(xml: str, mr: str, pd: str, setvars: str) -> str:
+    """Patch a map's address (and size) into `pd`'s globals: sdfgen 0.28.1 has no setvar."""
+    start = xml.index(f'<protection_domain name="{pd}" ')
+    map_re = re.compile(rf'(<map mr="{mr}" vaddr="0x[0-9a-f]+" perms="rw"(?: cached="true")?)( />)')
+    m = map_re.search(xml, start)
+    if m is None or xml.rfind("<protection_domain ", 0, m.start()) != start:
+        raise RuntimeError(f"map of {mr} not found in {pd} in the rendered system")
+    return xml[: m.start()] + f"{m.group(1)} {setvars}{m.group(2)}" + xml[m.end() :]
+
+
+def _elf_symbol(elf: Path, symbol: str) -> int:
+    from chrysopolis.stages.lionsos import LLVM_BIN
+
+    r = subprocess.run(
+        [str(LLVM_BIN / "llvm-nm"), "--defined-only", str(elf)], capture_output=True, text=True
+    )
+    for line in r.stdout.splitlines():
+        parts = line.split()
+        if len(parts) == 3 and parts[2] == symbol:
+            return int(parts[0], 16)
+    raise UserError(
+        f"{elf.name} has no {symbol}: link it with the reset stub (mk/lionsos.mk SUP_RESET_ELFS)"
+    )
+
+
+def _rw_segment_size(elf: Path) -> int:
+    from chrysopolis.stages.lionsos import LLVM_BIN
+
+    r = subprocess.run(
+        [str(LLVM_BIN / "llvm-readelf"), "-lW", str(elf)], capture_output=True, text=True
+    )
+    sizes = [
+        int(ln.split()[5], 16)
+        for ln in r.stdout.splitlines()
+        if ln.split()[:1] == ["LOAD"] and "RW" in ln
+    ]
+    return max(sizes, default=0)
+
+
+def supervisor_config(
+    children: list[tuple[str, int, int, Policy]],
+    status_channel: int,
+    status_vaddr: int,
+    elf_dir: Path | None,
+) -> bytes:
+    """The supervisor's `.supervisor_config` (struct sup_config in supervisor.c): per child
+    (name, child id, the supervisor's channel to it, policy) and its restart PC."""
+    out = SUP_HEADER.pack(SUP_CONFIG_MAGIC, len(children), status_channel, status_vaddr)
+    for name, child_id, channel, p in children:
+        reset_pc = 0
+        if elf_dir is not None:
+            elf = Path(elf_dir) / f"{name}.elf"
+            reset_pc = _elf_symbol(elf, "sup_reset")
+            if _rw_segment_size(elf) + SNAP_HEADER > SNAP_SIZE:
+                raise UserError(
+                    f"{elf.name}'s writable segment does not fit its {SNAP_SIZE // KIB} KiB "
+                    "snapshot region; raise SNAP_SIZE in chrysopolis/system.py"
+                )
+        out += SUP_CHILD.pack(
+            name.encode(),
+            child_id,
+            channel,
+            RESTARTS.index(p.restart),
+            GIVEUPS.index(p.on_giveup),
+            p.intensity,
+            p.period_ms,
+            int(p.may_restart),
+            reset_pc,
+        )
+    return out + bytes(SUP_CHILD.size * (SUP_MAX_PDS - len(children)))
 
 
 def _add_fwcfg_setvar(xml: str) -> str:

@@ -34,7 +34,8 @@ def test_protection_domains_and_priorities(rendered):
     _, root = rendered
     got = {name: int(pd.get("priority")) for name, pd in pds(root).items()}
     assert got == {
-        "timer_driver": 254,
+        "supervisor": 254,
+        "timer_driver": 253,
         "serial_driver": 100,
         "serial_virt_tx": 99,
         "serial_virt_rx": 98,
@@ -47,7 +48,7 @@ def test_protection_domains_and_priorities(rendered):
         "fatfs": 96,
         "beam_server": 1,
     }
-    assert pds(root)["timer_driver"].get("passive") == "true"
+    assert pds(root)["timer_driver"].get("passive") is None  # restartable: its own SC
     assert int(pds(root)["beam_server"].get("stack_size"), 0) == 1024 * 1024
     assert pds(root)["fatfs"].find("program_image").get("path") == "fat.elf"
     images = {n: pd.find("program_image").get("path") for n, pd in pds(root).items()}
@@ -68,7 +69,7 @@ def test_heap_region_reaches_beam_server_through_setvars(rendered):
     # sdfgen places its own mappings around ours: none may overlap, in any PD.
     sizes = {m.get("name"): int(m.get("size"), 0) for m in root.iter("memory_region")}
     for name, pd in pds(root).items():
-        spans = sorted((int(m.get("vaddr"), 0), sizes[m.get("mr")]) for m in pd.iter("map"))
+        spans = sorted((int(m.get("vaddr"), 0), sizes[m.get("mr")]) for m in pd.findall("map"))
         for (a, size), (b, _) in zip(spans, spans[1:], strict=False):
             assert a + size <= b, (name, hex(a), hex(b))
 
@@ -332,3 +333,71 @@ def test_fat_share_is_resized_in_the_system_and_both_configs(rendered):
             int(m.get("vaddr"), 0) for m in root.iter("map") if m.get("mr") == system.FS_SHARE_MR
         ]
         assert vaddr in maps and size == system.FS_SHARE_SIZE
+
+
+def test_supervisor_is_the_parent_of_the_restartable_pds(rendered):
+    outputs, root = rendered
+    top = {pd.get("name") for pd in root.findall("protection_domain")}
+    assert "supervisor" in top and not top & set(system.SUPERVISED)
+    sup = pds(root)["supervisor"]
+    kids = {pd.get("name"): int(pd.get("id")) for pd in sup.findall("protection_domain")}
+    assert kids == {name: i for i, name in enumerate(system.SUPERVISED, start=1)}
+    assert sup.get("passive") is None and sup.get("smc") is None
+    # each child maps its snapshot region with the stub's setvars
+    for name in system.SUPERVISED:
+        (m,) = (m for m in pds(root)[name].iter("map") if m.get("mr") == f"sup_snap_{name}")
+        assert (m.get("setvar_vaddr"), m.get("setvar_size")) == ("sup_snap_base", "sup_snap_size")
+    # the protocol page: in the supervisor and beam_server (setvar), channel 60 in beam_server
+    (m,) = (m for m in pds(root)["beam_server"].iter("map") if m.get("mr") == "sup_status")
+    assert m.get("setvar_vaddr") == "sup_status"
+    ends = [{e.get("pd"): int(e.get("id")) for e in ch.iter("end")} for ch in root.iter("channel")]
+    (status,) = (e for e in ends if set(e) == {"supervisor", "beam_server"})
+    assert status["beam_server"] == system.STATUS_CHANNEL_BEAM
+    # the config blob: the defaults, each child's channel as rendered
+    (blob,) = (b for b in outputs.blobs if b.section == ".supervisor_config")
+    data = blob.data.read_bytes()
+    magic, n, status_ch, vaddr = system.SUP_HEADER.unpack_from(data)
+    assert (magic, n, status_ch, vaddr) == (
+        system.SUP_CONFIG_MAGIC,
+        4,
+        status["supervisor"],
+        system.STATUS_VADDR,
+    )
+    for i, name in enumerate(system.SUPERVISED):
+        got = system.SUP_CHILD.unpack_from(data, system.SUP_HEADER.size + i * system.SUP_CHILD.size)
+        (ch,) = (e["supervisor"] for e in ends if set(e) == {"supervisor", name})
+        assert got == (name.encode().ljust(32, b"\0"), i + 1, ch, 0, 0, 3, 5000, 1, 0)
+    assert "sup_inject" not in outputs.system_file.read_text()
+
+
+def test_policies_reach_the_blob_and_poweroff_gets_smc(tmp_path):
+    require_sources("sddf")
+    policies = system.parse_policies("serial_virt_rx:temporary:2:100:poweroff")
+    out = system.generate(tmp_path, policies=policies)
+    root = ET.parse(out.system_file).getroot()
+    assert pds(root)["supervisor"].get("smc") == "true"
+    (blob,) = (b for b in out.blobs if b.section == ".supervisor_config")
+    off = system.SUP_HEADER.size + 3 * system.SUP_CHILD.size
+    got = system.SUP_CHILD.unpack_from(blob.data.read_bytes(), off)
+    assert got[3:8] == (2, 1, 2, 100, 1)
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("timer_driver:forever:3:5000:stop", "restart is one of permanent"),
+        ("timer_driver:permanent:3", "is not NAME:RESTART"),
+        ("fatfs:permanent:3:5000:stop", "only timer_driver"),
+        ("timer_driver:permanent:0:5000:stop", "intensity 1 to 16"),
+    ],
+)
+def test_bad_policy_is_refused_in_one_line(text, message):
+    with pytest.raises(UserError, match=message) as e:
+        system.parse_policies(text)
+    assert "\n" not in str(e.value)
+
+
+@pytest.mark.parametrize("text", ["timer_driver", "timer_driver:soon", "blk_driver:100", True])
+def test_bad_fault_injection_is_refused(text):
+    with pytest.raises(UserError, match="fault_inject"):
+        system.parse_inject(text)

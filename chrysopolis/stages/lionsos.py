@@ -37,7 +37,9 @@ from chrysopolis.stages.sdk import board_dir
 
 MK = "mk/lionsos.mk"
 PATCHES = "patches/lionsos"
+SDDF_PATCHES = "patches/sddf"  # what a restart by the supervisor needs of sDDF's components
 GOT_LD = "mk/got.ld"  # keeps musl's GOT out of the IPC buffer page (every PD link uses it)
+SUP_RESET = "runtime/reset"  # the reset stub the restartable sDDF PDs link (mk/lionsos.mk)
 CONFIG = "debug"  # sDDF and LionsOS print through the debug kernel; release prints nothing
 HOST = ("clang-19", "lld-19", "llvm-19", "make")
 LLVM_BIN = Path("/usr/lib/llvm-19/bin")
@@ -70,7 +72,9 @@ def llvm_env() -> dict[str, str]:
     return {"PATH": f"{LLVM_BIN}:{toolchain.env()['PATH']}"}
 
 
-def make_vars(ctx: Context, *, sdk_only: bool = False, lionsos: Path | None = None) -> list[str]:
+def make_vars(
+    ctx: Context, *, sdk_only: bool = False, lionsos: Path | None = None, sddf: Path | None = None
+) -> list[str]:
     """The variables every upstream snippet wants: SDK, board, config (and the trees)."""
     board = boards.board(ctx.options["board"]).name
     out = [
@@ -81,7 +85,7 @@ def make_vars(ctx: Context, *, sdk_only: bool = False, lionsos: Path | None = No
     if not sdk_only:
         out += [
             f"LIONSOS={lionsos or ctx.src('lionsos')}",
-            f"SDDF={ctx.src('sddf')}",
+            f"SDDF={sddf or ctx.src('sddf')}",
             f"LIBMICROKITCO_PATH={ctx.src('libmicrokitco')}",
         ]
     return out
@@ -94,6 +98,7 @@ def _make(
     given: Sequence[str] = (),
     lionsos: Path | None = None,
     extra_vars: Sequence[str] = (),
+    sddf: Path | None = None,
 ) -> None:
     """Run mk/lionsos.mk in `bld` for `targets`, taking the files in `given` as built."""
     board_dir(ctx.dep("sdk"), ctx.options["board"], ctx.options["config"])  # fails early
@@ -104,7 +109,7 @@ def _make(
             "-f",
             ctx.ours(MK),
             f"-j{ctx.jobs}",
-            *make_vars(ctx, lionsos=lionsos),
+            *make_vars(ctx, lionsos=lionsos, sddf=sddf),
             *extra_vars,
             *assume_old,
             *targets,
@@ -184,8 +189,8 @@ def build_libc(ctx: Context) -> None:
     "sddf",
     sources=("lionsos", "sddf", "libmicrokitco"),
     deps=("sdk", "lionsos-libc"),
-    files=(MK, GOT_LD),
-    host=HOST,
+    files=(MK, GOT_LD, SUP_RESET, SDDF_PATCHES),
+    host=(*HOST, "patch"),
     options=OPTIONS,
     doc="sDDF: util library, PL011 serial + virtualisers, ARM timer, virtio-blk + blk virtualiser, "
     "virtio-net + net virtualisers and copier",
@@ -193,7 +198,9 @@ def build_libc(ctx: Context) -> None:
 def build_sddf(ctx: Context) -> None:
     bld = ctx.work / "build"
     bld.mkdir()
-    _make(ctx, bld, [UTIL_LIB, *SDDF_ELFS], given=_given_libc(ctx, bld))
+    sddf = ctx.copy_source("sddf")
+    ctx.apply_patches(SDDF_PATCHES, sddf)
+    _make(ctx, bld, [UTIL_LIB, *SDDF_ELFS], given=_given_libc(ctx, bld), sddf=sddf)
     _install_elfs(ctx, bld, SDDF_ELFS)
     (ctx.out / "lib").mkdir()
     shutil.copyfile(bld / UTIL_LIB, ctx.out / "lib" / UTIL_LIB)

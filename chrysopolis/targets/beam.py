@@ -80,6 +80,12 @@ def erts_archives(erts: Path) -> list[Path]:
         "cothread_stack_small": 0x40000,
         # Count and time file system calls; print `fsstats:` lines at the first line typed.
         "fs_stats": False,
+        # Tests only: "NAME:DELAY_MS[,...]" compiles fault injection into the supervisor,
+        # which crashes NAME DELAY_MS after boot (chrysopolis/system.py parse_inject).
+        "fault_inject": False,
+        # Restart policies other than the default (permanent, 3 in 5000 ms, stop), as
+        # "NAME:RESTART:INTENSITY:PERIOD_MS:ON_GIVEUP[,...]" (system.parse_policies).
+        "supervision": "",
     },
     target=True,
     shell=True,
@@ -117,6 +123,8 @@ def beam(ctx: Context) -> None:
             **elixir.lib_dirs(ctx.dep("elixir")),
         },
         markers=MARKERS,
+        fault_inject=ctx.options["fault_inject"],
+        policies=ctx.options["supervision"],
     )
 
 

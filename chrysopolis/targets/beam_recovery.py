@@ -1,0 +1,175 @@
+# SPDX-License-Identifier: BSD-2-Clause
+"""Checks of the supervisor (docs/plans/recovery.md): a fault injection image of `beam`
+crashes a driver while the shell uses it, and the system comes back.
+
+`timer-recovery` crashes timer_driver in the middle of a run of timer:sleep(2000) calls,
+`serial-recovery` the serial driver and both virtualisers while the shell prints lines,
+`recovery-giveup` a virtualiser past its budget of one restart (stopped),
+`recovery-poweroff` the same with on_giveup poweroff. Each reads the supervisor's lines:
+`SUP|fault pd=...` (PD, kind, address, restart n/m), `SUP|up pd=... after=Xms` (fault to
+the restarted PD's init done) and `SUP|giveup pd=...`.
+"""
+
+import re
+import time
+
+import pexpect
+
+from chrysopolis import logs, qemu, targets
+from chrysopolis.cache import Planner
+from chrysopolis.checks import check
+from chrysopolis.errors import UserError
+from chrysopolis.shell import PROMPT, Shell
+from chrysopolis.targets.beam import NEEDS, _eval
+
+# The injection is timed from the supervisor's start; the shell is up in ~10 s here, far
+# less than CRASH_MS, and each case runs long past it.
+CRASH_MS = 30000
+FAULT_LINE = (
+    r"SUP\|fault pd={pd} kind=(\w+) addr=(0x[0-9a-f]+) ip=(0x[0-9a-f]+) "
+    r"restart=(\d+)/(\d+) window=(\d+)ms"
+)
+UP_LINE = r"SUP\|up pd={pd} gen=(\d+) after=(\d+\.\d)ms"
+GIVEUP_LINE = r"SUP\|giveup pd={pd} action=(\w+)"
+
+
+def _planner(inject: str, policies: str = "") -> Planner:
+    return Planner(options={"beam": {"fault_inject": inject, "supervision": policies}})
+
+
+def _recovered(s: qemu.Session, pd: str, timeout: float) -> tuple[str, float]:
+    """Wait for `pd`'s fault line and its up line: (the fault line, ms fault -> up)."""
+    fault = s.expect(FAULT_LINE.format(pd=pd), timeout)
+    if fault.group(1) != b"vmfault" or fault.group(4) != b"1":
+        raise UserError(f"{pd}: unexpected fault line {fault.group(0)!r} (log: {s.log})")
+    up = s.expect(UP_LINE.format(pd=pd), 30)
+    return fault.group(0).decode(), float(up.group(2))
+
+
+def _prompt(s: qemu.Session, shell: Shell, want: str, timeout: float) -> re.Match:
+    """`want` printed, then the next prompt (the shell helper would take the fault line for
+    an error, so the case's output is read here)."""
+    m = s.expect(want, timeout)
+    p = s.expect(PROMPT.decode(), 30)
+    shell.prompt = int(p.group(1))
+    return m
+
+
+@check("timer-recovery", needs=NEEDS)
+def timer_recovery(planner: Planner) -> str:
+    """timer_driver crashes while the shell sleeps: one fault line, the driver is up again,
+    the sleeps return on time and the shell keeps answering."""
+    img = targets.image(_planner(f"timer_driver:{CRASH_MS}"), "beam")
+    log = logs.run_log("timer-recovery")
+    with qemu.boot(img.command(), log) as s:
+        shell = Shell(s)
+        shell.wait_ready()
+        n = CRASH_MS // 2000 + 10  # 2 s sleeps well past the crash
+        s.send(
+            "T0 = erlang:monotonic_time(millisecond), "
+            f"[timer:sleep(2000) || _ <- lists:seq(1, {n})], "
+            "erlang:monotonic_time(millisecond) - T0.\r"
+        )
+        line, ms = _recovered(s, "timer_driver", CRASH_MS / 1000 + 60)
+        took = int(_prompt(s, shell, r"\n(\d+)\r*(?=\n)", n * 2 + 60).group(1))
+        if not n * 2000 <= took < n * 2000 + 5000:
+            raise UserError(
+                f"{n} sleeps of 2 s across the timer's restart took {took} ms (log: {log})"
+            )
+        after = _eval(
+            shell,
+            "T1 = erlang:monotonic_time(millisecond), timer:sleep(2000), "
+            "erlang:monotonic_time(millisecond) - T1.",
+        )
+        if not 2000 <= int(after) < 3000:
+            raise UserError(f"timer:sleep(2000) after the restart took {after} ms (log: {log})")
+        if _eval(shell, "1 + 1.") != "2":
+            raise UserError(f"the shell does not answer after the restart (log: {log})")
+    return f"{line}; up after {ms} ms; {n} sleeps took {took} ms, one after: {after} ms"
+
+
+@check("serial-recovery", needs=NEEDS)
+def serial_recovery(planner: Planner) -> str:
+    """serial_driver, serial_virt_tx, then serial_virt_rx crash while the shell prints lines:
+    each is up again, the output goes on to the last line and the shell keeps answering."""
+    crashes = [("serial_driver", CRASH_MS), ("serial_virt_tx", CRASH_MS + 4000)]
+    crashes.append(("serial_virt_rx", CRASH_MS + 8000))
+    img = targets.image(_planner(",".join(f"{pd}:{ms}" for pd, ms in crashes)), "beam")
+    log = logs.run_log("serial-recovery")
+    with qemu.boot(img.command(), log) as s:
+        shell = Shell(s)
+        shell.wait_ready()
+        # Lines until well past both crashes (a line per 10 ms: the console's pace).
+        n = 6000
+        s.send(
+            f'[begin io:format("line ~b~n", [N]), timer:sleep(10) end || N <- lists:seq(1, {n})], done.\r'
+        )
+        t0 = time.monotonic()
+        ups = [_recovered(s, pd, CRASH_MS / 1000 + 60)[1] for pd, _ in crashes]
+        _prompt(s, shell, rf"line {n}\r*(?=\n)", 300)
+        printed = time.monotonic() - t0
+        if _eval(shell, 'io:format("after~n"), 1 + 1.') != "after\n2":
+            raise UserError(f"the shell does not answer after the restarts (log: {log})")
+    text = log.read_bytes().decode(errors="replace")
+    seen = {int(x) for x in re.findall(r"line (\d+)\r*\n", text)}
+    up = ", ".join(f"{pd} up after {ms} ms" for (pd, _), ms in zip(crashes, ups, strict=True))
+    return f"{up}; {len(seen)}/{n} lines arrived whole, the last after {printed:.0f} s"
+
+
+@check("recovery-giveup", needs=NEEDS)
+def recovery_giveup(planner: Planner) -> str:
+    """serial_virt_rx, allowed one restart a minute, crashes twice while the shell prints:
+    restarted once, then given up (stopped, said on the console) while the output goes
+    on to the last line: the rest of the system keeps running."""
+    img = targets.image(
+        _planner(
+            f"serial_virt_rx:{CRASH_MS},serial_virt_rx:{CRASH_MS + 3000}",
+            "serial_virt_rx:permanent:1:60000:stop",
+        ),
+        "beam",
+    )
+    log = logs.run_log("recovery-giveup")
+    with qemu.boot(img.command(), log) as s:
+        shell = Shell(s)
+        shell.wait_ready()
+        n = 6000
+        s.send(
+            f'[begin io:format("line ~b~n", [N]), timer:sleep(10) end || N <- lists:seq(1, {n})], done.\r'
+        )
+        line, ms = _recovered(s, "serial_virt_rx", CRASH_MS / 1000 + 60)
+        second = s.expect(FAULT_LINE.format(pd="serial_virt_rx"), 30)
+        if second.group(4) != b"0":
+            raise UserError(f"the second fault was restarted: {second.group(0)!r} (log: {log})")
+        action = s.expect(GIVEUP_LINE.format(pd="serial_virt_rx"), 10).group(1).decode()
+        _prompt(s, shell, rf"line {n}\r*(?=\n)", 300)
+    if action != "stop":
+        raise UserError(f"serial_virt_rx was given up with action {action!r} (log: {log})")
+    return (
+        f"{line}: up after {ms} ms; then {second.group(0).decode()}: given up ({action}); "
+        f"output went on to line {n}"
+    )
+
+
+@check("recovery-poweroff", needs=NEEDS)
+def recovery_poweroff(planner: Planner) -> str:
+    """A child whose policy powers off past its budget: serial_virt_rx crashes twice, is
+    given up with action=poweroff, and the machine powers off (QEMU exits)."""
+    img = targets.image(
+        _planner(
+            f"serial_virt_rx:{CRASH_MS},serial_virt_rx:{CRASH_MS + 1000}",
+            "serial_virt_rx:permanent:1:60000:poweroff",
+        ),
+        "beam",
+    )
+    log = logs.run_log("recovery-poweroff")
+    with qemu.boot(img.command(), log) as s:
+        Shell(s).wait_ready()
+        action = s.expect(GIVEUP_LINE.format(pd="serial_virt_rx"), CRASH_MS / 1000 + 60)
+        t0 = time.monotonic()
+        try:
+            s.child.expect(pexpect.EOF, timeout=30)
+        except pexpect.TIMEOUT:
+            raise UserError(f"the machine still runs 30 s after the giveup (log: {log})") from None
+    if action.group(1) != b"poweroff":
+        raise UserError(f"giveup with {action.group(0)!r}, not poweroff (log: {log})")
+    return f"{action.group(0).decode()}; QEMU exited {time.monotonic() - t0:.1f} s later"
