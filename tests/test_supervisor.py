@@ -5,6 +5,7 @@ recovery checks (chrysopolis/targets/beam_recovery.py)."""
 import re
 
 import pytest
+from conftest import cli
 
 from chrysopolis import cache, checks, system
 
@@ -41,3 +42,36 @@ def test_an_injection_image_has_it(stack_planner):
 )
 def test_check(stack_planner, name):
     assert checks.load_all()[name].run(stack_planner)
+
+
+@pytest.mark.slow
+def test_erlang_sees_the_supervised_pds_and_asks_for_a_restart(stack_planner):
+    stack_planner.ensure("beam")
+    r = cli(
+        "run",
+        "--eval",
+        "[{N, S, P, I, T, G, R} || #{name := N, state := S, restart := P, intensity := I, "
+        "period := T, on_giveup := G, restarts := R} <- chrysopolis:pds()].",
+        "--eval",
+        "chrysopolis:subscribe(), timer:sleep(300), chrysopolis:restart(serial_virt_rx).",
+        "--eval",
+        "[receive {chrysopolis, #{pd := P, event := E}} -> {P, E} after 3000 -> none end "
+        "|| _ <- [1, 2]].",
+        "--eval",
+        "[{N, R} || #{name := N, restarts := R} <- chrysopolis:pds()].",
+        "--eval",
+        "chrysopolis:restart(no_such_pd).",
+    )
+    assert r.returncode == 0, r.stderr
+    default = "permanent,3,5000,stop,0}"
+    assert r.stdout.splitlines() == [
+        f"[{{timer_driver,running,{default},{{serial_driver,running,{default},"
+        f"{{serial_virt_tx,running,{default},{{serial_virt_rx,running,{default}]",
+        "ok",
+        "[{serial_virt_rx,restart},{serial_virt_rx,up}]",
+        "[{timer_driver,0},{serial_driver,0},{serial_virt_tx,0},{serial_virt_rx,1}]",
+        "{error,unknown}",
+    ]
+    assert re.search(r"SUP\|up pd=serial_virt_rx gen=2", r.stderr)
+    # and logger reported both events
+    assert "chrysopolis: serial_virt_rx up" in r.stderr

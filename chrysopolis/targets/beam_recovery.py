@@ -64,6 +64,8 @@ def timer_recovery(planner: Planner) -> str:
     with qemu.boot(img.command(), log) as s:
         shell = Shell(s)
         shell.wait_ready()
+        if _eval(shell, "chrysopolis:subscribe().") != "ok":
+            raise UserError(f"chrysopolis:subscribe() failed (log: {log})")
         n = CRASH_MS // 2000 + 10  # 2 s sleeps well past the crash
         s.send(
             "T0 = erlang:monotonic_time(millisecond), "
@@ -85,7 +87,31 @@ def timer_recovery(planner: Planner) -> str:
             raise UserError(f"timer:sleep(2000) after the restart took {after} ms (log: {log})")
         if _eval(shell, "1 + 1.") != "2":
             raise UserError(f"the shell does not answer after the restart (log: {log})")
-    return f"{line}; up after {ms} ms; {n} sleeps took {took} ms, one after: {after} ms"
+        # Erlang saw it: the table, and the events in order (fault, up) as messages.
+        seen = _eval(shell, PDS_TIMER)
+        if seen != "[{running,1,vmfault}]":
+            raise UserError(f"chrysopolis:pds() shows {seen} for timer_driver (log: {log})")
+        s.send(EVENTS + "\r")
+        want = r"\[\{timer_driver,fault,vmfault\},\{timer_driver,up,none\}\]"
+        events = _prompt(s, shell, want, 30).group(0).decode()
+    return (
+        f"{line}; up after {ms} ms; {n} sleeps took {took} ms, one after: {after} ms; "
+        f"Erlang saw {events}"
+    )
+
+
+PDS_TIMER = (
+    "[{S, R, K} || #{name := timer_driver, state := S, restarts := R, "
+    "last_fault := #{kind := K}} <- chrysopolis:pds()]."
+)
+# What a subscriber was sent, in order (the restart event comes only for a requested one);
+# read with _prompt: its lines hold the word `fault`, which the shell helper would take for
+# a fault of the system (checks.FATAL_LINE).
+EVENTS = (
+    "F = fun F(Acc) -> receive {chrysopolis, #{pd := P, event := E, fault := Fa}} -> "
+    "K = case Fa of none -> none; #{kind := Kd} -> Kd end, "
+    "F([{P, E, K} | Acc]) after 500 -> lists:reverse(Acc) end end, F([])."
+)
 
 
 @check("serial-recovery", needs=NEEDS)
