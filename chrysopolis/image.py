@@ -204,8 +204,22 @@ def compile_client(
     return elf
 
 
-# The stages whose ELFs a beam_server system packs besides beam_server.elf.
+# The stages whose ELFs a beam_server system packs besides the target's own.
 SERVICE_STAGES = ("sddf", "fatfs")
+# The target's own PD ELFs, in its stage output: beam_server's, the supervisor's, and an
+# injection image's tick PD's.
+OWN_ELFS = ("beam_server.elf", system.SUPERVISOR_ELF, system.INJECT_ELF)
+
+
+def gather_elfs(planner, target_out: Path, elfdir: Path) -> None:
+    """Copy every PD ELF of a packed target into `elfdir`, to pack it again (another MAC)
+    without compiling anything."""
+    for s in SERVICE_STAGES:
+        for elf in (planner.ensure(s) / "elf").glob("*.elf"):
+            shutil.copyfile(elf, elfdir / elf.name)
+    for name in OWN_ELFS:
+        if (target_out / name).is_file():
+            shutil.copyfile(target_out / name, elfdir / name)
 
 
 # heap_mib="rest": the heap takes all the RAM the other PDs leave. pack() packs a probe
@@ -476,8 +490,9 @@ def assemble(
     ctx.note(f"# heap: {heap} MiB ({heap_mib!r}); normal memory after it: {free}")
     mem = memreport.write(ctx.out / "report.txt", outputs.system_file, ctx.out / "memory.txt")
     ctx.note(mem)
-    shutil.copyfile(elfdir / "beam_server.elf", ctx.out / "beam_server.elf")
-    shutil.copyfile(elfdir / system.SUPERVISOR_ELF, ctx.out / system.SUPERVISOR_ELF)
+    for own in OWN_ELFS:
+        if (elfdir / own).is_file():
+            shutil.copyfile(elfdir / own, ctx.out / own)
     info = disk.build_disk(disk_tree, ctx.out / "disk.img", extra=disk_extra)
     ctx.note(f"disk: {info}")
     targets.write_manifest(

@@ -218,10 +218,7 @@ def _pack(planner, target: str, img: targets.Image, mac: str, d: Path) -> None:
     try:
         elfdir = tmp / "elf"
         elfdir.mkdir()
-        for s in image.SERVICE_STAGES:
-            for elf in (planner.ensure(s) / "elf").glob("*.elf"):
-                shutil.copyfile(elf, elfdir / elf.name)
-        shutil.copyfile(img.dir / "beam_server.elf", elfdir / "beam_server.elf")
+        image.gather_elfs(planner, img.dir, elfdir)
 
         # The heap the image was packed with: a MAC changes no size, so no probe again.
         manifest = json.loads((img.dir / targets.MANIFEST).read_text())
@@ -238,6 +235,7 @@ def _pack(planner, target: str, img: targets.Image, mac: str, d: Path) -> None:
                 heap_mib=manifest.get("heap_mib", opts["heap_mib"]),
                 stack_kib=opts["stack_kib"],
                 mac=mac,
+                policies=opts.get("supervision", ""),
                 ram_mib=planner.ram_mib,
             )
         except UserError as e:

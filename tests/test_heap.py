@@ -4,7 +4,6 @@ free memory in report.txt), image.pack's sizing, memory.txt (needs the sources).
 
 import json
 import re
-import shutil
 import xml.etree.ElementTree as ET
 
 import pytest
@@ -25,10 +24,7 @@ def packer(stack_planner, beam, tmp_path_factory):
     """pack(heap_mib) of the built beam image's ELFs, as nodes.py packs another MAC."""
     d = tmp_path_factory.mktemp("pack")
     (d / "elf").mkdir()
-    for s in image.SERVICE_STAGES:
-        for elf in (stack_planner.ensure(s) / "elf").glob("*.elf"):
-            shutil.copyfile(elf, d / "elf" / elf.name)
-    shutil.copyfile(beam / "beam_server.elf", d / "elf" / "beam_server.elf")
+    image.gather_elfs(stack_planner, beam, d / "elf")
 
     def pack(heap_mib):
         outputs = image.pack(

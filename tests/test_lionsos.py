@@ -9,7 +9,7 @@ import pytest
 from conftest import require_sources
 from elftools.elf.elffile import ELFFile
 
-from chrysopolis import cache, system
+from chrysopolis import cache, image, system
 from chrysopolis.stages import libmicrokitco, lionsos
 
 LLVM = lionsos.LLVM_BIN
@@ -115,7 +115,7 @@ def test_blobs_go_into_the_built_elfs(planner, outputs, tmp_path):
         for elf in d.iterdir():
             shutil.copyfile(elf, tmp_path / elf.name)
     ours = dataclasses.replace(
-        outputs, blobs=tuple(b for b in outputs.blobs if b.elf != "beam_server.elf")
+        outputs, blobs=tuple(b for b in outputs.blobs if b.elf not in image.OWN_ELFS)
     )
     system.write_sections(ours, tmp_path)
     for b in ours.blobs:

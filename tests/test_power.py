@@ -52,11 +52,11 @@ def test_interactive_returns_the_guests_status(tmp_path):
     assert qemu.interactive([*fake, "pass"], log) == 0  # no log left from the run before
 
 
-def test_smc_goes_on_beam_server_once():
+def test_smc_goes_on_the_named_pds_once():
     xml = '<protection_domain name="beam_server" priority="1" stack_size="0x40000">'
-    assert system._add_smc(xml) == xml[:-1] + ' smc="true">'
+    assert system._add_smc(xml, ["beam_server"]) == xml[:-1] + ' smc="true">'
     with pytest.raises(RuntimeError, match="not found once"):
-        system._add_smc('<protection_domain name="other" priority="1">')
+        system._add_smc('<protection_domain name="other" priority="1">', ["beam_server"])
 
 
 # --- boots ----------------------------------------------------------------------------------

@@ -30,7 +30,13 @@ FAULT_LINE = (
     r"restart=(\d+)/(\d+) window=(\d+)ms"
 )
 UP_LINE = r"SUP\|up pd={pd} gen=(\d+) after=(\d+\.\d)ms"
-GIVEUP_LINE = r"SUP\|giveup pd={pd} action=(\w+)"
+GIVEUP_LINE = r"SUP\|giveup pd={pd} action=(\w+)\r"  # whole: the line may come in parts
+
+
+# Lines at the console's pace (one per 10 ms) until well past the crashes.
+PRINT_LINES = (
+    '[begin io:format("line ~b~n", [N]), timer:sleep(10) end || N <- lists:seq(1, %d)], done.\r'
+)
 
 
 def _planner(inject: str, policies: str = "") -> Planner:
@@ -127,9 +133,7 @@ def serial_recovery(planner: Planner) -> str:
         shell.wait_ready()
         # Lines until well past both crashes (a line per 10 ms: the console's pace).
         n = 6000
-        s.send(
-            f'[begin io:format("line ~b~n", [N]), timer:sleep(10) end || N <- lists:seq(1, {n})], done.\r'
-        )
+        s.send(PRINT_LINES % n)
         t0 = time.monotonic()
         ups = [_recovered(s, pd, CRASH_MS / 1000 + 60)[1] for pd, _ in crashes]
         _prompt(s, shell, rf"line {n}\r*(?=\n)", 300)
@@ -159,9 +163,7 @@ def recovery_giveup(planner: Planner) -> str:
         shell = Shell(s)
         shell.wait_ready()
         n = 6000
-        s.send(
-            f'[begin io:format("line ~b~n", [N]), timer:sleep(10) end || N <- lists:seq(1, {n})], done.\r'
-        )
+        s.send(PRINT_LINES % n)
         line, ms = _recovered(s, "serial_virt_rx", CRASH_MS / 1000 + 60)
         second = s.expect(FAULT_LINE.format(pd="serial_virt_rx"), 30)
         if second.group(4) != b"0":
