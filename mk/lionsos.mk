@@ -72,3 +72,5 @@ $(SUP_RESET_OBJ): $(CHRYSOPOLIS_MK)/../runtime/reset/sup_reset.c | $(SDDF_LIBC_I
 $(SUP_RESET_ELFS): | $(SUP_RESET_OBJ)
 $(SUP_RESET_ELFS): LDFLAGS += --wrap=init -e _sup_start
 $(SUP_RESET_ELFS): LIBS := $(SUP_RESET_OBJ) $(LIBS)
+# blk_virt keeps its records of requests in flight across a restart (patches/sddf/0004).
+blk_virt.elf: LIBS += -T$(CHRYSOPOLIS_MK)/keep.ld

@@ -6,7 +6,7 @@ crashes a driver while the shell uses it, and the system comes back.
 `serial-recovery` the serial driver and both virtualisers while the shell prints lines,
 `recovery-giveup` a virtualiser past its budget of one restart (stopped),
 `recovery-poweroff` the same with on_giveup poweroff; `blk-recovery` crashes blk_driver while
-the shell reads a 4 MiB file in a loop. Each reads the supervisor's lines:
+the shell reads a 4 MiB file in a loop, then blk_virt. Each reads the supervisor's lines:
 `SUP|fault pd=...` (PD, kind, address, restart n/m), `SUP|up pd=... after=Xms` (fault to
 the restarted PD's init done) and `SUP|giveup pd=...`.
 """
@@ -226,10 +226,12 @@ READ_LOOP = (
 READ_RESULT = r"\{reads,(\d+),\[(.*?)\],(\d+),(\d+)\}"
 
 
-def _file_under_fault(name: str, pd: str) -> str:
-    """Crash `pd` while the shell reads BIG (written and synced before) in a loop: the
-    loop ends, each read is byte-identical or an error, the file reads back whole after."""
-    img = targets.image(_planner(f"{pd}:{FILE_CRASH_MS}"), "beam")
+def _file_under_fault(name: str, pds: list[str]) -> str:
+    """Crash each of `pds` (8 s apart) while the shell reads BIG (written and synced
+    before) in a loop: the loop ends, each read is byte-identical or an error, the file
+    reads back whole after."""
+    crashes = ",".join(f"{pd}:{FILE_CRASH_MS + 8000 * i}" for i, pd in enumerate(pds))
+    img = targets.image(_planner(crashes), "beam")
     log = logs.run_log(name)
     with qemu.boot(img.command(), log) as s:
         shell = Shell(s)
@@ -239,7 +241,7 @@ def _file_under_fault(name: str, pd: str) -> str:
             raise UserError(f"writing {BIG} failed (log: {log})")
         wrote = time.monotonic() - t0
         s.send(READ_LOOP + "\r")
-        line, ms = _recovered(s, pd, FILE_CRASH_MS / 1000 + 60)
+        ups = [_recovered(s, pd, FILE_CRASH_MS / 1000 + 60) for pd in pds]
         m = _prompt(s, shell, READ_RESULT, 180)
         reads, errors, longest, median = m.groups()
         after = _eval(shell, f'{{ok, Y}} = file:read_file("{BIG}"), erlang:md5(Y) =:= M.')
@@ -250,8 +252,9 @@ def _file_under_fault(name: str, pd: str) -> str:
     errors = errors.decode()
     if errors and not all(e.startswith("{error,") for e in re.split(r",(?=\{)", errors)):
         raise UserError(f"reads across the fault returned {errors} (log: {log})")
+    up = "; ".join(f"{line}: up after {ms} ms" for line, ms in ups)
     return (
-        f"{line}; up after {ms} ms; {BIG} ({BIG_BYTES >> 20} MiB, written in {wrote:.1f} s) "
+        f"{up}; {BIG} ({BIG_BYTES >> 20} MiB, written in {wrote:.1f} s) "
         f"read {reads.decode()} times: errors [{errors}], longest read {longest.decode()} ms "
         f"(median {median.decode()} ms); byte-identical after"
     )
@@ -259,6 +262,7 @@ def _file_under_fault(name: str, pd: str) -> str:
 
 @check("blk-recovery", needs=NEEDS)
 def blk_recovery(planner: Planner) -> str:
-    """blk_driver crashes while the shell reads a 4 MiB file in a loop: blk_virt sends the
-    requests the driver held again (patches/sddf/0002), the reads go on byte-identical."""
-    return _file_under_fault("blk-recovery", "blk_driver")
+    """blk_driver, then blk_virt crash while the shell reads a 4 MiB file in a loop: blk_virt
+    sends the requests the driver held again (patches/sddf/0002), keeps its records of
+    requests in flight across its own restart (0004); the reads go on byte-identical."""
+    return _file_under_fault("blk-recovery", ["blk_driver", "blk_virt"])
