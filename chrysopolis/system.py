@@ -74,12 +74,14 @@ SUPERVISED = (
     "serial_virt_rx",
     "blk_driver",
     "blk_virt",
+    "fatfs",
 )
+ELF_OF = {"fatfs": "fat.elf"}  # a child's ELF, when not NAME.elf
 # Each child's snapshot of its writable segment (runtime/reset/sup_reset.c): a region
 # mapped at SNAP_VADDR in the child only, its address and size patched into the stub.
 # Sized per PD: at least the child's RW segment plus SNAP_HEADER (checked on its ELF).
 SNAP_SIZE = 64 * KIB
-SNAP_SIZES = {"blk_virt": 128 * KIB}  # 1024 request records of 48 bytes (patches/sddf/0002)
+SNAP_SIZES = {"blk_virt": 128 * KIB, "fatfs": 2 * MIB}  # blk_virt: 1024 request records
 # PDs that read the supervisor's page (read-only, `sup_peer_page` in the reset stub): a
 # peer holding requests of a child learns of its restarts (patches/sddf/0002).
 STATUS_READERS = ("blk_virt",)
@@ -386,7 +388,15 @@ def generate(
     fatfs = PD("fatfs", "fat.elf", priority=96)
     fs = LionsOs.FileSystem.Fat(sdf, fatfs, beam_server, blk=blk, partition=sb.partition)
 
-    supervised = (timer_driver, serial_driver, serial_virt_tx, serial_virt_rx, blk_driver, blk_virt)
+    supervised = (
+        timer_driver,
+        serial_driver,
+        serial_virt_tx,
+        serial_virt_rx,
+        blk_driver,
+        blk_virt,
+        fatfs,
+    )
     assert tuple(pd.name for pd in supervised) == SUPERVISED
     snaps = []  # sdfgen frees its native objects on __del__: keep them until render()
     for child_id, pd in enumerate(supervised, start=1):
@@ -408,7 +418,6 @@ def generate(
         net_virt_tx,
         net_virt_rx,
         net_copier,
-        fatfs,
         beam_server,
     ):
         sdf.add_pd(pd)
@@ -624,7 +633,7 @@ def supervisor_config(
     for name, child_id, channel, p in children:
         reset_pc = 0
         if elf_dir is not None:
-            elf = Path(elf_dir) / f"{name}.elf"
+            elf = Path(elf_dir) / ELF_OF.get(name, f"{name}.elf")
             reset_pc = _elf_symbol(elf, "sup_reset")
             if _rw_segment_size(elf) + SNAP_HEADER > snap_size(name):
                 raise UserError(

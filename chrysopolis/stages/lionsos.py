@@ -212,7 +212,7 @@ def build_sddf(ctx: Context) -> None:
     "fatfs",
     sources=("lionsos", "sddf", "libmicrokitco"),
     deps=("sdk", "lionsos-libc", "libmicrokitco-fat", "sddf"),
-    files=(MK, GOT_LD, PATCHES),
+    files=(MK, GOT_LD, KEEP_LD, SUP_RESET, SUP_HEADER, PATCHES),
     host=(*HOST, "patch"),
     options=OPTIONS,
     doc="The LionsOS FAT file server PD (FatFs R0.15 over the sDDF block protocol)",

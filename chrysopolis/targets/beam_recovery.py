@@ -6,7 +6,7 @@ crashes a driver while the shell uses it, and the system comes back.
 `serial-recovery` the serial driver and both virtualisers while the shell prints lines,
 `recovery-giveup` a virtualiser past its budget of one restart (stopped),
 `recovery-poweroff` the same with on_giveup poweroff; `blk-recovery` crashes blk_driver while
-the shell reads a 4 MiB file in a loop, then blk_virt. Each reads the supervisor's lines:
+the shell reads a 4 MiB file in a loop, then blk_virt; `fat-recovery` the FAT server. Each reads the supervisor's lines:
 `SUP|fault pd=...` (PD, kind, address, restart n/m), `SUP|up pd=... after=Xms` (fault to
 the restarted PD's init done) and `SUP|giveup pd=...`.
 """
@@ -266,3 +266,11 @@ def blk_recovery(planner: Planner) -> str:
     sends the requests the driver held again (patches/sddf/0002), keeps its records of
     requests in flight across its own restart (0004); the reads go on byte-identical."""
     return _file_under_fault("blk-recovery", ["blk_driver", "blk_virt"])
+
+
+@check("fat-recovery", needs=NEEDS)
+def fat_recovery(planner: Planner) -> str:
+    """The FAT server crashes while the shell reads a 4 MiB file in a loop: the command in
+    flight fails with an error (patches/lionsos/0004), the next reads go on byte-identical:
+    the file was synced before the fault."""
+    return _file_under_fault("fat-recovery", ["fatfs"])
