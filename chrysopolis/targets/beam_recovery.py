@@ -226,10 +226,11 @@ READ_LOOP = (
 READ_RESULT = r"\{reads,(\d+),\[(.*?)\],(\d+),(\d+)\}"
 
 
-def _file_under_fault(name: str, pds: list[str]) -> str:
+def _file_under_fault(name: str, pds: list[str], held: bool = False) -> str:
     """Crash each of `pds` (8 s apart) while the shell reads BIG (written and synced
     before) in a loop: the loop ends, each read is byte-identical or an error, the file
-    reads back whole after."""
+    reads back whole after. `held`: a file opened before the fault, read after it, fails
+    with EIO (its server fd died with the FAT server)."""
     crashes = ",".join(f"{pd}:{FILE_CRASH_MS + 8000 * i}" for i, pd in enumerate(pds))
     img = targets.image(_planner(crashes), "beam")
     log = logs.run_log(name)
@@ -240,6 +241,11 @@ def _file_under_fault(name: str, pds: list[str]) -> str:
         if _eval(shell, WRITE_BIG) != "ok":
             raise UserError(f"writing {BIG} failed (log: {log})")
         wrote = time.monotonic() - t0
+        if (
+            held
+            and _eval(shell, f'{{ok, H}} = file:open("{BIG}", [read, raw, binary]), ok.') != "ok"
+        ):
+            raise UserError(f"opening {BIG} failed (log: {log})")
         s.send(READ_LOOP + "\r")
         ups = [_recovered(s, pd, FILE_CRASH_MS / 1000 + 60) for pd in pds]
         m = _prompt(s, shell, READ_RESULT, 180)
@@ -249,6 +255,9 @@ def _file_under_fault(name: str, pds: list[str]) -> str:
             raise UserError(f"{BIG} read back after the restart is {after} (log: {log})")
         if _eval(shell, "1 + 1.") != "2":
             raise UserError(f"the shell does not answer after the restart (log: {log})")
+        stale = _eval(shell, "file:read(H, 16).") if held else ""
+        if held and stale != "{error,eio}":
+            raise UserError(f"a file opened before the restart read {stale} after it (log: {log})")
     errors = errors.decode()
     if errors and not all(e.startswith("{error,") for e in re.split(r",(?=\{)", errors)):
         raise UserError(f"reads across the fault returned {errors} (log: {log})")
@@ -257,6 +266,7 @@ def _file_under_fault(name: str, pds: list[str]) -> str:
         f"{up}; {BIG} ({BIG_BYTES >> 20} MiB, written in {wrote:.1f} s) "
         f"read {reads.decode()} times: errors [{errors}], longest read {longest.decode()} ms "
         f"(median {median.decode()} ms); byte-identical after"
+        + (f"; a file opened before reads {stale}" if held else "")
     )
 
 
@@ -272,5 +282,5 @@ def blk_recovery(planner: Planner) -> str:
 def fat_recovery(planner: Planner) -> str:
     """The FAT server crashes while the shell reads a 4 MiB file in a loop: the command in
     flight fails with an error (patches/lionsos/0004), the next reads go on byte-identical:
-    the file was synced before the fault."""
-    return _file_under_fault("fat-recovery", ["fatfs"])
+    the file was synced before the fault. A file held open across it fails with EIO."""
+    return _file_under_fault("fat-recovery", ["fatfs"], held=True)
