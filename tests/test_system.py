@@ -392,7 +392,7 @@ def test_policies_reach_the_blob_and_poweroff_gets_smc(tmp_path):
     [
         ("timer_driver:forever:3:5000:stop", "restart is one of permanent"),
         ("timer_driver:permanent:3", "is not NAME:RESTART"),
-        ("fatfs:permanent:3:5000:stop", "only timer_driver"),
+        ("beam_server:permanent:3:5000:stop", "only timer_driver"),
         ("timer_driver:permanent:0:5000:stop", "intensity 1 to 16"),
     ],
 )
