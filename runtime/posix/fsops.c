@@ -71,6 +71,12 @@ static bool stale(long fd)
            opened_gen[fd] != supervision_restarts(FAT_SERVER);
 }
 
+/* A call failed back by a FAT server restarted meanwhile: EIO (LionsOS says EPERM). */
+static long failed_back(long fd, long r)
+{
+    return r < 0 && stale(fd) ? -EIO : r;
+}
+
 static long missing_is_enoent(long r)
 {
     return r == -EPERM ? -ENOENT : r;
@@ -239,9 +245,7 @@ static long fd_call(long n, long fd, long b, long c, long d, long e, long f)
     if (!lions_file((int)fd)) {
         return lions(n, fd, b, c, d, e, f);
     }
-    long r = fslock_lions(n, fd, b, c, d, e, f);
-    /* failed back by a FAT server restarted meanwhile (LionsOS says EPERM) */
-    return r < 0 && stale(fd) ? -EIO : r;
+    return failed_back(fd, fslock_lions(n, fd, b, c, d, e, f));
 }
 
 long sys_read(long fd, long b, long c, long d, long e, long f)
@@ -298,7 +302,7 @@ long sys_write(long fd, long b, long c, long d, long e, long f)
     if (stale(fd)) {
         return -EIO;
     }
-    return lions_file((int)fd) ? changed(fslock_lions(SYS_write, fd, b, c, d, e, f))
+    return lions_file((int)fd) ? changed(failed_back(fd, fslock_lions(SYS_write, fd, b, c, d, e, f)))
                                : lions(SYS_write, fd, b, c, d, e, f);
 }
 
@@ -310,7 +314,7 @@ long sys_writev(long fd, long b, long c, long d, long e, long f)
     if (stale(fd)) {
         return -EIO;
     }
-    return lions_file((int)fd) ? changed(fslock_lions(SYS_writev, fd, b, c, d, e, f))
+    return lions_file((int)fd) ? changed(failed_back(fd, fslock_lions(SYS_writev, fd, b, c, d, e, f)))
                                : lions(SYS_writev, fd, b, c, d, e, f);
 }
 
@@ -389,7 +393,7 @@ static long positioned(long fd, void *buf, size_t len, off_t off, bool writing)
     FS_STATS_BEGIN();
     off_t saved = entry->file_ptr;
     entry->file_ptr = off;
-    long r = writing ? entry->write(buf, len, (int)fd) : entry->read(buf, len, (int)fd);
+    long r = failed_back(fd, writing ? entry->write(buf, len, (int)fd) : entry->read(buf, len, (int)fd));
     entry->file_ptr = saved;
     FS_STATS_END(writing ? SYS_pwrite64 : SYS_pread64, r);
     fslock_release();
