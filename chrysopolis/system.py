@@ -67,10 +67,24 @@ SDFGEN_VERSION = "0.28.1"  # pairs with sDDF d1f5252 (LionsOS main's meta.py ass
 # (sdfgen 0.28.1 takes a child id of 0 as "allocate one"): they link the reset stub.
 SUPERVISOR = "supervisor"
 SUPERVISOR_ELF = "supervisor.elf"
-SUPERVISED = ("timer_driver", "serial_driver", "serial_virt_tx", "serial_virt_rx")
+SUPERVISED = (
+    "timer_driver",
+    "serial_driver",
+    "serial_virt_tx",
+    "serial_virt_rx",
+    "blk_driver",
+    "blk_virt",
+    "fatfs",
+)
+ELF_OF = {"fatfs": "fat.elf"}  # a child's ELF, when not NAME.elf
 # Each child's snapshot of its writable segment (runtime/reset/sup_reset.c): a region
 # mapped at SNAP_VADDR in the child only, its address and size patched into the stub.
+# Sized per PD: at least the child's RW segment plus SNAP_HEADER (checked on its ELF).
 SNAP_SIZE = 64 * KIB
+SNAP_SIZES = {"blk_virt": 128 * KIB, "fatfs": 2 * MIB}  # blk_virt: 1024 request records
+# PDs that read the supervisor's page (read-only, `sup_peer_page` in the reset stub): a
+# peer holding requests of a child learns of its restarts (patches/sddf/0002).
+STATUS_READERS = ("blk_virt",)
 SNAP_VADDR = 0x8_0000_0000
 SNAP_HEADER = 64  # the stub's header before the copy
 # The protocol page (runtime/include/chrysopolis/supervisor.h) and its channel: mapped in
@@ -374,12 +388,20 @@ def generate(
     fatfs = PD("fatfs", "fat.elf", priority=96)
     fs = LionsOs.FileSystem.Fat(sdf, fatfs, beam_server, blk=blk, partition=sb.partition)
 
-    supervised = (timer_driver, serial_driver, serial_virt_tx, serial_virt_rx)
+    supervised = (
+        timer_driver,
+        serial_driver,
+        serial_virt_tx,
+        serial_virt_rx,
+        blk_driver,
+        blk_virt,
+        fatfs,
+    )
     assert tuple(pd.name for pd in supervised) == SUPERVISED
     snaps = []  # sdfgen frees its native objects on __del__: keep them until render()
     for child_id, pd in enumerate(supervised, start=1):
         supervisor.add_child_pd(pd, child_id)
-        snap = SystemDescription.MemoryRegion(sdf, f"sup_snap_{pd.name}", SNAP_SIZE)
+        snap = SystemDescription.MemoryRegion(sdf, f"sup_snap_{pd.name}", snap_size(pd.name))
         sdf.add_mr(snap)
         pd.add_map(SystemDescription.Map(snap, SNAP_VADDR, "rw"))
         snaps.append(snap)
@@ -387,15 +409,15 @@ def generate(
     sdf.add_mr(status)
     supervisor.add_map(SystemDescription.Map(status, STATUS_VADDR, "rw"))
     beam_server.add_map(SystemDescription.Map(status, STATUS_VADDR, "rw"))
+    for pd in supervised:
+        if pd.name in STATUS_READERS:
+            pd.add_map(SystemDescription.Map(status, STATUS_VADDR, "r"))
     for pd in (
         supervisor,
-        blk_driver,
-        blk_virt,
         eth_driver,
         net_virt_tx,
         net_virt_rx,
         net_copier,
-        fatfs,
         beam_server,
     ):
         sdf.add_pd(pd)
@@ -436,6 +458,8 @@ def generate(
     for name in SUPERVISED:
         setvars = 'setvar_vaddr="sup_snap_base" setvar_size="sup_snap_size"'
         xml = _add_map_setvars(xml, f"sup_snap_{name}", name, setvars)
+    for name in STATUS_READERS:
+        xml = _add_map_setvars(xml, STATUS_MR, name, 'setvar_vaddr="sup_peer_page"')
     xml = _resize_fs_share(xml, out_dir, fs_share)
     if sb.fw_cfg_paddr is not None:
         xml = _add_fwcfg_setvar(xml)
@@ -554,7 +578,9 @@ def _not_passive(xml: str, name: str) -> str:
 def _add_map_setvars(xml: str, mr: str, pd: str, setvars: str) -> str:
     """Patch a map's address (and size) into `pd`'s globals: sdfgen 0.28.1 has no setvar."""
     start = xml.index(f'<protection_domain name="{pd}" ')
-    map_re = re.compile(rf'(<map mr="{mr}" vaddr="0x[0-9a-f]+" perms="rw"(?: cached="true")?)( />)')
+    map_re = re.compile(
+        rf'(<map mr="{mr}" vaddr="0x[0-9a-f]+" perms="rw?"(?: cached="true")?)( />)'
+    )
     m = map_re.search(xml, start)
     if m is None or xml.rfind("<protection_domain ", 0, m.start()) != start:
         raise RuntimeError(f"map of {mr} not found in {pd} in the rendered system")
@@ -590,6 +616,11 @@ def _rw_segment_size(elf: Path) -> int:
     return max(sizes, default=0)
 
 
+def snap_size(name: str) -> int:
+    """The size of `name`'s snapshot region (its writable segment and the stub's header)."""
+    return SNAP_SIZES.get(name, SNAP_SIZE)
+
+
 def supervisor_config(
     children: list[tuple[str, int, int, Policy]],
     status_channel: int,
@@ -602,12 +633,12 @@ def supervisor_config(
     for name, child_id, channel, p in children:
         reset_pc = 0
         if elf_dir is not None:
-            elf = Path(elf_dir) / f"{name}.elf"
+            elf = Path(elf_dir) / ELF_OF.get(name, f"{name}.elf")
             reset_pc = _elf_symbol(elf, "sup_reset")
-            if _rw_segment_size(elf) + SNAP_HEADER > SNAP_SIZE:
+            if _rw_segment_size(elf) + SNAP_HEADER > snap_size(name):
                 raise UserError(
-                    f"{elf.name}'s writable segment does not fit its {SNAP_SIZE // KIB} KiB "
-                    "snapshot region; raise SNAP_SIZE in chrysopolis/system.py"
+                    f"{elf.name}'s writable segment does not fit its {snap_size(name) // KIB} KiB "
+                    f"snapshot region; raise SNAP_SIZES[{name!r}] in chrysopolis/system.py"
                 )
         out += SUP_CHILD.pack(
             name.encode(),

@@ -63,11 +63,15 @@ $(SDDF_IMAGES) eth_driver_virtio.elf fat.elf: $(LIONS_LIBC)/lib/libc.a libsddf_u
 # The PDs the supervisor may restart link our reset stub (runtime/reset/sup_reset.c), which
 # wraps their init(): a snapshot of the writable segment at the first start, restored at
 # each restart (docs/plans/recovery.md, 4.1). Order-only, so `$^` of upstream rules skips it.
-SUP_RESET_ELFS := timer_driver.elf serial_driver.elf serial_virt_tx.elf serial_virt_rx.elf
+SUP_RESET_ELFS := timer_driver.elf serial_driver.elf serial_virt_tx.elf serial_virt_rx.elf \
+	blk_driver.elf blk_virt.elf fat.elf
 SUP_RESET_OBJ := sup_reset/sup_reset.o
 $(SUP_RESET_OBJ): $(CHRYSOPOLIS_MK)/../runtime/reset/sup_reset.c | $(SDDF_LIBC_INCLUDE)
 	mkdir -p sup_reset
-	$(CC) -c $(CFLAGS) -ffile-prefix-map=$(abspath $(CHRYSOPOLIS_MK)/..)=/chrysopolis -o $@ $<
+	$(CC) -c $(CFLAGS) -I$(CHRYSOPOLIS_MK)/../runtime/include -ffile-prefix-map=$(abspath $(CHRYSOPOLIS_MK)/..)=/chrysopolis -o $@ $<
 $(SUP_RESET_ELFS): | $(SUP_RESET_OBJ)
 $(SUP_RESET_ELFS): LDFLAGS += --wrap=init -e _sup_start
 $(SUP_RESET_ELFS): LIBS := $(SUP_RESET_OBJ) $(LIBS)
+# blk_virt and the FAT server keep their records of requests in flight across a restart
+# (patches/sddf/0004, patches/lionsos/0004).
+blk_virt.elf fat.elf: LIBS += -T$(CHRYSOPOLIS_MK)/keep.ld

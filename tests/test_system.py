@@ -106,7 +106,7 @@ def test_net_and_blk_share_one_register_page(rendered):
     users = {
         n
         for n, pd in pds(root).items()
-        for m in pd.iter("map")
+        for m in pd.findall("map")  # its own, not its children's
         if m.get("mr") == page[0].get("name")
     }
     assert users == {"blk_driver", "ethernet_driver"}
@@ -350,6 +350,11 @@ def test_supervisor_is_the_parent_of_the_restartable_pds(rendered):
     # the protocol page: in the supervisor and beam_server (setvar), channel 60 in beam_server
     (m,) = (m for m in pds(root)["beam_server"].iter("map") if m.get("mr") == "sup_status")
     assert m.get("setvar_vaddr") == "sup_status"
+    # blk_virt reads it (the driver's restarts: patches/sddf/0002), its own copy read-only
+    (m,) = (m for m in pds(root)["blk_virt"].findall("map") if m.get("mr") == "sup_status")
+    assert (m.get("perms"), m.get("setvar_vaddr")) == ("r", "sup_peer_page")
+    sizes = {m.get("name"): int(m.get("size"), 0) for m in root.iter("memory_region")}
+    assert sizes["sup_snap_blk_virt"] == system.snap_size("blk_virt") > system.SNAP_SIZE
     ends = [{e.get("pd"): int(e.get("id")) for e in ch.iter("end")} for ch in root.iter("channel")]
     (status,) = (e for e in ends if set(e) == {"supervisor", "beam_server"})
     assert status["beam_server"] == system.STATUS_CHANNEL_BEAM
@@ -359,7 +364,7 @@ def test_supervisor_is_the_parent_of_the_restartable_pds(rendered):
     magic, n, status_ch, vaddr = system.SUP_HEADER.unpack_from(data)
     assert (magic, n, status_ch, vaddr) == (
         system.SUP_CONFIG_MAGIC,
-        4,
+        len(system.SUPERVISED),
         status["supervisor"],
         system.STATUS_VADDR,
     )
@@ -387,7 +392,7 @@ def test_policies_reach_the_blob_and_poweroff_gets_smc(tmp_path):
     [
         ("timer_driver:forever:3:5000:stop", "restart is one of permanent"),
         ("timer_driver:permanent:3", "is not NAME:RESTART"),
-        ("fatfs:permanent:3:5000:stop", "only timer_driver"),
+        ("beam_server:permanent:3:5000:stop", "only timer_driver"),
         ("timer_driver:permanent:0:5000:stop", "intensity 1 to 16"),
     ],
 )
@@ -397,7 +402,7 @@ def test_bad_policy_is_refused_in_one_line(text, message):
     assert "\n" not in str(e.value)
 
 
-@pytest.mark.parametrize("text", ["timer_driver", "timer_driver:soon", "blk_driver:100", True])
+@pytest.mark.parametrize("text", ["timer_driver", "timer_driver:soon", "ethernet_driver:100", True])
 def test_bad_fault_injection_is_refused(text):
     with pytest.raises(UserError, match="fault_inject"):
         system.parse_inject(text)

@@ -40,6 +40,8 @@ PATCHES = "patches/lionsos"
 SDDF_PATCHES = "patches/sddf"  # what a restart by the supervisor needs of sDDF's components
 GOT_LD = "mk/got.ld"  # keeps musl's GOT out of the IPC buffer page (every PD link uses it)
 SUP_RESET = "runtime/reset"  # the reset stub the restartable sDDF PDs link (mk/lionsos.mk)
+SUP_HEADER = "runtime/include/chrysopolis/supervisor.h"  # sup_reset.c reads its page
+KEEP_LD = "mk/keep.ld"  # what blk_virt keeps across a restart
 CONFIG = "debug"  # sDDF and LionsOS print through the debug kernel; release prints nothing
 HOST = ("clang-19", "lld-19", "llvm-19", "make")
 LLVM_BIN = Path("/usr/lib/llvm-19/bin")
@@ -189,7 +191,7 @@ def build_libc(ctx: Context) -> None:
     "sddf",
     sources=("lionsos", "sddf", "libmicrokitco"),
     deps=("sdk", "lionsos-libc"),
-    files=(MK, GOT_LD, SUP_RESET, SDDF_PATCHES),
+    files=(MK, GOT_LD, KEEP_LD, SUP_RESET, SUP_HEADER, SDDF_PATCHES),
     host=(*HOST, "patch"),
     options=OPTIONS,
     doc="sDDF: util library, PL011 serial + virtualisers, ARM timer, virtio-blk + blk virtualiser, "
@@ -210,7 +212,7 @@ def build_sddf(ctx: Context) -> None:
     "fatfs",
     sources=("lionsos", "sddf", "libmicrokitco"),
     deps=("sdk", "lionsos-libc", "libmicrokitco-fat", "sddf"),
-    files=(MK, GOT_LD, PATCHES),
+    files=(MK, GOT_LD, KEEP_LD, SUP_RESET, SUP_HEADER, PATCHES),
     host=(*HOST, "patch"),
     options=OPTIONS,
     doc="The LionsOS FAT file server PD (FatFs R0.15 over the sDDF block protocol)",

@@ -5,7 +5,8 @@ crashes a driver while the shell uses it, and the system comes back.
 `timer-recovery` crashes timer_driver in the middle of a run of timer:sleep(2000) calls,
 `serial-recovery` the serial driver and both virtualisers while the shell prints lines,
 `recovery-giveup` a virtualiser past its budget of one restart (stopped),
-`recovery-poweroff` the same with on_giveup poweroff. Each reads the supervisor's lines:
+`recovery-poweroff` the same with on_giveup poweroff; `blk-recovery` crashes blk_driver while
+the shell reads a 4 MiB file in a loop, then blk_virt; `fat-recovery` the FAT server. Each reads the supervisor's lines:
 `SUP|fault pd=...` (PD, kind, address, restart n/m), `SUP|up pd=... after=Xms` (fault to
 the restarted PD's init done) and `SUP|giveup pd=...`.
 """
@@ -201,3 +202,87 @@ def recovery_poweroff(planner: Planner) -> str:
     if action.group(1) != b"poweroff":
         raise UserError(f"giveup with {action.group(0)!r}, not poweroff (log: {log})")
     return f"{action.group(0).decode()}; QEMU exited {time.monotonic() - t0:.1f} s later"
+
+
+# A file written and synced before the fault, then read back in a loop across it.
+BIG = "/big.bin"
+BIG_BYTES = 4 * 1024 * 1024
+FILE_CRASH_MS = 45000  # past the boot and the write of BIG
+WRITE_BIG = (
+    f"B = rand:bytes({BIG_BYTES}), M = erlang:md5(B), "
+    f'{{ok, F}} = file:open("{BIG}", [write, raw, binary]), ok = file:write(F, B), '
+    "ok = file:sync(F), ok = file:close(F), ok."
+)
+# Reads until 50 s from now: {reads, byte-identical ones, the errors, the longest and the
+# median read in ms}. A read across the fault ends or fails; it never hangs (the timeout).
+READ_LOOP = (
+    "Rd = fun Rd(D, Acc) -> case erlang:monotonic_time(millisecond) > D of "
+    "true -> lists:reverse(Acc); false -> T = erlang:monotonic_time(millisecond), "
+    f'R = case file:read_file("{BIG}") of {{ok, X}} -> erlang:md5(X) =:= M; E -> E end, '
+    "Rd(D, [{R, erlang:monotonic_time(millisecond) - T} | Acc]) end end, "
+    "Rs = Rd(erlang:monotonic_time(millisecond) + 50000, []), "
+    "Ms = lists:sort([Tm || {_, Tm} <- Rs]), "
+    "{reads, length(Rs), [Er || {Er, _} <- Rs, Er =/= true], lists:max(Ms), "
+    "lists:nth(length(Ms) div 2 + 1, Ms)}."
+)
+READ_RESULT = r"\{reads,(\d+),\[(.*?)\],(\d+),(\d+)\}"
+
+
+def _file_under_fault(name: str, pds: list[str], held: bool = False) -> str:
+    """Crash each of `pds` (8 s apart) while the shell reads BIG (written and synced
+    before) in a loop: the loop ends, each read is byte-identical or an error, the file
+    reads back whole after. `held`: a file opened before the fault, read after it, fails
+    with EIO (its server fd died with the FAT server)."""
+    crashes = ",".join(f"{pd}:{FILE_CRASH_MS + 8000 * i}" for i, pd in enumerate(pds))
+    img = targets.image(_planner(crashes), "beam")
+    log = logs.run_log(name)
+    with qemu.boot(img.command(), log) as s:
+        shell = Shell(s)
+        shell.wait_ready()
+        t0 = time.monotonic()
+        if _eval(shell, WRITE_BIG) != "ok":
+            raise UserError(f"writing {BIG} failed (log: {log})")
+        wrote = time.monotonic() - t0
+        if (
+            held
+            and _eval(shell, f'{{ok, H}} = file:open("{BIG}", [read, raw, binary]), ok.') != "ok"
+        ):
+            raise UserError(f"opening {BIG} failed (log: {log})")
+        s.send(READ_LOOP + "\r")
+        ups = [_recovered(s, pd, FILE_CRASH_MS / 1000 + 60) for pd in pds]
+        m = _prompt(s, shell, READ_RESULT, 180)
+        reads, errors, longest, median = m.groups()
+        after = _eval(shell, f'{{ok, Y}} = file:read_file("{BIG}"), erlang:md5(Y) =:= M.')
+        if after != "true":
+            raise UserError(f"{BIG} read back after the restart is {after} (log: {log})")
+        if _eval(shell, "1 + 1.") != "2":
+            raise UserError(f"the shell does not answer after the restart (log: {log})")
+        stale = _eval(shell, "file:read(H, 16).") if held else ""
+        if held and stale != "{error,eio}":
+            raise UserError(f"a file opened before the restart read {stale} after it (log: {log})")
+    errors = errors.decode()
+    if errors and not all(e.startswith("{error,") for e in re.split(r",(?=\{)", errors)):
+        raise UserError(f"reads across the fault returned {errors} (log: {log})")
+    up = "; ".join(f"{line}: up after {ms} ms" for line, ms in ups)
+    return (
+        f"{up}; {BIG} ({BIG_BYTES >> 20} MiB, written in {wrote:.1f} s) "
+        f"read {reads.decode()} times: errors [{errors}], longest read {longest.decode()} ms "
+        f"(median {median.decode()} ms); byte-identical after"
+        + (f"; a file opened before reads {stale}" if held else "")
+    )
+
+
+@check("blk-recovery", needs=NEEDS)
+def blk_recovery(planner: Planner) -> str:
+    """blk_driver, then blk_virt crash while the shell reads a 4 MiB file in a loop: blk_virt
+    sends the requests the driver held again (patches/sddf/0002), keeps its records of
+    requests in flight across its own restart (0004); the reads go on byte-identical."""
+    return _file_under_fault("blk-recovery", ["blk_driver", "blk_virt"])
+
+
+@check("fat-recovery", needs=NEEDS)
+def fat_recovery(planner: Planner) -> str:
+    """The FAT server crashes while the shell reads a 4 MiB file in a loop: the command in
+    flight fails with an error (patches/lionsos/0004), the next reads go on byte-identical:
+    the file was synced before the fault. A file held open across it fails with EIO."""
+    return _file_under_fault("fat-recovery", ["fatfs"], held=True)

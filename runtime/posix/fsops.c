@@ -15,6 +15,9 @@
  * - pread64/pwrite64 on files (LionsOS has positioned I/O only through lseek).
  * - faccessat as an existence check.
  * - fstat of a file answers again from the last answer while nothing changed (below).
+ * - A file opened before the FAT server's last restart by the supervisor is gone there
+ *   (its server fd may even name another file now): its calls fail with EIO, its close
+ *   only frees our fd (docs/recovery.md).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -36,6 +39,7 @@
 #include <chrysopolis/fslock.h>
 #include <chrysopolis/fsops.h>
 #include <chrysopolis/paths.h>
+#include <chrysopolis/supervision.h>
 
 /* A LionsOS file (or one of its special fds): its calls reach the FAT server. */
 static bool lions_file(int fd)
@@ -46,6 +50,31 @@ static bool lions_file(int fd)
 static long lions(long n, long a, long b, long c, long d, long e, long f)
 {
     return dispatch_lions(n, a, b, c, d, e, f);
+}
+
+/* The FAT server's restarts when each file fd was opened. */
+#define FAT_SERVER "fatfs"
+static uint32_t opened_gen[MAX_FDS];
+
+static long opened(long fd)
+{
+    if (fd >= 0 && fd < MAX_FDS && lions_file((int)fd)) {
+        opened_gen[fd] = supervision_restarts(FAT_SERVER);
+    }
+    return fd;
+}
+
+/* A file whose server fd died with the FAT server's last life. */
+static bool stale(long fd)
+{
+    return fd >= 0 && fd < MAX_FDS && lions_file((int)fd) && posix_fd_entry((int)fd) != NULL &&
+           opened_gen[fd] != supervision_restarts(FAT_SERVER);
+}
+
+/* A call failed back by a FAT server restarted meanwhile: EIO (LionsOS says EPERM). */
+static long failed_back(long fd, long r)
+{
+    return r < 0 && stale(fd) ? -EIO : r;
 }
 
 static long missing_is_enoent(long r)
@@ -144,7 +173,7 @@ static long open_at(long dirfd, long pathp, long flags, long mode, long e, long 
 
 long sys_openat(long dirfd, long pathp, long flags, long mode, long e, long f)
 {
-    return changed(open_at(dirfd, pathp, flags, mode, e, f));
+    return changed(opened(open_at(dirfd, pathp, flags, mode, e, f)));
 }
 
 long sys_newfstatat(long dirfd, long pathp, long stp, long flags, long e, long f)
@@ -210,7 +239,13 @@ long sys_unlinkat(long dirfd, long pathp, long flags, long d, long e, long f)
 
 static long fd_call(long n, long fd, long b, long c, long d, long e, long f)
 {
-    return lions_file((int)fd) ? fslock_lions(n, fd, b, c, d, e, f) : lions(n, fd, b, c, d, e, f);
+    if (stale(fd)) {
+        return -EIO;
+    }
+    if (!lions_file((int)fd)) {
+        return lions(n, fd, b, c, d, e, f);
+    }
+    return failed_back(fd, fslock_lions(n, fd, b, c, d, e, f));
 }
 
 long sys_read(long fd, long b, long c, long d, long e, long f)
@@ -264,7 +299,10 @@ long sys_readv(long fd, long b, long c, long d, long e, long f)
 
 long sys_write(long fd, long b, long c, long d, long e, long f)
 {
-    return lions_file((int)fd) ? changed(fslock_lions(SYS_write, fd, b, c, d, e, f))
+    if (stale(fd)) {
+        return -EIO;
+    }
+    return lions_file((int)fd) ? changed(failed_back(fd, fslock_lions(SYS_write, fd, b, c, d, e, f)))
                                : lions(SYS_write, fd, b, c, d, e, f);
 }
 
@@ -273,12 +311,18 @@ long sys_writev(long fd, long b, long c, long d, long e, long f)
     if (!lions_file((int)fd) && posix_fd_entry((int)fd) != NULL) {
         return our_vector(SYS_write, fd, (const struct iovec *)b, c);
     }
-    return lions_file((int)fd) ? changed(fslock_lions(SYS_writev, fd, b, c, d, e, f))
+    if (stale(fd)) {
+        return -EIO;
+    }
+    return lions_file((int)fd) ? changed(failed_back(fd, fslock_lions(SYS_writev, fd, b, c, d, e, f)))
                                : lions(SYS_writev, fd, b, c, d, e, f);
 }
 
 long sys_fstat(long fd, long b, long c, long d, long e, long f)
 {
+    if (stale(fd)) {
+        return -EIO;
+    }
     return lions_file((int)fd) ? file_fstat(fd, b) : lions(SYS_fstat, fd, b, c, d, e, f);
 }
 
@@ -292,6 +336,12 @@ long sys_dup3(long oldfd, long newfd, long c, long d, long e, long f)
 
 long sys_close(long fd, long b, long c, long d, long e, long f)
 {
+    if (stale(fd)) {
+        /* Closed for the caller; LionsOS's entry stays taken (its server fd may name
+           another file now, and freeing it under a concurrent openat broke that openat). */
+        opened_gen[fd] = UINT32_MAX;
+        return changed(0);
+    }
     bool locked = lions_file((int)fd) || fd_dir_path((int)fd) != NULL; /* dir_release: the fs lock */
     return changed(locked ? fslock_lions(SYS_close, fd, b, c, d, e, f) : lions(SYS_close, fd, b, c, d, e, f));
 }
@@ -303,11 +353,17 @@ long sys_fsync(long fd, long b, long c, long d, long e, long f)
     if (!lions_file((int)fd)) {
         return -EINVAL;
     }
+    if (stale(fd)) {
+        return -EIO;
+    }
     return fslock_lions(SYS_fsync, fd, b, c, d, e, f);
 }
 
 long sys_lseek(long fd, long off, long whence, long d, long e, long f)
 {
+    if (stale(fd)) {
+        return -EIO;
+    }
     if (lions_file((int)fd)) {
         return fslock_lions(SYS_lseek, fd, off, whence, d, e, f);
     }
@@ -329,12 +385,15 @@ static long positioned(long fd, void *buf, size_t len, off_t off, bool writing)
                    ? (writing ? entry->write(buf, len, (int)fd) : entry->read(buf, len, (int)fd))
                    : -ESPIPE;
     }
+    if (stale(fd)) {
+        return -EIO;
+    }
     FS_STATS_ASK();
     fslock_acquire();
     FS_STATS_BEGIN();
     off_t saved = entry->file_ptr;
     entry->file_ptr = off;
-    long r = writing ? entry->write(buf, len, (int)fd) : entry->read(buf, len, (int)fd);
+    long r = failed_back(fd, writing ? entry->write(buf, len, (int)fd) : entry->read(buf, len, (int)fd));
     entry->file_ptr = saved;
     FS_STATS_END(writing ? SYS_pwrite64 : SYS_pread64, r);
     fslock_release();

@@ -40,6 +40,17 @@ static volatile struct sup_page *page(void)
     return p != NULL && p->magic == SUP_MAGIC && p->version == SUP_VERSION ? p : NULL;
 }
 
+uint32_t supervision_restarts(const char *name)
+{
+    volatile struct sup_page *p = page();
+    for (uint32_t i = 0; p != NULL && i < p->n_pds && i < SUP_MAX_PDS; i++) {
+        if (strncmp((const char *)p->pds[i].name, name, SUP_NAME_LEN) == 0) {
+            return p->pds[i].restarts;
+        }
+    }
+    return 0;
+}
+
 static const char *word(uint32_t v, const char *const *words, uint32_t n)
 {
     return v < n ? words[v] : "unknown";

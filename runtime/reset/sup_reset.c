@@ -16,6 +16,8 @@
 
 #include <microkit.h>
 
+#include <chrysopolis/supervisor.h>
+
 #define SNAP_MAGIC 0x50414e5350555343ull /* "CSUPSNAP" */
 #define SNAP_DATA 64 /* the header's room in the region; the segment follows */
 #define REPLY_CAP 4 /* libmicrokit's reply object */
@@ -37,6 +39,8 @@ void __real_init(void);
 uintptr_t sup_snap_base;
 uint64_t sup_snap_size;
 uint64_t sup_stack_top;
+/* The supervisor's protocol page, mapped read-only into PDs whose peer it restarts (0: not). */
+uintptr_t sup_peer_page;
 
 /* The ELF entry records the stack top; the restart PC takes it from the snapshot (memory
  * the faulting PD could have scribbled on is not trusted) before any C runs. */
@@ -125,4 +129,24 @@ void __wrap_init(void)
             microkit_notify(ch);
         }
     }
+}
+
+/* How often the supervisor restarted the PD `name` (0 if unknown): a peer holding requests
+ * of that PD compares it with what it saw last (patches/sddf/0002). */
+uint32_t sup_peer_restarts(const char *name)
+{
+    const volatile struct sup_page *p = (const volatile struct sup_page *)sup_peer_page;
+    if (p == NULL || p->magic != SUP_MAGIC) {
+        return 0;
+    }
+    for (uint32_t i = 0; i < p->n_pds && i < SUP_MAX_PDS; i++) {
+        uint32_t k = 0;
+        while (k < SUP_NAME_LEN && name[k] != 0 && p->pds[i].name[k] == name[k]) {
+            k++;
+        }
+        if (k < SUP_NAME_LEN && name[k] == 0 && p->pds[i].name[k] == 0) {
+            return p->pds[i].restarts;
+        }
+    }
+    return 0;
 }

@@ -22,5 +22,8 @@ void supervision_init(void);
 /* Open or stat /dev/supervisor: the fd / 0, -errno, or 1 if `path` is not it. */
 long supervision_open(const char *path, int flags);
 long supervision_stat(const char *path, struct stat *st);
+/* How often the supervisor restarted PD `name` (0: never, or no supervisor): fsops.c
+ * fails the files opened on the FAT server before its last restart with EIO. */
+uint32_t supervision_restarts(const char *name);
 /* A notification from the supervisor: wake the writers waiting for its answer. */
 void supervision_notified(microkit_channel ch);
