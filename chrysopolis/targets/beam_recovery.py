@@ -147,18 +147,24 @@ def serial_recovery(planner: Planner) -> str:
     return f"{up}; {len(seen)}/{n} lines arrived whole, the last after {printed:.0f} s"
 
 
+def _twice_past_budget(gap_ms: int, on_giveup: str) -> targets.Image:
+    """An image whose serial_virt_rx, allowed one restart a minute, crashes twice, `gap_ms`
+    apart, and is then given up with `on_giveup`."""
+    return targets.image(
+        _planner(
+            f"serial_virt_rx:{CRASH_MS},serial_virt_rx:{CRASH_MS + gap_ms}",
+            f"serial_virt_rx:permanent:1:60000:{on_giveup}",
+        ),
+        "beam",
+    )
+
+
 @check("recovery-giveup", needs=NEEDS)
 def recovery_giveup(planner: Planner) -> str:
     """serial_virt_rx, allowed one restart a minute, crashes twice while the shell prints:
     restarted once, then given up (stopped, said on the console) while the output goes
     on to the last line: the rest of the system keeps running."""
-    img = targets.image(
-        _planner(
-            f"serial_virt_rx:{CRASH_MS},serial_virt_rx:{CRASH_MS + 3000}",
-            "serial_virt_rx:permanent:1:60000:stop",
-        ),
-        "beam",
-    )
+    img = _twice_past_budget(3000, "stop")
     log = logs.run_log("recovery-giveup")
     with qemu.boot(img.command(), log) as s:
         shell = Shell(s)
@@ -183,13 +189,7 @@ def recovery_giveup(planner: Planner) -> str:
 def recovery_poweroff(planner: Planner) -> str:
     """A child whose policy powers off past its budget: serial_virt_rx crashes twice, is
     given up with action=poweroff, and the machine powers off (QEMU exits)."""
-    img = targets.image(
-        _planner(
-            f"serial_virt_rx:{CRASH_MS},serial_virt_rx:{CRASH_MS + 1000}",
-            "serial_virt_rx:permanent:1:60000:poweroff",
-        ),
-        "beam",
-    )
+    img = _twice_past_budget(1000, "poweroff")
     log = logs.run_log("recovery-poweroff")
     with qemu.boot(img.command(), log) as s:
         Shell(s).wait_ready()
