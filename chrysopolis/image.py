@@ -39,6 +39,10 @@ RUNTIME = "runtime"
 # beam_server links (runtime/pd), the POSIX adapter ERTS needs on top (runtime/posix), and
 # the network stack over it (runtime/net: lwIP in beam_server, linked with lib_sddf_lwip).
 PD_DIR, POSIX_DIR, NET_DIR = "pd", "posix", "net"
+# The reset stub (runtime/reset/sup_reset.c): it snapshots the PD at its first instruction
+# and is where the supervisor restarts it.
+RESET_DIR = "reset"
+RESET_LINK_FLAGS = ("--wrap=init", "-e", "_sup_start")
 # The POSIX adapter's cothreads: --wrap every libmicrokitco call that can switch cothreads,
 # so the __wrap_ functions keep tpidr_el0 (musl's thread pointer) with its cothread and
 # give channel waits wake-all semantics (docs/threads.md).
@@ -85,6 +89,7 @@ def runtime_sources(ctx: Context, posix: bool, net: bool = False) -> list[Path]:
     `net` (which needs `posix`) the network stack; link `lwip_lib(ctx)` with it."""
     rt = ctx.ours(RUNTIME)
     dirs = (PD_DIR, POSIX_DIR, NET_DIR) if net else (PD_DIR, POSIX_DIR) if posix else (PD_DIR,)
+    dirs = (*dirs, RESET_DIR)  # every beam_server is the supervisor's child
     return [f for d in dirs for f in sorted((rt / d).glob("*.c"))]
 
 
@@ -196,6 +201,7 @@ def compile_client(
             "-Tmicrokit.ld",
             "-T",
             config.ROOT / "mk" / "got.ld",
+            *RESET_LINK_FLAGS,
             *ldflags,
             "-o",
             elf,

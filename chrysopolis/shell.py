@@ -49,6 +49,9 @@ LOADER = (
 )
 # The runtime's line for exit_group (halt/1), then the PD parks (or powers the machine off).
 EXIT_STATUS = qemu.STATUS  # the guest's last line: it powers off next
+# A batch ends with its status: the supervisor does not restart a node that ended
+# (runtime/posix/supervision.c reads it).
+NO_RESTART = ("opt/chrysopolis/restart", "off")
 # After the evaluator started, the lines that mean the system died (not an expression).
 SYSTEM_DOWN = re.compile(rb"MON\|ERROR|beam_server: ERROR")
 # Not in it: ERTS ending the node itself (out of memory: `Crash dump is being written`, a
@@ -343,6 +346,7 @@ def run_batch(
             scratch = batch_disk(
                 user, paths, exprs, mark, Path(tmp) / "disk.img", apps, init_args, elixir
             )
+            node_kw = {**node_kw, "fw_cfg": [*node_kw.get("fw_cfg", ()), NO_RESTART]}
             cmd = node_img.command(
                 scratch,
                 persist=True,

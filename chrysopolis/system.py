@@ -18,6 +18,7 @@ each blob into its ELF. The picture, top to bottom:
 import re
 import struct
 import subprocess
+from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
@@ -75,16 +76,21 @@ SUPERVISED = (
     "blk_driver",
     "blk_virt",
     "fatfs",
+    "beam_server",
 )
-ELF_OF = {"fatfs": "fat.elf"}  # a child's ELF, when not NAME.elf
+ELF_OF = {"fatfs": "fat.elf"}  # a child's ELF, when not NAME.elf (beam_server: generate's)
+# rest_for_one: a child restarted, and up, before this one (beam_server's open files live
+# in the FAT server: a new node starts with a new server, patches/lionsos/0005).
+FIRST = {"beam_server": "fatfs"}
 # Each child's snapshot of its writable segment (runtime/reset/sup_reset.c): a region
 # mapped at SNAP_VADDR in the child only, its address and size patched into the stub.
 # Sized per PD: at least the child's RW segment plus SNAP_HEADER (checked on its ELF).
 SNAP_SIZE = 64 * KIB
-SNAP_SIZES = {"blk_virt": 128 * KIB, "fatfs": 2 * MIB}  # blk_virt: 1024 request records
+# blk_virt: 1024 request records; beam_server: 2.2 MiB, nearly all .bss
+SNAP_SIZES = {"blk_virt": 128 * KIB, "fatfs": 2 * MIB, "beam_server": 2560 * KIB}
 # PDs that read the supervisor's page (read-only, `sup_peer_page` in the reset stub): a
 # peer holding requests of a child learns of its restarts (patches/sddf/0002).
-STATUS_READERS = ("blk_virt",)
+STATUS_READERS = ("blk_virt", "fatfs")
 SNAP_VADDR = 0x8_0000_0000
 SNAP_HEADER = 64  # the stub's header before the copy
 # The protocol page (runtime/include/chrysopolis/supervisor.h) and its channel: mapped in
@@ -100,8 +106,9 @@ INJECT_ELF = "sup_inject.elf"
 INJECT_CHANNEL = 61  # the supervisor's end (SUP_INJECT_CHANNEL in supervisor.c)
 SUP_CONFIG_MAGIC = 0x43505553
 SUP_MAX_PDS = 16
-SUP_CHILD = struct.Struct("<32sBBBBIIIQ")  # struct child_config
-SUP_HEADER = struct.Struct("<IIB7xQ")  # struct sup_config up to its children
+SUP_CHILD = struct.Struct("<32sBBBBIIIQB3x8I4x")  # struct child_config
+SUP_HEADER = struct.Struct("<IIBB6xQ")  # struct sup_config up to its children
+SUP_NO_CHILD = 0xFF
 RESTARTS = ("permanent", "transient", "temporary")
 GIVEUPS = ("stop", "poweroff")
 
@@ -115,17 +122,33 @@ class Policy:
     period_ms: int = 5000  # ... a sliding window
     on_giveup: str = "stop"  # past the budget: stop the child, or power off
     may_restart: bool = True  # beam_server may ask for a restart (SUP_OP_RESTART)
+    # beam_server: exit statuses that restart a transient node, beside fatal errors (abort,
+    # a fatal signal, out of memory); halt() (0) always powers off
+    exit_statuses: tuple[int, ...] = ()
+
+
+# The node restarts on a fatal error, like OTP's heart; a crash loop gives up within a
+# minute and powers off with the node's status. It cannot ask for its own restart.
+DEFAULT_POLICIES = {
+    "beam_server": Policy("transient", 3, 60000, "poweroff", may_restart=False),
+}
 
 
 def parse_policies(text: str) -> dict[str, Policy]:
-    """`NAME:RESTART:INTENSITY:PERIOD_MS:ON_GIVEUP[,...]` (a build option) into policies."""
+    """`NAME:RESTART:INTENSITY:PERIOD_MS:ON_GIVEUP[:STATUS+STATUS...][,...]` (a build option)
+    into policies; the exit statuses are beam_server's only."""
     out = {}
     for item in filter(None, (t.strip() for t in (text or "").split(","))):
         parts = item.split(":")
         form = "NAME:RESTART:INTENSITY:PERIOD_MS:ON_GIVEUP, e.g. timer_driver:permanent:3:5000:stop"
-        if len(parts) != 5 or not parts[2].isdigit() or not parts[3].isdigit():
+        if len(parts) not in (5, 6) or not parts[2].isdigit() or not parts[3].isdigit():
             raise UserError(f"restart policy {item!r} is not {form}")
-        name, restart, intensity, period, giveup = parts
+        statuses = _exit_statuses(item, parts[5]) if len(parts) == 6 else ()
+        name, restart, intensity, period, giveup = parts[:5]
+        if statuses and name != CLIENT:
+            raise UserError(
+                f"restart policy {item!r}: only {CLIENT} ends with a status; drop ':{parts[5]}'"
+            )
         if name not in SUPERVISED:
             raise UserError(
                 f"restart policy for {name!r}: only {', '.join(SUPERVISED)} are supervised"
@@ -137,8 +160,21 @@ def parse_policies(text: str) -> dict[str, Policy]:
             )
         if not 1 <= int(intensity) <= 16 or int(period) < 1:
             raise UserError(f"restart policy {item!r}: intensity 1 to 16, period_ms at least 1")
-        out[name] = Policy(restart, int(intensity), int(period), giveup)
+        may = DEFAULT_POLICIES.get(name, Policy()).may_restart
+        out[name] = Policy(restart, int(intensity), int(period), giveup, may, statuses)
     return out
+
+
+def _exit_statuses(item: str, text: str) -> tuple[int, ...]:
+    """beam_server's `STATUS+STATUS...` field: exit statuses 1 to 255."""
+    if not re.fullmatch(r"\d+(\+\d+)*", text) or not all(
+        1 <= int(v) <= 255 for v in text.split("+")
+    ):
+        raise UserError(
+            f"restart policy {item!r}: the exit statuses are numbers 1 to 255 joined by '+', "
+            "e.g. beam_server:transient:3:60000:poweroff:75+76"
+        )
+    return tuple(sorted({int(v) for v in text.split("+")}))
 
 
 def parse_inject(text: str | bool) -> str:
@@ -396,6 +432,7 @@ def generate(
         blk_driver,
         blk_virt,
         fatfs,
+        beam_server,
     )
     assert tuple(pd.name for pd in supervised) == SUPERVISED
     snaps = []  # sdfgen frees its native objects on __del__: keep them until render()
@@ -409,7 +446,7 @@ def generate(
     sdf.add_mr(status)
     supervisor.add_map(SystemDescription.Map(status, STATUS_VADDR, "rw"))
     beam_server.add_map(SystemDescription.Map(status, STATUS_VADDR, "rw"))
-    for pd in supervised:
+    for pd in supervised[:-1]:
         if pd.name in STATUS_READERS:
             pd.add_map(SystemDescription.Map(status, STATUS_VADDR, "r"))
     for pd in (
@@ -418,7 +455,6 @@ def generate(
         net_virt_tx,
         net_virt_rx,
         net_copier,
-        beam_server,
     ):
         sdf.add_pd(pd)
 
@@ -433,8 +469,9 @@ def generate(
             )
 
     # The supervisor's channels, after the subsystems took theirs: one to each child (its
-    # reset stub notifies it when up), one to beam_server with a fixed id there.
-    channels = [SystemDescription.Channel(supervisor, pd) for pd in supervised]
+    # reset stub notifies it when up); beam_server's, with a fixed id there, also carries the
+    # protocol page's requests.
+    channels = [SystemDescription.Channel(supervisor, pd) for pd in supervised[:-1]]
     channels.append(SystemDescription.Channel(supervisor, beam_server, b_id=STATUS_CHANNEL_BEAM))
     if inject:
         tick = PD(INJECT_PD, INJECT_ELF, priority=0)
@@ -442,14 +479,16 @@ def generate(
         channels.append(SystemDescription.Channel(tick, supervisor, a_id=0, b_id=INJECT_CHANNEL))
     for ch in channels:
         sdf.add_channel(ch)
-    policies = {name: (policies or {}).get(name, Policy()) for name in SUPERVISED}
+    given = policies or {}
+    policies = {n: given.get(n, DEFAULT_POLICIES.get(n, Policy())) for n in SUPERVISED}
     sup_blob = out_dir / "supervisor_config.data"
     sup_blob.write_bytes(
         supervisor_config(
             [(n, i + 1, channels[i].pd_a_id, policies[n]) for i, n in enumerate(SUPERVISED)],
-            channels[len(SUPERVISED)].pd_a_id,
+            channels[len(SUPERVISED) - 1].pd_a_id,
             STATUS_VADDR,
             elf_dir,
+            client_elf,
         )
     )
     smc = [CLIENT] + [SUPERVISOR] * any(p.on_giveup == "poweroff" for p in policies.values())
@@ -626,14 +665,19 @@ def supervisor_config(
     status_channel: int,
     status_vaddr: int,
     elf_dir: Path | None,
+    client_elf: str = "beam_server.elf",
 ) -> bytes:
     """The supervisor's `.supervisor_config` (struct sup_config in supervisor.c): per child
-    (name, child id, the supervisor's channel to it, policy) and its restart PC."""
-    out = SUP_HEADER.pack(SUP_CONFIG_MAGIC, len(children), status_channel, status_vaddr)
+    (name, child id, the supervisor's channel to it, policy), its restart PC, the child
+    restarted before it (FIRST) and the exit statuses that restart it."""
+    names = [c[0] for c in children]
+    beam = names.index(CLIENT) if CLIENT in names else SUP_NO_CHILD
+    out = SUP_HEADER.pack(SUP_CONFIG_MAGIC, len(children), status_channel, beam, status_vaddr)
+    elf_of = {**ELF_OF, CLIENT: client_elf}
     for name, child_id, channel, p in children:
         reset_pc = 0
         if elf_dir is not None:
-            elf = Path(elf_dir) / ELF_OF.get(name, f"{name}.elf")
+            elf = Path(elf_dir) / elf_of.get(name, f"{name}.elf")
             reset_pc = _elf_symbol(elf, "sup_reset")
             if _rw_segment_size(elf) + SNAP_HEADER > snap_size(name):
                 raise UserError(
@@ -650,8 +694,18 @@ def supervisor_config(
             p.period_ms,
             int(p.may_restart),
             reset_pc,
+            names.index(FIRST[name]) if FIRST.get(name) in names else SUP_NO_CHILD,
+            *_bitmap(p.exit_statuses),
         )
     return out + bytes(SUP_CHILD.size * (SUP_MAX_PDS - len(children)))
+
+
+def _bitmap(statuses: Sequence[int]) -> list[int]:
+    """Exit statuses 0-255 as eight 32-bit words (struct child_config's exit_statuses)."""
+    words = [0] * 8
+    for v in statuses:
+        words[v // 32] |= 1 << (v % 32)
+    return words
 
 
 def _add_fwcfg_setvar(xml: str) -> str:

@@ -106,8 +106,15 @@ def beam(ctx: Context) -> None:
             "COTHREAD_STACK_SIZE_SMALL": hex(ctx.options["cothread_stack_small"]),
             **({"CHRYSOPOLIS_FS_STATS": "1"} if ctx.options["fs_stats"] else {}),
         },
-        # lwIP's sys_now: runtime/net/netstack.c's, not lib_sddf_lwip's protected call.
-        ldflags=[*image.POSIX_LINK_FLAGS, "--wrap=sys_now", "-u", "erl_start"],
+        # lwIP's sys_now: runtime/net/netstack.c's, not lib_sddf_lwip's protected call; ERTS's
+        # crash dump: main.c learns an out-of-memory end from its slogan.
+        ldflags=[
+            *image.POSIX_LINK_FLAGS,
+            "--wrap=sys_now",
+            "--wrap=erl_crash_dump_v",
+            "-u",
+            "erl_start",
+        ],
     )
     image.assemble(
         ctx,

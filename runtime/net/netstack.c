@@ -35,6 +35,7 @@
 #include <chrysopolis/fwcfg.h>
 #include <chrysopolis/netstack.h>
 #include <chrysopolis/pd.h>
+#include <chrysopolis/sup_reset.h>
 #include <chrysopolis/waitq.h>
 
 static net_queue_handle_t rx_queue;
@@ -206,6 +207,19 @@ static bool static_address(ip4_addr_t *ip, ip4_addr_t *mask, ip4_addr_t *gw, cha
     return true;
 }
 
+/*
+ * A node the supervisor restarted finds the queues as the last one left them. The copier
+ * outranks us, so it is not inside them now: every RX buffer is ours, and the ones the last
+ * lwIP held are given back to the copier with the rest. TX buffers in flight still come
+ * back through the free queue; only those the last lwIP held between the two are lost.
+ */
+static void restarted_queues(void)
+{
+    rx_queue.free->head = rx_queue.free->tail = 0;
+    rx_queue.active->head = rx_queue.active->tail = 0;
+    net_buffers_init(&rx_queue, 0);
+}
+
 static void *netd(void *arg)
 {
     (void)arg;
@@ -213,7 +227,11 @@ static void *netd(void *arg)
                    net_config.rx.num_buffers);
     net_queue_init(&tx_queue, net_config.tx.free_queue.vaddr, net_config.tx.active_queue.vaddr,
                    net_config.tx.num_buffers);
-    net_buffers_init(&tx_queue, 0);
+    if (sup_generation() == 1) {
+        net_buffers_init(&tx_queue, 0);
+    } else {
+        restarted_queues();
+    }
     ip4_addr_t ip, mask, gw;
     char ip_text[IP4ADDR_STRLEN_MAX];
     bool fixed = static_address(&ip, &mask, &gw, ip_text, sizeof(ip_text));

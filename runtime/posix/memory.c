@@ -11,7 +11,7 @@
  * with MAP_FIXED, over-allocate and trim to align, grow with mremap. There is no
  * protection to change: PROT_NONE pages are plain memory. Anonymous memory must read as
  * zero: the region starts zeroed, so only pages handed out before (`dirty`) are cleared
- * when handed out again.
+ * when handed out again; a node the supervisor restarted keeps the dirty map of the last.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -22,6 +22,7 @@
 
 #include <chrysopolis/memory.h>
 #include <chrysopolis/pd.h>
+#include <chrysopolis/sup_reset.h>
 
 #define PAGE 4096UL
 #define ALL UINT64_MAX
@@ -316,8 +317,13 @@ void memory_init(void)
         return;
     }
     size_t words = (total + 63) / 64;
-    used = (uint64_t *)start; /* zero, as the whole region */
+    used = (uint64_t *)start; /* zero, as the whole region, on the first start */
     dirty = used + words;
+    if (sup_generation() > 1) {
+        /* A node restarted by the supervisor: nothing is in use, and what the last one
+         * wrote is still marked dirty, so it is cleared as it is handed out again. */
+        memset(used, 0, words * sizeof(uint64_t));
+    }
     base = start + meta * PAGE;
     npages = total - meta;
     brk_pages = 0;

@@ -11,9 +11,14 @@
  *                      description lets the BEAM ask; the write returns when it answered
  *                      (ENOENT: no such PD, EPERM: not allowed, ESRCH: stopped for good)
  *
+ * The node's end goes to the supervisor first (supervision_exit): it restarts the node on a
+ * fatal error within beam_server's budget, like OTP's heart, unless this boot says
+ * `opt/chrysopolis/restart=off` in fw_cfg (`run --eval`: a batch ends with its status).
+ *
  * In an image without a supervisor, sup_status is 0 and none of these exist.
  */
 #include <errno.h>
+#include <signal.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
@@ -22,6 +27,8 @@
 
 #include <chrysopolis/fd_proc.h>
 #include <chrysopolis/fds.h>
+#include <chrysopolis/fwcfg.h>
+#include <chrysopolis/power.h>
 #include <chrysopolis/supervision.h>
 #include <chrysopolis/supervisor.h>
 #include <chrysopolis/time.h>
@@ -32,7 +39,13 @@ uintptr_t sup_status;
 
 #define ANSWER_NS (2ULL * 1000 * 1000 * 1000) /* the supervisor answers in microseconds */
 
+#define EXIT_ANSWER_NS (100ULL * 1000 * 1000) /* it runs at once: it outranks us */
+#define FLUSH_NS (1000ULL * 1000 * 1000)
+#define FWCFG_RESTART "opt/chrysopolis/restart"
+
 static struct waitq answered;
+static bool restart_off;
+static volatile bool out_of_memory;
 
 static volatile struct sup_page *page(void)
 {
@@ -141,7 +154,8 @@ static long ask(uint32_t op, const char *name, size_t name_len)
     uint32_t seq = p->request.seq + 1;
     p->request.op = op;
     p->request.pd = pd;
-    p->request.delay_ms = 0;
+    p->request.arg = 0;
+    p->request.cause = 0;
     __atomic_thread_fence(__ATOMIC_RELEASE);
     p->request.seq = seq;
     microkit_notify(sup_channel);
@@ -218,8 +232,61 @@ void supervision_notified(microkit_channel ch)
     }
 }
 
+void supervision_note_oom(void)
+{
+    out_of_memory = true;
+}
+
+static uint32_t exit_cause(int status)
+{
+    if (out_of_memory) {
+        return SUP_EXIT_OOM;
+    }
+    switch (status - 128) {
+    case SIGABRT:
+    case SIGSEGV:
+    case SIGBUS:
+    case SIGILL:
+    case SIGFPE:
+    case SIGSYS:
+    case SIGTRAP:
+    case SIGKILL:
+        return SUP_EXIT_SIGNAL;
+    default:
+        return SUP_EXIT_STATUS;
+    }
+}
+
+/* No waitq here: ERTS may be mid-abort. The supervisor answers before notify returns. */
+void supervision_exit(int status)
+{
+    volatile struct sup_page *p = page();
+    if (p == NULL || restart_off) {
+        return;
+    }
+    power_flush_console(FLUSH_NS); /* what the node said last, before the supervisor's line */
+    uint32_t seq = p->request.seq + 1;
+    p->request.op = SUP_OP_EXIT;
+    p->request.pd = 0;
+    p->request.arg = (uint32_t)status & 0xff;
+    p->request.cause = exit_cause(status);
+    __atomic_thread_fence(__ATOMIC_RELEASE);
+    p->request.seq = seq;
+    microkit_notify(sup_channel);
+    uint64_t deadline = time_now_ns() + EXIT_ANSWER_NS;
+    while (p->reply.seq != seq && time_now_ns() < deadline) {
+        seL4_Yield();
+    }
+    __atomic_thread_fence(__ATOMIC_ACQUIRE);
+    while (p->reply.seq == seq && p->reply.result == SUP_OK) {
+        seL4_Yield(); /* stopped for good: the supervisor gave up on us with action=stop */
+    }
+}
+
 void supervision_init(void)
 {
+    char buf[8];
+    restart_off = fwcfg_read_file(FWCFG_RESTART, buf, sizeof(buf)) > 0 && strncmp(buf, "off", 3) == 0;
     if (page() != NULL) {
         fd_proc_register("/proc/pds", pds_fill);
         fd_proc_register("/proc/pds_events", events_fill);

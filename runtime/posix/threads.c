@@ -46,6 +46,7 @@
 #include <chrysopolis/costack.h>
 #include <chrysopolis/pd.h>
 #include <chrysopolis/power.h>
+#include <chrysopolis/supervision.h>
 #include <chrysopolis/threads.h>
 #include <chrysopolis/waitq.h>
 
@@ -353,13 +354,15 @@ long sys_exit(long a, long b, long c, long d, long e, long f)
 }
 
 /*
- * The end of the process is the end of the machine: power_off prints
- * `beam_server: exit status N`, flushes the console and powers off (PSCI SYSTEM_OFF).
- * Should that fail, the PD says so, and every cothread parks for good as it next waits.
+ * The end of the process is the end of the machine, unless the supervisor restarts the node
+ * (supervision.c): power_off prints `beam_server: exit status N`, flushes the console and
+ * powers off (PSCI SYSTEM_OFF). Should that fail, the PD says so, and every cothread parks
+ * for good as it next waits.
  */
 long sys_exit_group(long status, long b, long c, long d, long e, long f)
 {
     (void)b, (void)c, (void)d, (void)e, (void)f;
+    supervision_exit((int)status);
     power_off((int)status);
     waitq_halt();
     struct waitq never = {0};

@@ -16,6 +16,7 @@
 
 #include <microkit.h>
 
+#include <chrysopolis/sup_reset.h>
 #include <chrysopolis/supervisor.h>
 
 #define SNAP_MAGIC 0x50414e5350555343ull /* "CSUPSNAP" */
@@ -129,6 +130,12 @@ void __wrap_init(void)
             microkit_notify(ch);
         }
     }
+}
+
+uint64_t sup_generation(void)
+{
+    const struct snap *s = (const struct snap *)sup_snap_base;
+    return s != NULL && s->magic == SNAP_MAGIC ? s->generation : 1;
 }
 
 /* How often the supervisor restarted the PD `name` (0 if unknown): a peer holding requests

@@ -18,6 +18,7 @@
 
 #define SUP_CONFIG_MAGIC 0x43505553u /* "SUPC" */
 #define SUP_NO_CHANNEL 0xff
+#define SUP_NO_CHILD 0xff
 #define SUP_MAX_INTENSITY 16 /* restart times kept per child: the window's length */
 #define PSCI_SYSTEM_OFF 0x84000008ul
 
@@ -32,13 +33,17 @@ struct child_config {
     uint32_t period_ms;
     uint32_t may_restart;
     uint64_t reset_pc; /* the child's sup_reset (runtime/reset/sup_reset.c) */
+    uint8_t first; /* rest_for_one: a child restarted (and up) before this one, or SUP_NO_CHILD */
+    uint8_t pad[3];
+    uint32_t exit_statuses[8]; /* beam_server: the exit statuses that restart it, a bitmap */
 };
 
 struct sup_config {
     uint32_t magic;
     uint32_t n;
     uint8_t status_channel; /* to beam_server, or SUP_NO_CHANNEL */
-    uint8_t pad[7];
+    uint8_t beam; /* beam_server's index among the children, or SUP_NO_CHILD */
+    uint8_t pad[6];
     uint64_t status_vaddr; /* the protocol page, or 0 */
     struct child_config child[SUP_MAX_PDS];
 };
@@ -51,6 +56,7 @@ struct child {
     uint32_t generation;
     uint64_t fault_ns; /* when the restart in progress began */
     uint32_t stopped; /* given up on */
+    uint32_t waiting; /* stopped until its `first` is up again */
 };
 
 static struct child children[SUP_MAX_PDS];
@@ -252,6 +258,22 @@ static void restart(uint32_t i)
         page->pds[i].state = SUP_RESTARTING;
         page->pds[i].restarts++;
         page_end();
+    }
+    uint32_t f = c->first;
+    if (f < sup_config.n && !children[f].stopped) {
+        /* rest_for_one: beam_server's open files live in the FAT server. The child waits,
+         * stopped, until `first` has started again (its reset stub reads the count above
+         * and forgets the old client's commands: patches/lionsos/0005). */
+        microkit_pd_stop(c->id);
+        children[i].waiting = 1;
+        put("SUP|restart pd=");
+        put(sup_config.child[f].name);
+        put(" before ");
+        put(c->name);
+        flush();
+        event(SUP_EV_RESTART, f, 0, sup_config.child[f].intensity, NULL);
+        restart(f);
+        return;
     }
     resume_at(i, c->reset_pc);
 }
@@ -494,6 +516,71 @@ static uint32_t request_restart(uint32_t i)
     return SUP_OK;
 }
 
+static const char *cause_name(uint32_t cause)
+{
+    switch (cause) {
+    case SUP_EXIT_SIGNAL:
+        return "signal";
+    case SUP_EXIT_OOM:
+        return "out_of_memory";
+    default:
+        return "status";
+    }
+}
+
+/* beam_server is ending with `status`: SUP_OK when it is restarted (it never reads the
+ * answer), else SUP_ERR_NOT_ALLOWED and it powers off, printing its status. halt() (0)
+ * always powers off; a transient node restarts on a fatal error or a status the image
+ * names, a permanent one on any other status. */
+static uint32_t beam_exit(uint32_t i, uint32_t status, uint32_t cause)
+{
+    const struct child_config *c = &sup_config.child[i];
+    int named = status < 256 && (c->exit_statuses[status / 32] >> (status % 32)) & 1;
+    int abnormal = cause != SUP_EXIT_STATUS || named;
+    if (status == 0 || c->restart == SUP_TEMPORARY || (c->restart == SUP_TRANSIENT && !abnormal)) {
+        return SUP_ERR_NOT_ALLOWED;
+    }
+    struct sup_fault f = {.kind = SUP_FAULT_EXIT, .addr = status, .t_ns = now_ns()};
+    uint32_t n = admit(i, f.t_ns);
+    if (page) {
+        page_begin();
+        page->pds[i].last_fault = f;
+        page_end();
+    }
+    put("SUP|exit pd=");
+    put(c->name);
+    put(" status=");
+    put_dec(status);
+    put(" cause=");
+    put(cause_name(cause));
+    put(" restart=");
+    put_dec(n);
+    put("/");
+    put_dec(c->intensity);
+    put(" window=");
+    put_dec(c->period_ms);
+    put("ms");
+    flush();
+    event(SUP_EV_FAULT, i, n, c->intensity, &f);
+    if (n > 0) {
+        restart(i);
+        return SUP_OK;
+    }
+    if (c->on_giveup == SUP_GIVEUP_POWEROFF) {
+        /* it powers off itself, so that its status is the machine's last line */
+        children[i].stopped = 1;
+        set_state(i, SUP_STOPPED);
+        put("SUP|giveup pd=");
+        put(c->name);
+        put(" action=poweroff");
+        flush();
+        event(SUP_EV_GIVEUP, i, 0, c->intensity, NULL);
+        return SUP_ERR_NOT_ALLOWED;
+    }
+    give_up(i);
+    return SUP_OK;
+}
+
 static void handle_request(void)
 {
     if (page == NULL) {
@@ -507,10 +594,12 @@ static void handle_request(void)
     uint32_t result = SUP_ERR_UNKNOWN;
     if (r.op == SUP_OP_RESTART) {
         result = request_restart(r.pd);
+    } else if (r.op == SUP_OP_EXIT && sup_config.beam < sup_config.n) {
+        result = beam_exit(sup_config.beam, r.arg, r.cause);
     }
 #ifdef SUP_FAULT_INJECT
     else if (r.op == SUP_OP_CRASH && r.pd < sup_config.n) {
-        result = crash_later(r.pd, r.delay_ms) ? SUP_OK : SUP_ERR_NOT_ALLOWED;
+        result = crash_later(r.pd, r.arg) ? SUP_OK : SUP_ERR_NOT_ALLOWED;
     }
 #endif
     page->reply.result = result;
@@ -544,12 +633,11 @@ void notified(microkit_channel ch)
     }
 #endif
     if (ch == sup_config.status_channel) {
-        handle_request();
-        return;
+        handle_request(); /* and beam_server's reset stub says it is up on this channel */
     }
     for (uint32_t i = 0; i < sup_config.n; i++) {
         const struct child_config *c = &sup_config.child[i];
-        if (c->channel != ch || children[i].fault_ns == 0) {
+        if (c->channel != ch || children[i].fault_ns == 0 || children[i].waiting) {
             continue;
         }
         /* The child's reset stub ran init() again: it is up. */
@@ -565,5 +653,11 @@ void notified(microkit_channel ch)
         put_ms(took);
         flush();
         event(SUP_EV_UP, i, 0, c->intensity, NULL);
+        for (uint32_t j = 0; j < sup_config.n; j++) {
+            if (children[j].waiting && sup_config.child[j].first == i) {
+                children[j].waiting = 0;
+                resume_at(j, sup_config.child[j].reset_pc);
+            }
+        }
     }
 }

@@ -4,6 +4,7 @@
  * start ERTS the way erlexec would, without erlexec (docs/boot.md).
  */
 #include <fcntl.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,6 +18,7 @@
 #include <chrysopolis/fwcfg.h>
 #include <chrysopolis/netstack.h>
 #include <chrysopolis/pd.h>
+#include <chrysopolis/supervision.h>
 #include <chrysopolis/syscalls.h>
 #include <chrysopolis/time.h>
 
@@ -35,6 +37,18 @@
  * emulator understands. A TERM with no built-in entry makes OTP fall back to its
  * line-mode shell (no editing), never a broken one. */
 #define DEFAULT_TERM "vt100"
+
+/* ERTS's crash dump, with its slogan (linked with --wrap=erl_crash_dump_v): an allocator's
+ * "Cannot allocate N bytes of memory" makes the exit that follows a fatal error, which the
+ * supervisor restarts the node on (runtime/posix/supervision.c). */
+void __real_erl_crash_dump_v(char *file, int line, const char *fmt, va_list args);
+void __wrap_erl_crash_dump_v(char *file, int line, const char *fmt, va_list args)
+{
+    if (fmt != NULL && strstr(fmt, "bytes of memory") != NULL) {
+        supervision_note_oom();
+    }
+    __real_erl_crash_dump_v(file, line, fmt, args);
+}
 
 void erl_start(int argc, char **argv);
 

@@ -25,5 +25,10 @@ long supervision_stat(const char *path, struct stat *st);
 /* How often the supervisor restarted PD `name` (0: never, or no supervisor): fsops.c
  * fails the files opened on the FAT server before its last restart with EIO. */
 uint32_t supervision_restarts(const char *name);
+/* The process is ending with `status` (sys_exit_group): ask the supervisor whether to restart
+ * the node. Returns if not (power off then), else never. */
+void supervision_exit(int status);
+/* ERTS's crash dump says it could not allocate memory (targets/beam/main.c). */
+void supervision_note_oom(void);
 /* A notification from the supervisor: wake the writers waiting for its answer. */
 void supervision_notified(microkit_channel ch);

@@ -14,7 +14,7 @@
 #include <stdint.h>
 
 #define SUP_MAGIC 0x53555056u /* "SUPV" */
-#define SUP_VERSION 1u
+#define SUP_VERSION 2u
 #define SUP_MAX_PDS 16
 #define SUP_NAME_LEN 32
 #define SUP_MAX_EVENTS 32 /* a ring: beam_server reads [event_tail, event_head) */
@@ -33,7 +33,18 @@ enum sup_fault_kind {
     SUP_FAULT_EXIT = 6, /* beam_server ended with a status the image restarts on */
 };
 enum sup_event_kind { SUP_EV_FAULT = 1, SUP_EV_RESTART = 2, SUP_EV_UP = 3, SUP_EV_GIVEUP = 4 };
-enum sup_op { SUP_OP_NONE = 0, SUP_OP_RESTART = 1, SUP_OP_CRASH = 2 /* fault injection builds only */ };
+enum sup_op {
+    SUP_OP_NONE = 0,
+    SUP_OP_RESTART = 1,
+    SUP_OP_CRASH = 2, /* fault injection builds only */
+    SUP_OP_EXIT = 3, /* beam_server is ending: restart it, or answer SUP_ERR_NOT_ALLOWED (it powers off) */
+};
+/* Why beam_server ends (SUP_OP_EXIT): a fatal ERTS error restarts a transient node. */
+enum sup_exit_cause {
+    SUP_EXIT_STATUS = 0, /* exit(N), erlang:halt(N) */
+    SUP_EXIT_SIGNAL = 1, /* abort() or a fatal signal: status 128 + N */
+    SUP_EXIT_OOM = 2, /* ERTS could not allocate memory (its crash dump says so) */
+};
 enum sup_result { SUP_OK = 0, SUP_ERR_UNKNOWN = 1, SUP_ERR_NOT_ALLOWED = 2, SUP_ERR_STOPPED = 3 };
 
 struct sup_fault {
@@ -69,7 +80,9 @@ struct sup_request {
     uint32_t seq; /* a new request: seq + 1, then notify */
     uint32_t op; /* enum sup_op */
     uint32_t pd;
-    uint32_t delay_ms; /* SUP_OP_CRASH only */
+    uint32_t arg; /* SUP_OP_CRASH: the delay in ms; SUP_OP_EXIT: the exit status */
+    uint32_t cause; /* SUP_OP_EXIT: enum sup_exit_cause */
+    uint32_t pad;
 };
 
 struct sup_reply {
