@@ -14,7 +14,7 @@ import xml.etree.ElementTree as ET
 import pexpect
 import pytest
 
-from chrysopolis import boards, config, logs, qemu, system, targets
+from chrysopolis import boards, config, logs, qemu, shell, system, targets
 from chrysopolis.errors import UserError
 from chrysopolis.shell import Shell
 
@@ -74,11 +74,13 @@ def test_the_default_image_gives_smc_to_beam_server_only(beam):
     assert set(smc.values()) == {None}, smc
 
 
-def halted(beam, expr: str, name: str) -> tuple[int, float, str]:
+def halted(beam, expr: str, name: str, restart: bool = True) -> tuple[int, float, str]:
     """Boot to the shell, type `expr`: (the halt status, seconds from typing it to QEMU's
-    exit, the serial log)."""
+    exit, the serial log). `restart=False`: the supervisor restarts no node in this boot, as
+    in `run --eval` (a fatal error would else restart it: beam-restart)."""
     log = config.runs_dir() / f"test-power-{name}.log"
-    with qemu.boot(beam.command(), log) as s:
+    fw_cfg = [] if restart else [shell.NO_RESTART]
+    with qemu.boot(beam.command(fw_cfg=fw_cfg), log) as s:
         Shell(s).wait_ready()
         t0 = time.monotonic()
         s.send(expr + "\r")
@@ -123,7 +125,7 @@ def test_kernel_pid_terminated_powers_off_with_1(beam):
 
 @pytest.mark.slow
 def test_out_of_memory_powers_off_with_1(beam):
-    status, _, text = halted(beam, "binary:copy(<<1>>, 1 bsl 33).", "enomem")
+    status, _, text = halted(beam, "binary:copy(<<1>>, 1 bsl 33).", "enomem", restart=False)
     assert status == 1
     assert 'Cannot allocate 8589934592 bytes of memory (of type "binary")' in text
     assert text.rstrip().endswith("beam_server: exit status 1")
@@ -132,7 +134,7 @@ def test_out_of_memory_powers_off_with_1(beam):
 @pytest.mark.slow
 def test_an_erts_abort_powers_off_with_134(beam):
     """ERTS aborts (halt(abort), as on ERTS_ERROR_EXIT): musl's abort() tkills SIGABRT."""
-    status, _, text = halted(beam, "erlang:halt(abort).", "abort")
+    status, _, text = halted(beam, "erlang:halt(abort).", "abort", restart=False)
     assert status == 128 + 6
     assert "beam_server: killed by signal 6 (Aborted)" in text
 

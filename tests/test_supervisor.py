@@ -46,6 +46,7 @@ def test_an_injection_image_has_it(stack_planner):
         "fat-recovery",
         "recovery-giveup",
         "recovery-poweroff",
+        "beam-restart",
     ],
 )
 def test_check(stack_planner, name):
@@ -69,10 +70,13 @@ def test_erlang_sees_the_supervised_pds_and_asks_for_a_restart(stack_planner):
         "[{N, R} || #{name := N, restarts := R} <- chrysopolis:pds()].",
         "--eval",
         "chrysopolis:restart(no_such_pd).",
+        "--eval",
+        "chrysopolis:restart(beam_server).",
     )
     assert r.returncode == 0, r.stderr
-    default = "permanent,3,5000,stop,0}"
-    table = ",".join(f"{{{n},running,{default}" for n in system.SUPERVISED)
+    default = {n: "permanent,3,5000,stop,0}" for n in system.SUPERVISED}
+    default["beam_server"] = "transient,3,60000,poweroff,0}"
+    table = ",".join(f"{{{n},running,{default[n]}" for n in system.SUPERVISED)
     restarts = ",".join(f"{{{n},{int(n == 'serial_virt_rx')}}}" for n in system.SUPERVISED)
     assert r.stdout.splitlines() == [
         f"[{table}]",
@@ -80,7 +84,17 @@ def test_erlang_sees_the_supervised_pds_and_asks_for_a_restart(stack_planner):
         "[{serial_virt_rx,restart},{serial_virt_rx,up}]",
         f"[{restarts}]",
         "{error,unknown}",
+        "{error,not_allowed}",
     ]
     assert re.search(r"SUP\|up pd=serial_virt_rx gen=2", r.stderr)
     # and logger reported both events
     assert "chrysopolis: serial_virt_rx up" in r.stderr
+
+
+@pytest.mark.slow
+def test_a_batch_ends_with_its_status_and_no_restart(stack_planner):
+    """`run --eval` boots with restarts off: an abort ends the run with 134, as on Linux."""
+    stack_planner.ensure("beam")
+    r = cli("run", "--eval", "erlang:halt(abort).")
+    assert r.returncode == 134, r.stderr
+    assert "SUP|" not in r.stderr

@@ -342,7 +342,8 @@ def test_supervisor_is_the_parent_of_the_restartable_pds(rendered):
     sup = pds(root)["supervisor"]
     kids = {pd.get("name"): int(pd.get("id")) for pd in sup.findall("protection_domain")}
     assert kids == {name: i for i, name in enumerate(system.SUPERVISED, start=1)}
-    assert sup.get("passive") is None and sup.get("smc") is None
+    # beam_server's default policy powers off past its budget: the supervisor may too
+    assert sup.get("passive") is None and sup.get("smc") == "true"
     # each child maps its snapshot region with the stub's setvars
     for name in system.SUPERVISED:
         (m,) = (m for m in pds(root)[name].iter("map") if m.get("mr") == f"sup_snap_{name}")
@@ -350,9 +351,11 @@ def test_supervisor_is_the_parent_of_the_restartable_pds(rendered):
     # the protocol page: in the supervisor and beam_server (setvar), channel 60 in beam_server
     (m,) = (m for m in pds(root)["beam_server"].iter("map") if m.get("mr") == "sup_status")
     assert m.get("setvar_vaddr") == "sup_status"
-    # blk_virt reads it (the driver's restarts: patches/sddf/0002), its own copy read-only
-    (m,) = (m for m in pds(root)["blk_virt"].findall("map") if m.get("mr") == "sup_status")
-    assert (m.get("perms"), m.get("setvar_vaddr")) == ("r", "sup_peer_page")
+    # blk_virt and fatfs read it (the restarts of the driver and of the client:
+    # patches/sddf/0002, patches/lionsos/0005), their own copies read-only
+    for reader in ("blk_virt", "fatfs"):
+        (m,) = (m for m in pds(root)[reader].findall("map") if m.get("mr") == "sup_status")
+        assert (m.get("perms"), m.get("setvar_vaddr")) == ("r", "sup_peer_page")
     sizes = {m.get("name"): int(m.get("size"), 0) for m in root.iter("memory_region")}
     assert sizes["sup_snap_blk_virt"] == system.snap_size("blk_virt") > system.SNAP_SIZE
     ends = [{e.get("pd"): int(e.get("id")) for e in ch.iter("end")} for ch in root.iter("channel")]
@@ -361,17 +364,24 @@ def test_supervisor_is_the_parent_of_the_restartable_pds(rendered):
     # the config blob: the defaults, each child's channel as rendered
     (blob,) = (b for b in outputs.blobs if b.section == ".supervisor_config")
     data = blob.data.read_bytes()
-    magic, n, status_ch, vaddr = system.SUP_HEADER.unpack_from(data)
-    assert (magic, n, status_ch, vaddr) == (
+    magic, n, status_ch, beam, vaddr = system.SUP_HEADER.unpack_from(data)
+    assert (magic, n, status_ch, beam, vaddr) == (
         system.SUP_CONFIG_MAGIC,
         len(system.SUPERVISED),
         status["supervisor"],
+        system.SUPERVISED.index("beam_server"),
         system.STATUS_VADDR,
     )
+    none = system.SUP_NO_CHILD
     for i, name in enumerate(system.SUPERVISED):
         got = system.SUP_CHILD.unpack_from(data, system.SUP_HEADER.size + i * system.SUP_CHILD.size)
+        if name == "beam_server":  # its channel is the protocol page's; transient, fatfs first
+            fatfs = system.SUPERVISED.index("fatfs")
+            assert got[1:11] == (i + 1, status["supervisor"], 1, 1, 3, 60000, 0, 0, fatfs, 0)
+            continue
         (ch,) = (e["supervisor"] for e in ends if set(e) == {"supervisor", name})
-        assert got == (name.encode().ljust(32, b"\0"), i + 1, ch, 0, 0, 3, 5000, 1, 0)
+        want = (name.encode().ljust(32, b"\0"), i + 1, ch, 0, 0, 3, 5000, 1, 0, none)
+        assert got == (*want, *[0] * 8)
     assert "sup_inject" not in outputs.system_file.read_text()
 
 
@@ -387,12 +397,22 @@ def test_policies_reach_the_blob_and_poweroff_gets_smc(tmp_path):
     assert got[3:8] == (2, 1, 2, 100, 1)
 
 
+def test_named_exit_statuses_reach_beam_servers_bitmap():
+    (p,) = system.parse_policies("beam_server:transient:2:1000:stop:75+3+75").values()
+    assert (p.restart, p.exit_statuses, p.may_restart) == ("transient", (3, 75), False)
+    words = system._bitmap(p.exit_statuses)
+    assert words[0] == 1 << 3 and words[2] == 1 << (75 - 64) and sum(map(bool, words)) == 2
+
+
 @pytest.mark.parametrize(
     "text, message",
     [
         ("timer_driver:forever:3:5000:stop", "restart is one of permanent"),
         ("timer_driver:permanent:3", "is not NAME:RESTART"),
-        ("beam_server:permanent:3:5000:stop", "only timer_driver"),
+        ("blk_driver:permanent:3:5000:stop:75", "only beam_server ends with a status"),
+        ("beam_server:transient:3:5000:stop:0", "exit statuses are numbers 1 to 255"),
+        ("beam_server:transient:3:5000:stop:75+x", "exit statuses are numbers 1 to 255"),
+        ("ethernet_driver:permanent:3:5000:stop", "only timer_driver"),
         ("timer_driver:permanent:0:5000:stop", "intensity 1 to 16"),
     ],
 )

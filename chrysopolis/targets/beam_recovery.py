@@ -2,7 +2,8 @@
 """Checks of the supervisor (docs/plans/recovery.md): a fault injection image of `beam`
 crashes a driver while the shell uses it, and the system comes back.
 
-`timer-recovery` crashes timer_driver in the middle of a run of timer:sleep(2000) calls,
+`beam-restart` ends the node itself three ways and past its budget (it restarts, then
+powers off); `timer-recovery` crashes timer_driver in the middle of a run of timer:sleep(2000) calls,
 `serial-recovery` the serial driver and both virtualisers while the shell prints lines,
 `recovery-giveup` a virtualiser past its budget of one restart (stopped),
 `recovery-poweroff` the same with on_giveup poweroff; `blk-recovery` crashes blk_driver while
@@ -286,3 +287,98 @@ def fat_recovery(planner: Planner) -> str:
     flight fails with an error (patches/lionsos/0004), the next reads go on byte-identical:
     the file was synced before the fault. A file held open across it fails with EIO."""
     return _file_under_fault("fat-recovery", ["fatfs"], held=True)
+
+
+# The node's own end: beam_server restarts on a fatal error and on the status this image
+# names (75), three times a minute, then powers off with the status.
+NAMED_STATUS = 75
+BEAM_POLICY = f"beam_server:transient:3:60000:poweroff:{NAMED_STATUS}"
+EXIT_LINE = (
+    r"SUP\|exit pd=beam_server status=(\d+) cause=(\w+) restart=(\d+)/(\d+) window=(\d+)ms\r"
+)
+# State a fresh node must not have, and a file that must survive it.
+KEEP_FILE = "/restart.bin"
+SET_STATE = (
+    "put(k, 42), register(keeper, spawn(fun() -> receive _ -> ok end end)), "
+    "ets:new(t, [named_table, public]), ok."
+)
+WRITE_FILE = (
+    f'B = rand:bytes(262144), ok = file:write_file("{KEEP_FILE}", B), '
+    "binary:encode_hex(erlang:md5(B))."
+)
+STATE = "{get(k), whereis(keeper), ets:info(t)}."
+FILE_MD5 = f'{{ok, B}} = file:read_file("{KEEP_FILE}"), binary:encode_hex(erlang:md5(B)).'
+BEAM_PDS = (
+    "[{R, K, A} || #{name := beam_server, restarts := R, "
+    "last_fault := #{kind := K, addr := A}} <- chrysopolis:pds()]."
+)
+# Each ends the node: ERTS's abort, a halt with the named status, an allocation it cannot
+# serve (a crash dump, then exit 1: "Cannot allocate" makes it a fatal error).
+ENDINGS = [
+    ("erlang:halt(abort).", 134, "signal"),
+    (f"erlang:halt({NAMED_STATUS}).", NAMED_STATUS, "status"),
+    ("binary:copy(<<1>>, 1 bsl 34).", 1, "out_of_memory"),
+]
+
+
+def _fresh_node(s: qemu.Session, log, status: int, cause: str, n: int) -> tuple[Shell, float]:
+    """After the node ended with `status`: the supervisor's exit line (restart n of 3), the
+    FAT server and beam_server up, and a fresh shell at `1>`: (that shell, s to its prompt)."""
+    t0 = time.monotonic()
+    m = s.expect(EXIT_LINE, 120)
+    got = (int(m.group(1)), m.group(2).decode(), int(m.group(3)))
+    if got != (status, cause, n):
+        raise UserError(
+            f"the node's end read {m.group(0).decode().strip()!r}, not status={status} "
+            f"cause={cause} restart={n}/3 (log: {log})"
+        )
+    s.expect(UP_LINE.format(pd="fatfs"), 30)
+    s.expect(UP_LINE.format(pd="beam_server"), 30)
+    s.expect(r"\n1> ", 120)
+    shell = Shell(s)
+    shell.prompt = 1
+    return shell, time.monotonic() - t0
+
+
+@check("beam-restart", needs=NEEDS)
+def beam_restart(planner: Planner) -> str:
+    """The node ends three ways (ERTS's abort, halt with the image's named status, out of
+    memory): each time the supervisor restarts the FAT server and a fresh node, which has
+    none of the last one's state, a file written before reads back byte-identical, and
+    Erlang sees the restart. A fourth end is past the budget: the machine powers off with
+    the node's status."""
+    img = targets.image(_planner("", BEAM_POLICY), "beam")
+    log = logs.run_log("beam-restart")
+    took = []
+    with qemu.boot(img.command(), log) as s:
+        shell = Shell(s)
+        shell.wait_ready()
+        md5 = _eval(shell, WRITE_FILE)
+        for n, (expr, status, cause) in enumerate(ENDINGS, start=1):
+            if _eval(shell, SET_STATE) != "ok":
+                raise UserError(f"setting the node's state failed (log: {log})")
+            s.send(expr + "\r")
+            shell, secs = _fresh_node(s, log, status, cause, n)
+            took.append(secs)
+            if (state := _eval(shell, STATE)) != "{undefined,undefined,undefined}":
+                raise UserError(f"the restarted node has state from before: {state} (log: {log})")
+            if (again := _eval(shell, FILE_MD5)) != md5:
+                raise UserError(
+                    f"{KEEP_FILE} reads {again} after the restart, not {md5} (log: {log})"
+                )
+            if (seen := _eval(shell, BEAM_PDS)) != f"[{{{n},exit,{status}}}]":
+                raise UserError(f"chrysopolis:pds() shows {seen} for beam_server (log: {log})")
+        s.send("erlang:halt(abort).\r")
+        giveup = s.expect(GIVEUP_LINE.format(pd="beam_server"), 60).group(1).decode()
+        status = int(s.expect(r"beam_server: exit status (\d+)", 30).group(1))
+        try:
+            s.child.expect(pexpect.EOF, timeout=30)
+        except pexpect.TIMEOUT:
+            raise UserError(f"the machine still runs 30 s after the giveup (log: {log})") from None
+    if giveup != "poweroff" or status != 134:
+        raise UserError(f"past the budget: action {giveup}, exit status {status} (log: {log})")
+    ends = ", ".join(f"{c} {t:.1f} s" for (_, _, c), t in zip(ENDINGS, took, strict=True))
+    return (
+        f"3 ends, each to a fresh 1> with no state and {KEEP_FILE} intact ({ends}); "
+        f"the 4th: giveup action={giveup}, exit status {status}"
+    )
