@@ -67,10 +67,12 @@ def beam(stack_planner):
     return targets.image(stack_planner, "beam")
 
 
-def test_the_default_image_gives_smc_to_beam_server_only(beam):
+def test_the_default_image_gives_smc_to_beam_server_and_the_supervisor_only(beam):
+    """The supervisor powers off when a faulting node is past its budget (system.py's
+    DEFAULT_POLICIES); no driver or server may."""
     root = ET.parse(beam.loader.parent / "chrysopolis.system").getroot()
     smc = {pd.get("name"): pd.get("smc") for pd in root.iter("protection_domain")}
-    assert smc.pop("beam_server") == "true"
+    assert smc.pop("beam_server") == "true" and smc.pop("supervisor") == "true"
     assert set(smc.values()) == {None}, smc
 
 

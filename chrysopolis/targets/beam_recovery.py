@@ -5,7 +5,7 @@ crashes a driver while the shell uses it, and the system comes back.
 `beam-restart` ends the node itself three ways and past its budget (it restarts, then
 powers off); `timer-recovery` crashes timer_driver in the middle of a run of timer:sleep(2000) calls,
 `serial-recovery` the serial driver and both virtualisers while the shell prints lines,
-`recovery-giveup` a virtualiser past its budget of one restart (stopped),
+`recovery-giveup` blk_driver past its budget of one restart (stopped: file calls fail),
 `recovery-poweroff` the same with on_giveup poweroff; `blk-recovery` crashes blk_driver while
 the shell reads a 4 MiB file in a loop, then blk_virt; `fat-recovery` the FAT server. Each reads the supervisor's lines:
 `SUP|fault pd=...` (PD, kind, address, restart n/m), `SUP|up pd=... after=Xms` (fault to
@@ -148,41 +148,55 @@ def serial_recovery(planner: Planner) -> str:
     return f"{up}; {len(seen)}/{n} lines arrived whole, the last after {printed:.0f} s"
 
 
-def _twice_past_budget(gap_ms: int, on_giveup: str) -> targets.Image:
-    """An image whose serial_virt_rx, allowed one restart a minute, crashes twice, `gap_ms`
-    apart, and is then given up with `on_giveup`."""
+def _twice_past_budget(pd: str, gap_ms: int, on_giveup: str) -> targets.Image:
+    """An image whose `pd`, allowed one restart a minute, crashes twice, `gap_ms` apart, and
+    is then given up with `on_giveup`."""
     return targets.image(
         _planner(
-            f"serial_virt_rx:{CRASH_MS},serial_virt_rx:{CRASH_MS + gap_ms}",
-            f"serial_virt_rx:permanent:1:60000:{on_giveup}",
+            f"{pd}:{CRASH_MS},{pd}:{CRASH_MS + gap_ms}", f"{pd}:permanent:1:60000:{on_giveup}"
         ),
         "beam",
     )
 
 
+GIVEN_UP = "[{S, R} || #{name := blk_driver, state := S, restarts := R} <- chrysopolis:pds()]."
+
+
 @check("recovery-giveup", needs=NEEDS)
 def recovery_giveup(planner: Planner) -> str:
-    """serial_virt_rx, allowed one restart a minute, crashes twice while the shell prints:
-    restarted once, then given up (stopped, said on the console) while the output goes
-    on to the last line: the rest of the system keeps running."""
-    img = _twice_past_budget(3000, "stop")
+    """blk_driver, allowed one restart a minute, crashes twice: restarted once, then given up
+    (stopped, said on the console). The shell keeps answering, a file read (which needs the
+    dead driver) fails with an error instead of hanging, and Erlang saw it all."""
+    img = _twice_past_budget("blk_driver", 3000, "stop")
     log = logs.run_log("recovery-giveup")
     with qemu.boot(img.command(), log) as s:
         shell = Shell(s)
         shell.wait_ready()
-        n = 6000
-        s.send(PRINT_LINES % n)
-        line, ms = _recovered(s, "serial_virt_rx", CRASH_MS / 1000 + 60)
-        second = s.expect(FAULT_LINE.format(pd="serial_virt_rx"), 30)
+        if _eval(shell, "chrysopolis:subscribe().") != "ok":
+            raise UserError(f"chrysopolis:subscribe() failed (log: {log})")
+        line, ms = _recovered(s, "blk_driver", CRASH_MS / 1000 + 60)
+        second = s.expect(FAULT_LINE.format(pd="blk_driver"), 30)
         if second.group(4) != b"0":
             raise UserError(f"the second fault was restarted: {second.group(0)!r} (log: {log})")
-        action = s.expect(GIVEUP_LINE.format(pd="serial_virt_rx"), 10).group(1).decode()
-        _prompt(s, shell, rf"line {n}\r*(?=\n)", 300)
+        action = s.expect(GIVEUP_LINE.format(pd="blk_driver"), 10).group(1).decode()
+        t0 = time.monotonic()
+        read = _eval(shell, 'file:read_file("/chrysopolis/none-such").', timeout=30)
+        failed_in = time.monotonic() - t0
+        if read != "{error,eio}" or _eval(shell, "1 + 1.") != "2":
+            raise UserError(f"with blk_driver stopped a file read gave {read} (log: {log})")
+        if (state := _eval(shell, GIVEN_UP)) != "[{stopped,1}]":
+            raise UserError(f"chrysopolis:pds() shows {state} for blk_driver (log: {log})")
+        s.send(EVENTS + "\r")
+        want = (
+            r"\[\{blk_driver,fault,vmfault\},\{blk_driver,up,none\},"
+            r"\{blk_driver,fault,vmfault\},\{blk_driver,giveup,none\}\]"
+        )
+        events = _prompt(s, shell, want, 30).group(0).decode()
     if action != "stop":
-        raise UserError(f"serial_virt_rx was given up with action {action!r} (log: {log})")
+        raise UserError(f"blk_driver was given up with action {action!r} (log: {log})")
     return (
         f"{line}: up after {ms} ms; then {second.group(0).decode()}: given up ({action}); "
-        f"output went on to line {n}"
+        f"a file read then gave {read} in {failed_in:.1f} s, the shell answers; Erlang saw {events}"
     )
 
 
@@ -190,7 +204,7 @@ def recovery_giveup(planner: Planner) -> str:
 def recovery_poweroff(planner: Planner) -> str:
     """A child whose policy powers off past its budget: serial_virt_rx crashes twice, is
     given up with action=poweroff, and the machine powers off (QEMU exits)."""
-    img = _twice_past_budget(1000, "poweroff")
+    img = _twice_past_budget("serial_virt_rx", 1000, "poweroff")
     log = logs.run_log("recovery-poweroff")
     with qemu.boot(img.command(), log) as s:
         Shell(s).wait_ready()

@@ -19,6 +19,14 @@ fs_queue_t *fs_completion_queue;
 char *fs_share;
 /* LionsOS's helpers keep fs buffers inside it (patches/lionsos/0003). */
 extern size_t fs_share_size;
+/* ... and complete what is in flight when the server is gone (patches/lionsos/0006). */
+void fs_fail_in_flight(uint64_t status);
+
+/* Images with the POSIX adapter ask the supervisor's page (runtime/posix/supervision.c). */
+__attribute__((weak)) bool supervision_files_gone(void)
+{
+    return false;
+}
 
 static bool fs_enabled;
 static uint64_t mount_id = UINT64_MAX;
@@ -31,6 +39,17 @@ static void on_completion(uint64_t id)
     }
 }
 
+/* A file call waits for the server's answer, unless the supervisor gave up on the server or
+ * a block PD below it: then no answer will come, and the call fails with EIO. */
+static void wait_for_server(microkit_channel ch)
+{
+    if (supervision_files_gone()) {
+        fs_fail_in_flight(FS_STATUS_ERROR);
+        return;
+    }
+    microkit_cothread_wait_on_channel(ch);
+}
+
 void files_init(void)
 {
     fs_enabled = fs_config_check_magic(&fs_config);
@@ -41,7 +60,7 @@ void files_init(void)
     fs_completion_queue = fs_config.server.completion_queue.vaddr;
     fs_share = fs_config.server.share.vaddr;
     fs_share_size = fs_config.server.share.size;
-    fs_set_blocking_wait(microkit_cothread_wait_on_channel);
+    fs_set_blocking_wait(wait_for_server);
 }
 
 void files_notified(void)

@@ -18,16 +18,18 @@
  * In an image without a supervisor, sup_status is 0 and none of these exist.
  */
 #include <errno.h>
-#include <signal.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <stdio.h>
 #include <string.h>
 
+#include <libmicrokitco.h>
 #include <microkit.h>
 
 #include <chrysopolis/fd_proc.h>
 #include <chrysopolis/fds.h>
 #include <chrysopolis/fwcfg.h>
+#include <chrysopolis/pd.h>
 #include <chrysopolis/power.h>
 #include <chrysopolis/supervision.h>
 #include <chrysopolis/supervisor.h>
@@ -225,10 +227,30 @@ long supervision_stat(const char *path, struct stat *st)
     return page() != NULL ? ctl_fstat(-1, st) : -ENOENT;
 }
 
+/* The PDs a file call needs (runtime/pd/files.c fails it once one is stopped for good). */
+static const char *const file_pds[] = {"fatfs", "blk_virt", "blk_driver"};
+
+bool supervision_files_gone(void)
+{
+    volatile struct sup_page *p = page();
+    for (uint32_t i = 0; p != NULL && i < p->n_pds && i < SUP_MAX_PDS; i++) {
+        for (uint32_t k = 0; k < N(file_pds); k++) {
+            if (strncmp((const char *)p->pds[i].name, file_pds[k], SUP_NAME_LEN) == 0 &&
+                p->pds[i].state == SUP_STOPPED) {
+                return true;
+            }
+        }
+    }
+    return false;
+}
+
 void supervision_notified(microkit_channel ch)
 {
     if (page() != NULL && ch == sup_channel) {
         waitq_wake(&answered, NULL, SUP_MAX_PDS);
+        if (supervision_files_gone()) {
+            microkit_cothread_recv_ntfn(fs_config.server.id); /* its waiters fail now */
+        }
     }
 }
 

@@ -5,6 +5,7 @@
  */
 #pragma once
 
+#include <stdbool.h>
 #include <stdint.h>
 #include <sys/stat.h>
 
@@ -30,5 +31,7 @@ uint32_t supervision_restarts(const char *name);
 void supervision_exit(int status);
 /* ERTS's crash dump says it could not allocate memory (targets/beam/main.c). */
 void supervision_note_oom(void);
+/* The supervisor gave up on a PD file calls need (fatfs, blk_virt, blk_driver). */
+bool supervision_files_gone(void);
 /* A notification from the supervisor: wake the writers waiting for its answer. */
 void supervision_notified(microkit_channel ch);
