@@ -9,7 +9,7 @@ from chrysopolis import boards, logs, qemu, targets
 from chrysopolis.cache import Planner
 from chrysopolis.checks import check
 from chrysopolis.errors import UserError
-from chrysopolis.shell import Shell
+from chrysopolis.shell import NO_RESTART, Shell
 from chrysopolis.targets.beam import NEEDS, _eval, _halt, _no_fatal_lines
 
 MIB = 1 << 20
@@ -98,11 +98,12 @@ ENOMEM_LINE = r'Cannot allocate (\d+) bytes of memory \(of type "binary"\)'
 @check("mem-oom", needs=NEEDS)
 def mem_oom(planner: Planner) -> str:
     """A binary twice the RAM: ERTS's own out-of-memory message, its crash dump and exit
-    status 1, as `erl` ends on Linux."""
+    status 1, as `erl` ends on Linux. The boot has restarts off, as `run --eval` (else the
+    supervisor would restart the node: beam-restart)."""
     img = targets.image(planner, "beam")
     want = 2 * boards.ram_mib(img.board, img.ram or img.board.ram) * MIB
     log = logs.run_log("mem-oom")
-    with qemu.boot(img.command(), log) as s:
+    with qemu.boot(img.command(fw_cfg=[NO_RESTART]), log) as s:
         shell = Shell(s)
         shell.wait_ready()
         shell.session.send(f"binary:copy(<<1>>, {want}).\r")

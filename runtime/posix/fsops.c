@@ -17,7 +17,8 @@
  * - fstat of a file answers again from the last answer while nothing changed (below).
  * - A file opened before the FAT server's last restart by the supervisor is gone there
  *   (its server fd may even name another file now): its calls fail with EIO, its close
- *   only frees our fd (docs/recovery.md).
+ *   only frees our fd; with the server or a block PD given up, calls fail with EIO
+ *   (docs/recovery.md).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -71,14 +72,22 @@ static bool stale(long fd)
            opened_gen[fd] != supervision_restarts(FAT_SERVER);
 }
 
+/* A call failed because the supervisor gave up on the FAT server or a block PD below it
+ * (files.c failed it): EIO, whatever LionsOS made of the error. */
+static long server_gone(long r)
+{
+    return r < 0 && supervision_files_gone() ? -EIO : r;
+}
+
 /* A call failed back by a FAT server restarted meanwhile: EIO (LionsOS says EPERM). */
 static long failed_back(long fd, long r)
 {
-    return r < 0 && stale(fd) ? -EIO : r;
+    return r < 0 && stale(fd) ? -EIO : server_gone(r);
 }
 
 static long missing_is_enoent(long r)
 {
+    r = server_gone(r);
     return r == -EPERM ? -ENOENT : r;
 }
 
