@@ -180,6 +180,15 @@ def use_ram(mib: int | None) -> None:
     _ram_mib = mib
 
 
+# Stage options the command line set (`--supervise`): every Planner of the process starts
+# from them, a Planner's own `options` over them.
+_cli_options: dict[str, dict[str, object]] = {}
+
+
+def use_option(stage: str, option: str, value: object) -> None:
+    _cli_options.setdefault(stage, {})[option] = value
+
+
 class Planner:
     """Computes stage keys (memoised) and brings stages up to date.
 
@@ -196,7 +205,9 @@ class Planner:
         b = boards.board(boards.DEFAULT_BOARD)
         self.lock = lock.load()
         self.ram_mib = ram_mib or _ram_mib or boards.ram_mib(b, b.ram)
-        self._options = {k: dict(v) for k, v in (options or {}).items()}
+        self._options = {k: dict(v) for k, v in _cli_options.items()}
+        for k, v in (options or {}).items():
+            self._options.setdefault(k, {}).update(v)
         self._keys: dict[str, str] = {}
 
     def options(self, st: Stage) -> dict:

@@ -223,6 +223,29 @@ def release_options(fn):
     return fn
 
 
+SUPERVISE_HELP = (
+    "A restart policy, OTP's words: NAME:RESTART:INTENSITY:PERIOD_MS:ON_GIVEUP, e.g. "
+    "fatfs:permanent:5:10000:stop; beam_server's may end with :STATUS+STATUS, the halt "
+    "statuses that restart the node (repeatable; docs/recovery.md)."
+)
+
+
+def supervise_option(fn):
+    """--supervise POLICY: the supervisor's policy for a PD (the beam stage's `supervision`)."""
+    return click.option(
+        "--supervise", "policies", multiple=True, metavar="POLICY", help=SUPERVISE_HELP
+    )(fn)
+
+
+def _use_supervision(policies: tuple[str, ...]) -> None:
+    from chrysopolis import cache, system
+
+    if policies:
+        text = ",".join(policies)
+        system.parse_policies(text)  # a bad one is refused before any work
+        cache.use_option("beam", "supervision", text)
+
+
 def _use_release(dirs, config_file: Path | None, vm_args: Path | None) -> None:
     from chrysopolis import apps
 
@@ -250,6 +273,7 @@ def _use_ram(ram: str | None) -> None:
     help=APP_HELP,
 )
 @release_options
+@supervise_option
 def build(
     target: str,
     list_: bool,
@@ -258,12 +282,14 @@ def build(
     app_dirs: tuple[Path, ...],
     config_file: Path | None,
     vm_args: Path | None,
+    policies: tuple[str, ...],
 ) -> None:
     """Build TARGET (default: the Erlang image) and put its files in the out directory
     (with --app, in out/TARGET-RELEASE)."""
     from chrysopolis import cache, targets
 
     _use_ram(ram)
+    _use_supervision(policies)
     _use_release(app_dirs, config_file, vm_args)
     planner = cache.Planner()
     if list_:
@@ -437,6 +463,7 @@ RUN_HELP = """Boot TARGET in QEMU with its serial console on this terminal (Ctrl
     is_flag=True,
     help="Start from a clean disk: replace your disk with the image's pristine one first.",
 )
+@supervise_option
 def run(
     target: str,
     exprs: tuple[str, ...],
@@ -461,11 +488,13 @@ def run(
     config_file: Path | None,
     vm_args: Path | None,
     no_shell: bool,
+    policies: tuple[str, ...],
 ) -> None:
     from chrysopolis import cache, cluster, dist, iex, logs, nodes, qemu, shell, targets, userdisk
 
     try:
         _use_ram(ram)
+        _use_supervision(policies)
         # A value with a slash, or a directory here, is yours; any other an OTP app's name.
         app_dirs = [Path(a) for a in apps if "/" in a or Path(a).is_dir()]
         apps = tuple(a for a in apps if Path(a) not in app_dirs)
@@ -796,6 +825,7 @@ def cluster(
     help="Run the checks on the image with this application's release booted (repeatable).",
 )
 @release_options
+@supervise_option
 def check(
     names: tuple[str, ...],
     list_: bool,
@@ -803,11 +833,13 @@ def check(
     app_dirs: tuple[Path, ...],
     config_file: Path | None,
     vm_args: Path | None,
+    policies: tuple[str, ...],
 ) -> None:
     """Boot images headless and assert on their serial output (all checks when no NAME)."""
     from chrysopolis import cache, checks
 
     _use_ram(ram)
+    _use_supervision(policies)
     _use_release(app_dirs, config_file, vm_args)
     known = checks.load_all()
     if list_:

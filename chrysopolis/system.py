@@ -128,9 +128,12 @@ class Policy:
 
 
 # The node restarts on a fatal error, like OTP's heart; a crash loop gives up within a
-# minute and powers off with the node's status. It cannot ask for its own restart.
+# minute and powers off with the node's status. It cannot ask for its own restart. A
+# stopped timer would hang every protected call to it (the node's clock, its sleeps): past
+# its budget the machine powers off.
 DEFAULT_POLICIES = {
     "beam_server": Policy("transient", 3, 60000, "poweroff", may_restart=False),
+    "timer_driver": Policy(on_giveup="poweroff"),
 }
 
 

@@ -76,6 +76,7 @@ def test_erlang_sees_the_supervised_pds_and_asks_for_a_restart(stack_planner):
     assert r.returncode == 0, r.stderr
     default = {n: "permanent,3,5000,stop,0}" for n in system.SUPERVISED}
     default["beam_server"] = "transient,3,60000,poweroff,0}"
+    default["timer_driver"] = "permanent,3,5000,poweroff,0}"
     table = ",".join(f"{{{n},running,{default[n]}" for n in system.SUPERVISED)
     restarts = ",".join(f"{{{n},{int(n == 'serial_virt_rx')}}}" for n in system.SUPERVISED)
     assert r.stdout.splitlines() == [
@@ -98,3 +99,30 @@ def test_a_batch_ends_with_its_status_and_no_restart(stack_planner):
     r = cli("run", "--eval", "erlang:halt(abort).")
     assert r.returncode == 134, r.stderr
     assert "SUP|" not in r.stderr
+
+
+def test_a_bad_supervise_flag_is_refused_in_one_line_before_any_work(tmp_path, monkeypatch):
+    monkeypatch.setenv("CHRYSOPOLIS_OUT", str(tmp_path / "out"))
+    for cmd in ("build", "run", "check"):
+        r = cli(cmd, "--supervise", "timer_driver:forever:3:5000:stop")
+        assert r.returncode != 0
+        (line,) = r.stderr.strip().splitlines()
+        assert "restart is one of permanent" in line
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.slow
+def test_supervise_flag_reaches_the_image(stack_planner, tmp_path, monkeypatch):
+    monkeypatch.setenv("CHRYSOPOLIS_OUT", str(tmp_path / "out"))
+    r = cli("build", "--supervise", "fatfs:temporary:1:1000:stop")
+    assert r.returncode == 0, r.stderr
+    r = cli(
+        "run",
+        "--supervise",
+        "fatfs:temporary:1:1000:stop",
+        "--eval",
+        "[{R, I, P} || #{name := fatfs, restart := R, intensity := I, period := P} "
+        "<- chrysopolis:pds()].",
+    )
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "[{temporary,1,1000}]"
