@@ -75,8 +75,18 @@ SUPERVISED = (
     "blk_driver",
     "blk_virt",
     "fatfs",
+    "ethernet_driver",
+    "net_virt_tx",
+    "net_virt_rx",
+    "beam_net_copier",
 )
-ELF_OF = {"fatfs": "fat.elf"}  # a child's ELF, when not NAME.elf
+ELF_OF = {  # a child's ELF, when not NAME.elf
+    "fatfs": "fat.elf",
+    "ethernet_driver": "eth_driver.elf",
+    "net_virt_tx": "network_virt_tx.elf",
+    "net_virt_rx": "network_virt_rx.elf",
+    "beam_net_copier": "network_copy.elf",
+}
 # Each child's snapshot of its writable segment (runtime/reset/sup_reset.c): a region
 # mapped at SNAP_VADDR in the child only, its address and size patched into the stub.
 # Sized per PD: at least the child's RW segment plus SNAP_HEADER (checked on its ELF).
@@ -396,6 +406,10 @@ def generate(
         blk_driver,
         blk_virt,
         fatfs,
+        eth_driver,
+        net_virt_tx,
+        net_virt_rx,
+        net_copier,
     )
     assert tuple(pd.name for pd in supervised) == SUPERVISED
     snaps = []  # sdfgen frees its native objects on __del__: keep them until render()
@@ -412,14 +426,7 @@ def generate(
     for pd in supervised:
         if pd.name in STATUS_READERS:
             pd.add_map(SystemDescription.Map(status, STATUS_VADDR, "r"))
-    for pd in (
-        supervisor,
-        eth_driver,
-        net_virt_tx,
-        net_virt_rx,
-        net_copier,
-        beam_server,
-    ):
+    for pd in (supervisor, beam_server):
         sdf.add_pd(pd)
 
     # The FAT server registers itself as a block client, so it connects before the block

@@ -402,7 +402,7 @@ def test_bad_policy_is_refused_in_one_line(text, message):
     assert "\n" not in str(e.value)
 
 
-@pytest.mark.parametrize("text", ["timer_driver", "timer_driver:soon", "ethernet_driver:100", True])
+@pytest.mark.parametrize("text", ["timer_driver", "timer_driver:soon", "sup_inject:100", True])
 def test_bad_fault_injection_is_refused(text):
     with pytest.raises(UserError, match="fault_inject"):
         system.parse_inject(text)
