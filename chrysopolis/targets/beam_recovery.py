@@ -11,7 +11,11 @@ the shell reads a 4 MiB file in a loop, then blk_virt; `fat-recovery` the FAT se
 the restarted PD's init done) and `SUP|giveup pd=...`.
 """
 
+import hashlib
+import os
 import re
+import socket
+import threading
 import time
 
 import pexpect
@@ -21,7 +25,7 @@ from chrysopolis.cache import Planner
 from chrysopolis.checks import check
 from chrysopolis.errors import UserError
 from chrysopolis.shell import PROMPT, Shell
-from chrysopolis.targets.beam import NEEDS, _eval
+from chrysopolis.targets.beam import NEEDS, _eval, _free_port, _net_shell
 
 # The injection is timed from the supervisor's start; the shell is up in ~10 s here, far
 # less than CRASH_MS, and each case runs long past it.
@@ -286,3 +290,181 @@ def fat_recovery(planner: Planner) -> str:
     flight fails with an error (patches/lionsos/0004), the next reads go on byte-identical:
     the file was synced before the fault. A file held open across it fails with EIO."""
     return _file_under_fault("fat-recovery", ["fatfs"], held=True)
+
+
+# net-recovery: ethernet_driver crashes while the host streams data through a hostfwd
+# (127.0.0.1, restrict=on) to a guest echo server.
+NET_PORT = 8080  # the guest's listener
+NET_CHUNK = 16 * 1024  # the host sends a chunk per NET_PACE s: ~0.8 MB/s, some 20 MB in all
+NET_PACE = 0.02
+NET_AFTER_UP = 3.0  # s the stream goes on after the driver is up again
+NET_STREAM_MAX = 120.0  # s: the stream's bound, whatever happens
+NET_TIMEOUT = 20.0  # s: any one socket operation
+NET_PROBES = 20  # new connections tried after the fault, NET_PROBE_TIMEOUT s each at most
+NET_PROBE_TIMEOUT = 3.0
+NET_AFTER = 2 * 1024 * 1024  # bytes echoed by a new connection after the recovery
+# The guest: echo each connection (up to 40) in a process of its own; the shell is sent
+# {echoed, How, Bytes} when one ends (How: closed, or the error of its recv or send).
+NET_ECHO = (
+    "Self = self(), spawn(fun() -> {ok, L} = gen_tcp:listen(%d, [binary, {active, false}, "
+    "{reuseaddr, true}, {exit_on_close, false}, {send_timeout, 20000}]), Self ! listening, "
+    "Echo = fun Echo(S, N) -> case gen_tcp:recv(S, 0, 20000) of {ok, B} -> "
+    "case gen_tcp:send(S, B) of ok -> Echo(S, N + byte_size(B)); E -> {E, N} end; "
+    "{error, closed} -> {closed, N}; E -> {E, N} end end, "
+    "Acc = fun Acc(0) -> ok; Acc(K) -> case gen_tcp:accept(L, 300000) of {ok, S} -> "
+    "P = spawn(fun() -> receive go -> ok end, {How, N} = Echo(S, 0), gen_tcp:close(S), "
+    "Self ! {echoed, How, N} end), ok = gen_tcp:controlling_process(S, P), P ! go, "
+    "Acc(K - 1); _ -> ok end end, Acc(40) end), "
+    "receive listening -> listening after 10000 -> timeout end."
+)
+# What the guest reported: the stream's end first (the one long connection: it may take
+# the guest's recv timeout to come), then the probes'.
+NET_ECHOED = (
+    "W = receive {echoed, H0, N0} when N0 > 100000 -> [{H0, N0}] after 30000 -> [] end, "
+    "G = fun G(Acc) -> receive {echoed, H, N} -> G([{H, N} | Acc]) after 2000 -> "
+    "lists:reverse(Acc) end end, W ++ G([])."
+)
+
+
+class _Stream:
+    """The host's side of one echoed connection: a thread sends paced random chunks until
+    told to stop (or NET_STREAM_MAX), half-closes; another reads the echo to EOF. md5s of
+    both directions; `error` is the first socket error, if any."""
+
+    def __init__(self, port: int) -> None:
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=NET_TIMEOUT)
+        self.stop = threading.Event()
+        self.sent, self.got = hashlib.md5(), hashlib.md5()
+        self.n_sent = self.n_got = 0
+        self.error: Exception | None = None
+        self.threads = [threading.Thread(target=f, daemon=True) for f in (self._send, self._recv)]
+        for t in self.threads:
+            t.start()
+
+    def _send(self) -> None:
+        t_end = time.monotonic() + NET_STREAM_MAX
+        try:
+            while not self.stop.is_set() and time.monotonic() < t_end:
+                chunk = os.urandom(NET_CHUNK)
+                self.sock.sendall(chunk)
+                self.sent.update(chunk)
+                self.n_sent += len(chunk)
+                time.sleep(NET_PACE)
+            self.sock.shutdown(socket.SHUT_WR)
+        except OSError as e:
+            self.error = self.error or e
+
+    def _recv(self) -> None:
+        try:
+            while data := self.sock.recv(65536):
+                self.got.update(data)
+                self.n_got += len(data)
+        except OSError as e:
+            self.error = self.error or e
+
+    def join(self) -> None:
+        self.stop.set()
+        for t in self.threads:
+            t.join(NET_STREAM_MAX + 2 * NET_TIMEOUT)
+        self.sock.close()
+        if any(t.is_alive() for t in self.threads):
+            raise UserError("the host's side of the stream did not end within its bounds")
+
+    def whole(self) -> bool:
+        return (
+            self.error is None
+            and self.n_got == self.n_sent
+            and (self.sent.digest() == self.got.digest())
+        )
+
+
+def _echo_once(port: int, data: bytes, timeout: float) -> bool:
+    """A new connection echoes `data` whole (sent, half-closed, read to EOF)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as c:
+        put = threading.Thread(target=_put, args=(c, data), daemon=True)
+        put.start()
+        got = b""
+        while len(got) <= len(data) and (chunk := c.recv(65536)):
+            got += chunk
+        put.join(timeout)
+    return got == data
+
+
+def _put(c: socket.socket, data: bytes) -> None:
+    try:
+        c.sendall(data)
+        c.shutdown(socket.SHUT_WR)
+    except OSError:
+        pass  # the reader sees the connection fail
+
+
+def _probe(port: int, t_fault: float, out: list) -> None:
+    """New connections from the fault on, until one echoes: its time from the fault (s)."""
+    for _ in range(NET_PROBES):
+        t = time.monotonic()
+        try:
+            if _echo_once(port, b"probe %d\n" % len(out), NET_PROBE_TIMEOUT):
+                out.append(time.monotonic() - t_fault)
+                return
+        except OSError:
+            pass
+        time.sleep(max(0.0, NET_PROBE_TIMEOUT - (time.monotonic() - t)) / 10)
+
+
+@check("net-recovery", needs=NEEDS)
+def net_recovery(planner: Planner) -> str:
+    """ethernet_driver crashes while the host streams data through a hostfwd to a guest
+    echo server: the driver is up again (patches/sddf/0005: the buffers the device held are
+    posted again or returned), the connection survives whole or fails with an error on both
+    sides, new connections are served (the first one timed from the fault) and a new one
+    echoes 2 MiB byte-identical."""
+    img = targets.image(_planner(f"ethernet_driver:{CRASH_MS}"), "beam")
+    log = logs.run_log("net-recovery")
+    port = _free_port()
+    with _net_shell(img.command(forwards=[f"tcp:{port}:{NET_PORT}"]), log) as shell:
+        s = shell.session
+        if _eval(shell, NET_ECHO % NET_PORT) != "listening":
+            raise UserError(f"the guest's echo server did not start (log: {log})")
+        stream = _Stream(port)
+        try:
+            fault = s.expect(FAULT_LINE.format(pd="ethernet_driver"), CRASH_MS / 1000 + 60)
+            t_fault, before = time.monotonic(), stream.n_got
+            probed: list = []
+            probe = threading.Thread(target=_probe, args=(port, t_fault, probed), daemon=True)
+            probe.start()
+            eth = s.expect(r"ETH\|restarted: (\d+) RX buffers re-posted, (\d+) TX", 30)
+            up = s.expect(UP_LINE.format(pd="ethernet_driver"), 30)
+            time.sleep(NET_AFTER_UP)
+        finally:
+            stream.join()
+        probe.join(NET_PROBES * (NET_PROBE_TIMEOUT + 1))
+        if fault.group(1) != b"vmfault" or before == 0:
+            raise UserError(f"{fault.group(0)!r} with {before} bytes echoed before (log: {log})")
+        echoed = _eval(shell, NET_ECHOED, 60)
+        m = re.fullmatch(r"\[\{(closed|\{error,\w+\}),(\d+)\}(.*)\]", echoed)
+        if m is None:
+            raise UserError(f"the guest's echo server reported {echoed} (log: {log})")
+        survived = stream.whole() and m.group(1) == "closed" and int(m.group(2)) == stream.n_sent
+        if not survived and (stream.error is None or m.group(1) == "closed"):
+            raise UserError(
+                f"the stream neither survived nor failed on both sides: host sent "
+                f"{stream.n_sent} got {stream.n_got} ({stream.error}), guest {echoed} (log: {log})"
+            )
+        if not probed:
+            raise UserError(f"no new connection echoed after the restart (log: {log})")
+        big = os.urandom(NET_AFTER)
+        if not _echo_once(port, big, NET_TIMEOUT):
+            raise UserError(f"a new connection after the restart did not echo 2 MiB (log: {log})")
+        if _eval(shell, "1 + 1.") != "2":
+            raise UserError(f"the shell does not answer after the restart (log: {log})")
+    how = (
+        f"survived whole: {stream.n_sent} bytes echoed byte-identical"
+        if survived
+        else f"failed on both sides: host {stream.error!r}, guest {m.group(1)}"
+    )
+    return (
+        f"{fault.group(0).decode()}: up after {float(up.group(2))} ms, "
+        f"{eth.group(1).decode()} RX buffers re-posted, {eth.group(2).decode()} TX returned; "
+        f"the stream ({before} bytes echoed before the fault) {how}; first new connection "
+        f"served {probed[0] * 1000:.0f} ms after the fault line; 2 MiB echoed on a new one"
+    )
