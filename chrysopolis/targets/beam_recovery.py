@@ -6,7 +6,9 @@ crashes a driver while the shell uses it, and the system comes back.
 `serial-recovery` the serial driver and both virtualisers while the shell prints lines,
 `recovery-giveup` a virtualiser past its budget of one restart (stopped),
 `recovery-poweroff` the same with on_giveup poweroff; `blk-recovery` crashes blk_driver while
-the shell reads a 4 MiB file in a loop, then blk_virt; `fat-recovery` the FAT server. Each reads the supervisor's lines:
+the shell reads a 4 MiB file in a loop, then blk_virt; `fat-recovery` the FAT server;
+`net-recovery` the net driver, both virtualisers and the copier under a TCP stream from the
+host. Each reads the supervisor's lines:
 `SUP|fault pd=...` (PD, kind, address, restart n/m), `SUP|up pd=... after=Xms` (fault to
 the restarted PD's init done) and `SUP|giveup pd=...`.
 """
@@ -292,10 +294,13 @@ def fat_recovery(planner: Planner) -> str:
     return _file_under_fault("fat-recovery", ["fatfs"], held=True)
 
 
-# net-recovery: ethernet_driver crashes while the host streams data through a hostfwd
-# (127.0.0.1, restrict=on) to a guest echo server.
+# net-recovery: the network PDs crash in turn while the host streams data through a
+# hostfwd (127.0.0.1, restrict=on) to a guest echo server.
+ETH_LINE = r"ETH\|restarted: (\d+) RX frames passed on, (\d+) RX buffers re-posted, (\d+) TX"
+NET_PDS = ("ethernet_driver", "net_virt_tx", "net_virt_rx", "beam_net_copier")
+NET_GAP_MS = 4000  # between their crashes
 NET_PORT = 8080  # the guest's listener
-NET_CHUNK = 16 * 1024  # the host sends a chunk per NET_PACE s: ~0.8 MB/s, some 20 MB in all
+NET_CHUNK = 8 * 1024  # the host sends a chunk per NET_PACE s: ~0.4 MB/s, some 15 MB in all
 NET_PACE = 0.02
 NET_AFTER_UP = 3.0  # s the stream goes on after the driver is up again
 NET_STREAM_MAX = 120.0  # s: the stream's bound, whatever happens
@@ -413,27 +418,29 @@ def _probe(port: int, t_fault: float, out: list) -> None:
 
 @check("net-recovery", needs=NEEDS)
 def net_recovery(planner: Planner) -> str:
-    """ethernet_driver crashes while the host streams data through a hostfwd to a guest
-    echo server: the driver is up again (patches/sddf/0005: the buffers the device held are
-    posted again or returned), the connection survives whole or fails with an error on both
-    sides, new connections are served (the first one timed from the fault) and a new one
-    echoes 2 MiB byte-identical."""
-    img = targets.image(_planner(f"ethernet_driver:{CRASH_MS}"), "beam")
+    """ethernet_driver, then net_virt_tx, net_virt_rx and the copier crash while the host
+    streams data through a hostfwd to a guest echo server: each is up again (the driver
+    posts again or returns the buffers the device held, patches/sddf/0005), the connection
+    survives whole or fails with an error on both sides, new connections are served (the
+    first one timed from the driver's fault) and a new one echoes 2 MiB byte-identical."""
+    crashes = ",".join(f"{pd}:{CRASH_MS + NET_GAP_MS * i}" for i, pd in enumerate(NET_PDS))
+    img = targets.image(_planner(crashes), "beam")
     log = logs.run_log("net-recovery")
     port = _free_port()
     with _net_shell(img.command(forwards=[f"tcp:{port}:{NET_PORT}"]), log) as shell:
         s = shell.session
         if _eval(shell, NET_ECHO % NET_PORT) != "listening":
             raise UserError(f"the guest's echo server did not start (log: {log})")
-        stream = _Stream(port)
+        stream, ups = _Stream(port), []
         try:
-            fault = s.expect(FAULT_LINE.format(pd="ethernet_driver"), CRASH_MS / 1000 + 60)
+            fault = s.expect(FAULT_LINE.format(pd=NET_PDS[0]), CRASH_MS / 1000 + 60)
             t_fault, before = time.monotonic(), stream.n_got
             probed: list = []
             probe = threading.Thread(target=_probe, args=(port, t_fault, probed), daemon=True)
             probe.start()
-            eth = s.expect(r"ETH\|restarted: (\d+) RX buffers re-posted, (\d+) TX", 30)
-            up = s.expect(UP_LINE.format(pd="ethernet_driver"), 30)
+            eth = s.expect(ETH_LINE, 30)
+            ups.append(float(s.expect(UP_LINE.format(pd=NET_PDS[0]), 30).group(2)))
+            ups += [_recovered(s, pd, NET_GAP_MS / 1000 + 30)[1] for pd in NET_PDS[1:]]
             time.sleep(NET_AFTER_UP)
         finally:
             stream.join()
@@ -454,17 +461,19 @@ def net_recovery(planner: Planner) -> str:
             raise UserError(f"no new connection echoed after the restart (log: {log})")
         big = os.urandom(NET_AFTER)
         if not _echo_once(port, big, NET_TIMEOUT):
-            raise UserError(f"a new connection after the restart did not echo 2 MiB (log: {log})")
+            raise UserError(f"a new connection after the restarts did not echo 2 MiB (log: {log})")
         if _eval(shell, "1 + 1.") != "2":
-            raise UserError(f"the shell does not answer after the restart (log: {log})")
+            raise UserError(f"the shell does not answer after the restarts (log: {log})")
     how = (
         f"survived whole: {stream.n_sent} bytes echoed byte-identical"
         if survived
         else f"failed on both sides: host {stream.error!r}, guest {m.group(1)}"
     )
+    up = ", ".join(f"{pd} up after {ms} ms" for pd, ms in zip(NET_PDS, ups, strict=True))
     return (
-        f"{fault.group(0).decode()}: up after {float(up.group(2))} ms, "
-        f"{eth.group(1).decode()} RX buffers re-posted, {eth.group(2).decode()} TX returned; "
-        f"the stream ({before} bytes echoed before the fault) {how}; first new connection "
-        f"served {probed[0] * 1000:.0f} ms after the fault line; 2 MiB echoed on a new one"
+        f"{fault.group(0).decode()}; {up}; the driver passed on {eth.group(1).decode()} RX "
+        f"frames, re-posted {eth.group(2).decode()} RX buffers and returned "
+        f"{eth.group(3).decode()} TX; the stream ({before} bytes echoed "
+        f"before the first fault) {how}; first new connection served "
+        f"{probed[0] * 1000:.0f} ms after the driver's fault line; 2 MiB echoed on a new one"
     )
