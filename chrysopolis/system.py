@@ -76,9 +76,19 @@ SUPERVISED = (
     "blk_driver",
     "blk_virt",
     "fatfs",
-    "beam_server",
+    "ethernet_driver",
+    "net_virt_tx",
+    "net_virt_rx",
+    "beam_net_copier",
+    "beam_server",  # last: its channel is the protocol page's
 )
-ELF_OF = {"fatfs": "fat.elf"}  # a child's ELF, when not NAME.elf (beam_server: generate's)
+ELF_OF = {  # a child's ELF, when not NAME.elf (beam_server: generate's)
+    "fatfs": "fat.elf",
+    "ethernet_driver": "eth_driver.elf",
+    "net_virt_tx": "network_virt_tx.elf",
+    "net_virt_rx": "network_virt_rx.elf",
+    "beam_net_copier": "network_copy.elf",
+}
 # rest_for_one: a child restarted, and up, before this one (beam_server's open files live
 # in the FAT server: a new node starts with a new server, patches/lionsos/0005).
 FIRST = {"beam_server": "fatfs"}
@@ -435,6 +445,10 @@ def generate(
         blk_driver,
         blk_virt,
         fatfs,
+        eth_driver,
+        net_virt_tx,
+        net_virt_rx,
+        net_copier,
         beam_server,
     )
     assert tuple(pd.name for pd in supervised) == SUPERVISED
@@ -452,14 +466,7 @@ def generate(
     for pd in supervised[:-1]:
         if pd.name in STATUS_READERS:
             pd.add_map(SystemDescription.Map(status, STATUS_VADDR, "r"))
-    for pd in (
-        supervisor,
-        eth_driver,
-        net_virt_tx,
-        net_virt_rx,
-        net_copier,
-    ):
-        sdf.add_pd(pd)
+    sdf.add_pd(supervisor)
 
     # The FAT server registers itself as a block client, so it connects before the block
     # system; lwIP's pbuf pool sits on the net client, so it connects after the net system.

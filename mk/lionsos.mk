@@ -64,7 +64,8 @@ $(SDDF_IMAGES) eth_driver_virtio.elf fat.elf: $(LIONS_LIBC)/lib/libc.a libsddf_u
 # wraps their init(): a snapshot of the writable segment at the first start, restored at
 # each restart (docs/plans/recovery.md, 4.1). Order-only, so `$^` of upstream rules skips it.
 SUP_RESET_ELFS := timer_driver.elf serial_driver.elf serial_virt_tx.elf serial_virt_rx.elf \
-	blk_driver.elf blk_virt.elf fat.elf
+	blk_driver.elf blk_virt.elf fat.elf eth_driver_virtio.elf network_virt_tx.elf \
+	network_virt_rx.elf network_copy.elf
 SUP_RESET_OBJ := sup_reset/sup_reset.o
 $(SUP_RESET_OBJ): $(CHRYSOPOLIS_MK)/../runtime/reset/sup_reset.c | $(SDDF_LIBC_INCLUDE)
 	mkdir -p sup_reset
@@ -75,3 +76,7 @@ $(SUP_RESET_ELFS): LIBS := $(SUP_RESET_OBJ) $(LIBS)
 # blk_virt and the FAT server keep their records of requests in flight across a restart
 # (patches/sddf/0004, patches/lionsos/0004).
 blk_virt.elf fat.elf: LIBS += -T$(CHRYSOPOLIS_MK)/keep.ld
+# The net driver keeps which buffers the device holds, net_virt_rx and the copier that
+# their free queue was filled (patches/sddf/0005, 0006). eth_driver.elf is a copy of
+# eth_driver_virtio.elf (sDDF's common.mk): the stub goes into the latter.
+eth_driver_virtio.elf network_virt_rx.elf network_copy.elf: LIBS += -T$(CHRYSOPOLIS_MK)/keep.ld

@@ -44,6 +44,7 @@ def test_an_injection_image_has_it(stack_planner):
         "serial-recovery",
         "blk-recovery",
         "fat-recovery",
+        "net-recovery",
         "recovery-giveup",
         "recovery-poweroff",
         "beam-restart",

@@ -413,7 +413,7 @@ def test_named_exit_statuses_reach_beam_servers_bitmap():
         ("blk_driver:permanent:3:5000:stop:75", "only beam_server ends with a status"),
         ("beam_server:transient:3:5000:stop:0", "exit statuses are numbers 1 to 255"),
         ("beam_server:transient:3:5000:stop:75+x", "exit statuses are numbers 1 to 255"),
-        ("ethernet_driver:permanent:3:5000:stop", "only timer_driver"),
+        ("sup_inject:permanent:3:5000:stop", "only timer_driver"),
         ("timer_driver:permanent:0:5000:stop", "intensity 1 to 16"),
     ],
 )
@@ -423,7 +423,7 @@ def test_bad_policy_is_refused_in_one_line(text, message):
     assert "\n" not in str(e.value)
 
 
-@pytest.mark.parametrize("text", ["timer_driver", "timer_driver:soon", "ethernet_driver:100", True])
+@pytest.mark.parametrize("text", ["timer_driver", "timer_driver:soon", "sup_inject:100", True])
 def test_bad_fault_injection_is_refused(text):
     with pytest.raises(UserError, match="fault_inject"):
         system.parse_inject(text)

@@ -6,13 +6,19 @@ crashes a driver while the shell uses it, and the system comes back.
 powers off); `timer-recovery` crashes timer_driver in the middle of a run of timer:sleep(2000) calls,
 `serial-recovery` the serial driver and both virtualisers while the shell prints lines,
 `recovery-giveup` blk_driver past its budget of one restart (stopped: file calls fail),
-`recovery-poweroff` the same with on_giveup poweroff; `blk-recovery` crashes blk_driver while
-the shell reads a 4 MiB file in a loop, then blk_virt; `fat-recovery` the FAT server. Each reads the supervisor's lines:
+`recovery-poweroff` serial_virt_rx past its budget, on_giveup poweroff; `blk-recovery` crashes blk_driver while
+the shell reads a 4 MiB file in a loop, then blk_virt; `fat-recovery` the FAT server;
+`net-recovery` the net driver, both virtualisers and the copier under a TCP stream from the
+host. Each reads the supervisor's lines:
 `SUP|fault pd=...` (PD, kind, address, restart n/m), `SUP|up pd=... after=Xms` (fault to
 the restarted PD's init done) and `SUP|giveup pd=...`.
 """
 
+import hashlib
+import os
 import re
+import socket
+import threading
 import time
 
 import pexpect
@@ -22,7 +28,7 @@ from chrysopolis.cache import Planner
 from chrysopolis.checks import check
 from chrysopolis.errors import UserError
 from chrysopolis.shell import PROMPT, Shell
-from chrysopolis.targets.beam import NEEDS, _eval
+from chrysopolis.targets.beam import NEEDS, _eval, _free_port, _net_shell
 
 # The injection is timed from the supervisor's start; the shell is up in ~10 s here, far
 # less than CRASH_MS, and each case runs long past it.
@@ -398,4 +404,195 @@ def beam_restart(planner: Planner) -> str:
     return (
         f"3 ends, each to a fresh 1> with no state and {KEEP_FILE} intact ({ends}); "
         f"the 4th: giveup action={giveup}, exit status {status}"
+    )
+
+
+# net-recovery: the network PDs crash in turn while the host streams data through a
+# hostfwd (127.0.0.1, restrict=on) to a guest echo server.
+ETH_LINE = r"ETH\|restarted: (\d+) RX frames passed on, (\d+) RX buffers re-posted, (\d+) TX"
+# The driver twice: what it kept across its first restart serves its second.
+NET_PDS = ("ethernet_driver", "net_virt_tx", "net_virt_rx", "beam_net_copier", "ethernet_driver")
+NET_GAP_MS = 4000  # between the crashes
+NET_PORT = 8080  # the guest's listener
+NET_CHUNK = 8 * 1024  # the host sends a chunk per NET_PACE s: ~0.4 MB/s, some 15 MB in all
+NET_PACE = 0.02
+NET_AFTER_UP = 3.0  # s the stream goes on after the driver is up again
+NET_STREAM_MAX = 120.0  # s: the stream's bound, whatever happens
+NET_TIMEOUT = 20.0  # s: any one socket operation
+# New connections tried from the fault on, one after the other, until one echoes: long
+# enough for TCP to resend a SYN lost in the restart (3 s in QEMU's slirp and in lwIP).
+NET_PROBES = 4
+NET_PROBE_TIMEOUT = 10.0
+NET_AFTER = 2 * 1024 * 1024  # bytes echoed by a new connection after the recovery
+# The guest: echo each connection (up to 40) in a process of its own; the shell is sent
+# {echoed, How, Bytes} when one ends (How: closed, or the error of its recv or send).
+NET_ECHO = (
+    "Self = self(), spawn(fun() -> {ok, L} = gen_tcp:listen(%d, [binary, {active, false}, "
+    "{reuseaddr, true}, {exit_on_close, false}, {send_timeout, 20000}]), Self ! listening, "
+    "Echo = fun Echo(S, N) -> case gen_tcp:recv(S, 0, 20000) of {ok, B} -> "
+    "case gen_tcp:send(S, B) of ok -> Echo(S, N + byte_size(B)); E -> {E, N} end; "
+    "{error, closed} -> {closed, N}; E -> {E, N} end end, "
+    "Acc = fun Acc(0) -> ok; Acc(K) -> case gen_tcp:accept(L, 300000) of {ok, S} -> "
+    "P = spawn(fun() -> receive go -> ok end, {How, N} = Echo(S, 0), gen_tcp:close(S), "
+    "Self ! {echoed, How, N} end), ok = gen_tcp:controlling_process(S, P), P ! go, "
+    "Acc(K - 1); _ -> ok end end, Acc(40) end), "
+    "receive listening -> listening after 10000 -> timeout end."
+)
+# What the guest reported: the stream's end first (the one long connection: it may take
+# the guest's recv timeout to come), then the probes'.
+NET_ECHOED = (
+    "W = receive {echoed, H0, N0} when N0 > 100000 -> [{H0, N0}] after 30000 -> [] end, "
+    "G = fun G(Acc) -> receive {echoed, H, N} -> G([{H, N} | Acc]) after 2000 -> "
+    "lists:reverse(Acc) end end, W ++ G([])."
+)
+
+
+class _Stream:
+    """The host's side of one echoed connection: a thread sends paced random chunks until
+    told to stop (or NET_STREAM_MAX), half-closes; another reads the echo to EOF. md5s of
+    both directions; `error` is the first socket error, if any."""
+
+    def __init__(self, port: int) -> None:
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=NET_TIMEOUT)
+        self.stop = threading.Event()
+        self.sent, self.got = hashlib.md5(), hashlib.md5()
+        self.n_sent = self.n_got = 0
+        self.error: Exception | None = None
+        self.threads = [threading.Thread(target=f, daemon=True) for f in (self._send, self._recv)]
+        for t in self.threads:
+            t.start()
+
+    def _send(self) -> None:
+        t_end = time.monotonic() + NET_STREAM_MAX
+        try:
+            while not self.stop.is_set() and time.monotonic() < t_end:
+                chunk = os.urandom(NET_CHUNK)
+                self.sock.sendall(chunk)
+                self.sent.update(chunk)
+                self.n_sent += len(chunk)
+                time.sleep(NET_PACE)
+            self.sock.shutdown(socket.SHUT_WR)
+        except OSError as e:
+            self.error = self.error or e
+
+    def _recv(self) -> None:
+        try:
+            while data := self.sock.recv(65536):
+                self.got.update(data)
+                self.n_got += len(data)
+        except OSError as e:
+            self.error = self.error or e
+
+    def join(self) -> None:
+        self.stop.set()
+        for t in self.threads:
+            t.join(NET_STREAM_MAX + 2 * NET_TIMEOUT)
+        self.sock.close()
+        if any(t.is_alive() for t in self.threads):
+            raise UserError("the host's side of the stream did not end within its bounds")
+
+    def whole(self) -> bool:
+        return (
+            self.error is None
+            and self.n_got == self.n_sent
+            and (self.sent.digest() == self.got.digest())
+        )
+
+
+def _echo_once(port: int, data: bytes, timeout: float) -> bool:
+    """A new connection echoes `data` whole (sent, half-closed, read to EOF)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as c:
+        put = threading.Thread(target=_put, args=(c, data), daemon=True)
+        put.start()
+        got = b""
+        while len(got) <= len(data) and (chunk := c.recv(65536)):
+            got += chunk
+        put.join(timeout)
+    return got == data
+
+
+def _put(c: socket.socket, data: bytes) -> None:
+    try:
+        c.sendall(data)
+        c.shutdown(socket.SHUT_WR)
+    except OSError:
+        pass  # the reader sees the connection fail
+
+
+def _probe(port: int, t_fault: float, out: list) -> None:
+    """New connections from the fault on, until one echoes: (echoed, s from the fault) of
+    each."""
+    for i in range(NET_PROBES):
+        try:
+            ok = _echo_once(port, b"probe %d\n" % i, NET_PROBE_TIMEOUT)
+        except OSError:
+            ok = False
+        out.append((ok, time.monotonic() - t_fault))
+        if ok:
+            return
+        time.sleep(0.1)
+
+
+@check("net-recovery", needs=NEEDS)
+def net_recovery(planner: Planner) -> str:
+    """ethernet_driver, net_virt_tx, net_virt_rx, the copier, then the driver again crash
+    while the host streams data through a hostfwd to a guest echo server: each is up again
+    (the driver passes on, posts again or returns the buffers the device held, patches/sddf/
+    0005), the connection survives whole or fails with an error on both sides, new
+    connections are served (the first one timed from the driver's first fault) and a new
+    one echoes 2 MiB byte-identical."""
+    crashes = ",".join(f"{pd}:{CRASH_MS + NET_GAP_MS * i}" for i, pd in enumerate(NET_PDS))
+    img = targets.image(_planner(crashes), "beam")
+    log = logs.run_log("net-recovery")
+    port = _free_port()
+    with _net_shell(img.command(forwards=[f"tcp:{port}:{NET_PORT}"]), log) as shell:
+        s = shell.session
+        if _eval(shell, NET_ECHO % NET_PORT) != "listening":
+            raise UserError(f"the guest's echo server did not start (log: {log})")
+        stream, ups = _Stream(port), []
+        try:
+            fault = s.expect(FAULT_LINE.format(pd=NET_PDS[0]), CRASH_MS / 1000 + 60)
+            t_fault, before = time.monotonic(), stream.n_got
+            probed: list = []
+            probe = threading.Thread(target=_probe, args=(port, t_fault, probed), daemon=True)
+            probe.start()
+            eth = s.expect(ETH_LINE, 30)
+            ups.append(float(s.expect(UP_LINE.format(pd=NET_PDS[0]), 30).group(2)))
+            ups += [_recovered(s, pd, NET_GAP_MS / 1000 + 30)[1] for pd in NET_PDS[1:]]
+            time.sleep(NET_AFTER_UP)
+        finally:
+            stream.join()
+        probe.join(NET_PROBES * (NET_PROBE_TIMEOUT + 1))
+        if fault.group(1) != b"vmfault" or before == 0:
+            raise UserError(f"{fault.group(0)!r} with {before} bytes echoed before (log: {log})")
+        echoed = _eval(shell, NET_ECHOED, 60)
+        m = re.fullmatch(r"\[\{(closed|\{error,\w+\}),(\d+)\}(.*)\]", echoed)
+        if m is None:
+            raise UserError(f"the guest's echo server reported {echoed} (log: {log})")
+        survived = stream.whole() and m.group(1) == "closed" and int(m.group(2)) == stream.n_sent
+        if not survived and (stream.error is None or m.group(1) == "closed"):
+            raise UserError(
+                f"the stream neither survived nor failed on both sides: host sent "
+                f"{stream.n_sent} got {stream.n_got} ({stream.error}), guest {echoed} (log: {log})"
+            )
+        if not probed or not probed[-1][0]:
+            raise UserError(f"no new connection echoed after the restart (log: {log})")
+        big = os.urandom(NET_AFTER)
+        if not _echo_once(port, big, NET_TIMEOUT):
+            raise UserError(f"a new connection after the restarts did not echo 2 MiB (log: {log})")
+        if _eval(shell, "1 + 1.") != "2":
+            raise UserError(f"the shell does not answer after the restarts (log: {log})")
+    how = (
+        f"survived whole: {stream.n_sent} bytes echoed byte-identical"
+        if survived
+        else f"failed on both sides: host {stream.error!r}, guest {m.group(1)}"
+    )
+    up = ", ".join(f"{pd} up after {ms} ms" for pd, ms in zip(NET_PDS, ups, strict=True))
+    return (
+        f"{fault.group(0).decode()}; {up}; the driver passed on {eth.group(1).decode()} RX "
+        f"frames, re-posted {eth.group(2).decode()} RX buffers and returned "
+        f"{eth.group(3).decode()} TX; the stream ({before} bytes echoed "
+        f"before the first fault) {how}; first new connection served "
+        f"{probed[-1][1] * 1000:.0f} ms after the driver's fault line ({len(probed)} tried); "
+        "2 MiB echoed on a new one"
     )
