@@ -331,6 +331,27 @@ WRITE_FILE = (
 )
 STATE = "{get(k), whereis(keeper), ets:info(t)}."
 FILE_MD5 = f'{{ok, B}} = file:read_file("{KEEP_FILE}"), binary:encode_hex(erlang:md5(B)).'
+# The fresh node's network: a listener the host reaches through a hostfwd on 127.0.0.1
+# (its RX buffers went back to the copier at the restart: runtime/net/netstack.c).
+ECHO_PORT = 7777
+ECHO_ONCE = (
+    f"{{ok, L}} = gen_tcp:listen({ECHO_PORT}, [binary, {{active, false}}, {{reuseaddr, true}}]), "
+    "spawn(fun() -> {ok, S} = gen_tcp:accept(L), {ok, D} = gen_tcp:recv(S, 4096, 20000), "
+    "gen_tcp:send(S, D), gen_tcp:close(S) end), ok."
+)
+
+
+def _echoed(port: int, data: bytes) -> bytes:
+    """What the guest's ECHO_ONCE sends back for `data` (bounded in time)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=20) as c:
+        c.settimeout(20)
+        c.sendall(data)
+        got = b""
+        while len(got) < len(data) and (chunk := c.recv(65536)):
+            got += chunk
+        return got
+
+
 BEAM_PDS = (
     "[{R, K, A} || #{name := beam_server, restarts := R, "
     "last_fault := #{kind := K, addr := A}} <- chrysopolis:pds()]."
@@ -373,7 +394,8 @@ def beam_restart(planner: Planner) -> str:
     img = targets.image(_planner("", BEAM_POLICY), "beam")
     log = logs.run_log("beam-restart")
     took = []
-    with qemu.boot(img.command(), log) as s:
+    port = _free_port()
+    with qemu.boot(img.command(forwards=[f"tcp:{port}:{ECHO_PORT}"]), log) as s:
         shell = Shell(s)
         shell.wait_ready()
         md5 = _eval(shell, WRITE_FILE)
@@ -391,6 +413,11 @@ def beam_restart(planner: Planner) -> str:
                 )
             if (seen := _eval(shell, BEAM_PDS)) != f"[{{{n},exit,{status}}}]":
                 raise UserError(f"chrysopolis:pds() shows {seen} for beam_server (log: {log})")
+            if _eval(shell, ECHO_ONCE) != "ok":
+                raise UserError(f"the restarted node cannot listen on TCP (log: {log})")
+            data = os.urandom(4096)  # what ECHO_ONCE reads
+            if _echoed(port, data) != data:
+                raise UserError(f"the restarted node's TCP echo differs (log: {log})")
         s.send("erlang:halt(abort).\r")
         giveup = s.expect(GIVEUP_LINE.format(pd="beam_server"), 60).group(1).decode()
         status = int(s.expect(r"beam_server: exit status (\d+)", 30).group(1))
@@ -402,7 +429,8 @@ def beam_restart(planner: Planner) -> str:
         raise UserError(f"past the budget: action {giveup}, exit status {status} (log: {log})")
     ends = ", ".join(f"{c} {t:.1f} s" for (_, _, c), t in zip(ENDINGS, took, strict=True))
     return (
-        f"3 ends, each to a fresh 1> with no state and {KEEP_FILE} intact ({ends}); "
+        f"3 ends, each to a fresh 1> with no state, {KEEP_FILE} intact and a TCP echo "
+        f"through a hostfwd ({ends}); "
         f"the 4th: giveup action={giveup}, exit status {status}"
     )
 
