@@ -218,6 +218,28 @@ static void page_init(void)
 
 /* ---- restarts ---- */
 
+static void set_last_fault(uint32_t i, const struct sup_fault *f)
+{
+    if (page) {
+        page_begin();
+        page->pds[i].last_fault = *f;
+        page_end();
+    }
+}
+
+/* The end of a fault or exit line: " restart=n/m window=Pms". */
+static void put_budget(uint32_t n, uint32_t m, uint32_t period_ms)
+{
+    put(" restart=");
+    put_dec(n);
+    put("/");
+    put_dec(m);
+    put(" window=");
+    put_dec(period_ms);
+    put("ms");
+    flush();
+}
+
 static const char *kind_name(uint32_t kind)
 {
     switch (kind) {
@@ -378,11 +400,7 @@ seL4_Bool fault(microkit_child id, microkit_msginfo msginfo, microkit_msginfo *r
     const struct child_config *c = &sup_config.child[i];
     /* A fault is an abnormal end: permanent and transient children restart, temporary ones not. */
     uint32_t n = c->restart == SUP_TEMPORARY ? 0 : admit((uint32_t)i, f.t_ns);
-    if (page) {
-        page_begin();
-        page->pds[i].last_fault = f;
-        page_end();
-    }
+    set_last_fault((uint32_t)i, &f);
     put("SUP|fault pd=");
     put(c->name);
     put(" kind=");
@@ -394,14 +412,7 @@ seL4_Bool fault(microkit_child id, microkit_msginfo msginfo, microkit_msginfo *r
     put_hex(f.addr);
     put(" ip=");
     put_hex(f.ip);
-    put(" restart=");
-    put_dec(n);
-    put("/");
-    put_dec(c->restart == SUP_TEMPORARY ? 0 : c->intensity);
-    put(" window=");
-    put_dec(c->period_ms);
-    put("ms");
-    flush();
+    put_budget(n, c->restart == SUP_TEMPORARY ? 0 : c->intensity, c->period_ms);
     event(SUP_EV_FAULT, (uint32_t)i, n, c->intensity, &f);
     if (n == 0) {
         give_up((uint32_t)i);
@@ -542,25 +553,14 @@ static uint32_t beam_exit(uint32_t i, uint32_t status, uint32_t cause)
     }
     struct sup_fault f = {.kind = SUP_FAULT_EXIT, .addr = status, .t_ns = now_ns()};
     uint32_t n = admit(i, f.t_ns);
-    if (page) {
-        page_begin();
-        page->pds[i].last_fault = f;
-        page_end();
-    }
+    set_last_fault((uint32_t)i, &f);
     put("SUP|exit pd=");
     put(c->name);
     put(" status=");
     put_dec(status);
     put(" cause=");
     put(cause_name(cause));
-    put(" restart=");
-    put_dec(n);
-    put("/");
-    put_dec(c->intensity);
-    put(" window=");
-    put_dec(c->period_ms);
-    put("ms");
-    flush();
+    put_budget(n, c->intensity, c->period_ms);
     event(SUP_EV_FAULT, i, n, c->intensity, &f);
     if (n > 0) {
         restart(i);
