@@ -313,10 +313,14 @@ static _Noreturn void power_off(void)
     }
 }
 
-static void give_up(uint32_t i)
+/* Past the budget: stop child i, or power off. `by_itself`: beam_server, ending, powers off
+ * itself (its status is then the machine's last line) once it hears no. */
+static void give_up(uint32_t i, int by_itself)
 {
     const struct child_config *c = &sup_config.child[i];
-    microkit_pd_stop(c->id);
+    if (!by_itself) {
+        microkit_pd_stop(c->id);
+    }
     children[i].stopped = 1;
     set_state(i, SUP_STOPPED);
     put("SUP|giveup pd=");
@@ -324,7 +328,7 @@ static void give_up(uint32_t i)
     put(c->on_giveup == SUP_GIVEUP_POWEROFF ? " action=poweroff" : " action=stop");
     flush();
     event(SUP_EV_GIVEUP, i, 0, c->intensity, NULL);
-    if (c->on_giveup == SUP_GIVEUP_POWEROFF) {
+    if (c->on_giveup == SUP_GIVEUP_POWEROFF && !by_itself) {
         power_off();
     }
 }
@@ -415,7 +419,7 @@ seL4_Bool fault(microkit_child id, microkit_msginfo msginfo, microkit_msginfo *r
     put_budget(n, c->restart == SUP_TEMPORARY ? 0 : c->intensity, c->period_ms);
     event(SUP_EV_FAULT, (uint32_t)i, n, c->intensity, &f);
     if (n == 0) {
-        give_up((uint32_t)i);
+        give_up((uint32_t)i, 0);
     } else {
         restart((uint32_t)i);
     }
@@ -566,19 +570,9 @@ static uint32_t beam_exit(uint32_t i, uint32_t status, uint32_t cause)
         restart(i);
         return SUP_OK;
     }
-    if (c->on_giveup == SUP_GIVEUP_POWEROFF) {
-        /* it powers off itself, so that its status is the machine's last line */
-        children[i].stopped = 1;
-        set_state(i, SUP_STOPPED);
-        put("SUP|giveup pd=");
-        put(c->name);
-        put(" action=poweroff");
-        flush();
-        event(SUP_EV_GIVEUP, i, 0, c->intensity, NULL);
-        return SUP_ERR_NOT_ALLOWED;
-    }
-    give_up(i);
-    return SUP_OK;
+    int by_itself = c->on_giveup == SUP_GIVEUP_POWEROFF;
+    give_up(i, by_itself);
+    return by_itself ? SUP_ERR_NOT_ALLOWED : SUP_OK;
 }
 
 static void handle_request(void)
