@@ -55,15 +55,22 @@ static volatile struct sup_page *page(void)
     return p != NULL && p->magic == SUP_MAGIC && p->version == SUP_VERSION ? p : NULL;
 }
 
-uint32_t supervision_restarts(const char *name)
+/* The supervised PD `name` on the page, or NULL (no such PD, or no supervisor). */
+static volatile struct sup_pd *pd_named(const char *name)
 {
     volatile struct sup_page *p = page();
     for (uint32_t i = 0; p != NULL && i < p->n_pds && i < SUP_MAX_PDS; i++) {
         if (strncmp((const char *)p->pds[i].name, name, SUP_NAME_LEN) == 0) {
-            return p->pds[i].restarts;
+            return &p->pds[i];
         }
     }
-    return 0;
+    return NULL;
+}
+
+uint32_t supervision_restarts(const char *name)
+{
+    volatile struct sup_pd *d = pd_named(name);
+    return d != NULL ? d->restarts : 0;
 }
 
 static const char *word(uint32_t v, const char *const *words, uint32_t n)
@@ -232,13 +239,10 @@ static const char *const file_pds[] = {"fatfs", "blk_virt", "blk_driver"};
 
 bool supervision_files_gone(void)
 {
-    volatile struct sup_page *p = page();
-    for (uint32_t i = 0; p != NULL && i < p->n_pds && i < SUP_MAX_PDS; i++) {
-        for (uint32_t k = 0; k < N(file_pds); k++) {
-            if (strncmp((const char *)p->pds[i].name, file_pds[k], SUP_NAME_LEN) == 0 &&
-                p->pds[i].state == SUP_STOPPED) {
-                return true;
-            }
+    for (uint32_t k = 0; k < N(file_pds); k++) {
+        volatile struct sup_pd *d = pd_named(file_pds[k]);
+        if (d != NULL && d->state == SUP_STOPPED) {
+            return true;
         }
     }
     return false;
