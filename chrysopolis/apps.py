@@ -146,7 +146,11 @@ def build(
             name = next(a for a in rel["apps"] if a.split()[0] == _name(d))
             if (d / "priv").is_dir():
                 shutil.copytree(d / "priv", tree / "lib" / name.replace(" ", "-") / "priv")
-        args = ["-boot", f"/releases/{rel['vsn']}/start", "-config", f"/releases/{rel['vsn']}/sys"]
+        # A release boots embedded, as a release should: every module loaded before it starts.
+        args = [
+            *("-boot", f"/releases/{rel['vsn']}/start", "-config", f"/releases/{rel['vsn']}/sys"),
+            *("-mode", "embedded"),
+        ]
         (tree / "chrysopolis").mkdir()
         (tree / "chrysopolis" / "args").write_text("".join(a + "\n" for a in [*args, *flags]))
         userdisk.copy(img.disk, work / "disk.img")

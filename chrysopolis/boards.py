@@ -127,6 +127,25 @@ def loader_addr(b: Board, mib: int) -> int:
     return min(b.loader_top, top & ~(2 * MIB - 1))
 
 
+# From this RAM up, the heap lies in RAM the SDK's device tree keeps from seL4 (device
+# untyped): seL4 clears every frame it makes of its own RAM at boot, a first touch of each
+# page of a heap of GiBs before ERTS starts; from device untyped it clears nothing, and
+# memory.c zeroes each page as it first hands it out (docs/boot.md, the lazy heap).
+LAZY_HEAP_MIN_MIB = 256
+# seL4's own RAM below the heap: the kernel, every ELF and the other PDs' regions (about 23
+# MiB at 2G) with room to spare.
+KERNEL_RAM_MIB = 40
+
+
+def heap_reserve(b: Board, mib: int) -> tuple[int, int] | None:
+    """(physical base, size) of the heap's reserved RAM for `mib` of RAM, or None below
+    LAZY_HEAP_MIN_MIB (the heap is then made of seL4's own RAM, as every other region)."""
+    if mib < LAZY_HEAP_MIN_MIB:
+        return None
+    base = b.paddr_top + KERNEL_RAM_MIB * MIB
+    return base, b.ram_base + mib * MIB - base
+
+
 def check_config(config: str) -> str:
     if config not in CONFIGS:
         raise UserError(f"unknown config '{config}'; use one of: {', '.join(CONFIGS)}")

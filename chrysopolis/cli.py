@@ -378,7 +378,7 @@ RUN_HELP = """Boot TARGET in QEMU with its serial console on this terminal (Ctrl
     metavar="DIR|APP",
     help="Your OTP application directory: compiled into a release on your disk and booted "
     "(repeatable; docs/apps.md). Or the name of an OTP application of the disk, e.g. "
-    "inets, loaded at boot (embedded mode loads nothing on demand).",
+    "inets, loaded at boot.",
 )
 @release_options
 @click.option(

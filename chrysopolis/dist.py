@@ -110,8 +110,8 @@ def guest_forwards(peers: list[int], epmd_port: int = epmd.PORT) -> list[tuple[i
 
 def init_args(node: Node, cookie_value: str) -> list[str]:
     """init's arguments for a seL4 node: our epmd module in the code path and loaded, the
-    cookie, the dist port, then distribution started by -eval (embedded mode loads nothing
-    on demand, so `-sname` at boot could not reach chrysopolis_epmd)."""
+    cookie, the dist port, then distribution started by -eval (a release boots embedded, which
+    loads nothing on demand, so `-sname` at boot could not reach chrysopolis_epmd)."""
     domain = "longnames" if node.long else "shortnames"
     return [
         "-pa",

@@ -297,6 +297,7 @@ def _pack_once(
     mac: str,
     fs_share: int,
     policies: str,
+    heap_paddr: int | None = None,
 ) -> system.SystemOutputs:
     lionsos, _ = _stack()
     outputs = system.generate(
@@ -304,6 +305,7 @@ def _pack_once(
         board,
         sddf=sddf,
         heap_mib=heap_mib,
+        heap_paddr=heap_paddr,
         stack_kib=stack_kib,
         mac=mac,
         fs_share=fs_share,
@@ -389,6 +391,10 @@ def pack(
         policies=policies,
     )
     where = (log, elfdir, system_dir, loader, report, board)
+    b = boards.board(board)
+    reserve = boards.heap_reserve(b, ram_mib if ram_mib is not None else boards.ram_mib(b, b.ram))
+    if reserve is not None:
+        return _pack_lazy(where, heap_mib, reserve, ram_mib, args)
     try:
         if heap_mib != HEAP_REST:
             return _pack_once(*where, heap_mib=heap_mib, **args)
@@ -413,6 +419,39 @@ def pack(
             log(f"# a heap of {heap} MiB does not fit: {e}")
             heap -= HEAP_MARGIN_MIB
     raise UserError(f"the Microkit tool cannot pack a heap of the rest of the RAM ({failure})")
+
+
+def _pack_lazy(
+    where: tuple, heap_mib: int | str, reserve: tuple[int, int], ram_mib: int | None, args: dict
+) -> system.SystemOutputs:
+    """pack() where the heap lies in RAM the SDK kept from seL4 (boards.heap_reserve): "rest"
+    is all of that RAM, a size is placed at its start. One pack: the rest of the RAM is seL4's
+    for the other PDs."""
+    base, size = reserve
+    room = size // system.MIB
+    if heap_mib == HEAP_REST:
+        heap_mib = room
+    elif heap_mib > room:
+        b = boards.board(where[-1])
+        mib = ram_mib if ram_mib is not None else boards.ram_mib(b, b.ram)
+        sizes = range(mib + b.ram_step, b.ram_max + 1, b.ram_step)
+        fits = next(
+            (m for m in sizes if boards.heap_reserve(b, m)[1] >= heap_mib * system.MIB), None
+        )
+        if fits is None:
+            raise UserError(
+                f"a heap of {heap_mib} MiB fits in no RAM of {b.name}; give at most "
+                f"{boards.heap_reserve(b, b.ram_max)[1] // system.MIB} MiB"
+            )
+        raise UsageError(
+            f"--ram {boards.ram_text(mib)} is too small for the protection domains "
+            f"(beam_server's heap {heap_mib} MiB); the smallest RAM that fits is "
+            f"{boards.ram_text(fits)}: give --ram {boards.ram_text(fits)} or more"
+        )
+    try:
+        return _pack_once(*where, heap_mib=heap_mib, heap_paddr=base, **args)
+    except ToolFailed as e:
+        raise UserError(f"the Microkit tool cannot pack the system: {e}") from None
 
 
 def too_small(tool: list, cfg: str, ram_mib: int, heap_mib: int) -> None:
@@ -499,7 +538,7 @@ def assemble(
     for own in OWN_ELFS:
         if (elfdir / own).is_file():
             shutil.copyfile(elfdir / own, ctx.out / own)
-    info = disk.build_disk(disk_tree, ctx.out / "disk.img", extra=disk_extra)
+    info = disk.build_disk(disk_tree, ctx.out / "disk.img", extra=disk_extra, cluster_bytes=32768)
     ctx.note(f"disk: {info}")
     targets.write_manifest(
         ctx.out,

@@ -64,7 +64,8 @@ class MemoryReport:
         lines = [
             "# RAM by protection domain (MiB), from report.txt and the .system",
             "# ram = regions + stack + ipc (normal memory); elf = the PD's ELF in the reserved",
-            "# region; fixed = fixed-address regions outside normal memory (not in the total)",
+            "# region; fixed = fixed-address regions outside normal memory: devices, DMA and,",
+            "# from 256 MiB of RAM, beam_server's heap (not in the total)",
             "",
             f"{'owner':<20}{'ram':>10}{'regions':>10}{'stack':>10}{'ipc':>10}{'elf':>10}"
             f"{'fixed':>10}",
@@ -147,9 +148,9 @@ def parse(report_text: str, system_xml: str) -> MemoryReport:
             continue
         pds = mr_pds.get(mr, [])
         u = owners.setdefault(pds[0] if len(pds) == 1 else SHARED, Usage())
+        u.mrs[mr] = u.mrs.get(mr, 0) + size
         if normal_page:
             u.regions += size
-            u.mrs[mr] = u.mrs.get(mr, 0) + size
         else:
             u.fixed += size
     return MemoryReport(

@@ -189,9 +189,8 @@ def with_modules(
     and loaded, then `args` and `files` (the user's own files on `base` stay visible; their
     /chrysopolis/args, if any, comes first).
 
-    The system boots in embedded mode, which loads nothing on demand: init loads the
-    user's modules and the applications' modules itself (`-eval`), once the boot script
-    has run.
+    Init loads the user's modules and the applications' modules itself (`-eval`), once
+    the boot script has run, as `erl -pa` users expect them loaded.
     """
     extra, pa, modules = _modules(paths)
     extra.update(files or {})

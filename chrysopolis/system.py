@@ -341,6 +341,7 @@ def generate(
     *,
     sddf: Path | None = None,
     heap_mib: int = 256,
+    heap_paddr: int | None = None,
     stack_kib: int = 1024,
     mac: str = DEFAULT_MAC,
     fs_share: int = FS_SHARE_SIZE,
@@ -412,7 +413,9 @@ def generate(
 
     # The client: ERTS over LionsOS libc, its heap in a region of its own.
     beam_server = PD(CLIENT, client_elf, priority=1, stack_size=stack_size)
-    heap = SystemDescription.MemoryRegion(sdf, HEAP_MR, heap_size)
+    # At `heap_paddr`: RAM the SDK kept from seL4 (boards.heap_reserve), which it does not clear.
+    at = {} if heap_paddr is None else {"paddr": heap_paddr}
+    heap = SystemDescription.MemoryRegion(sdf, HEAP_MR, heap_size, **at)
     sdf.add_mr(heap)
     beam_server.add_map(SystemDescription.Map(heap, HEAP_VADDR, "rw"))
     if sb.fw_cfg_paddr is not None:
@@ -553,7 +556,9 @@ def _add_heap_setvars(xml: str) -> str:
     sdfgen 0.28.1 has neither `page_size` on regions nor `setvar_vaddr` on maps (0.30 added
     the latter); Microkit 2.0.1 accepts both.
     """
-    mr_re = re.compile(rf'(<memory_region name="{HEAP_MR}" size="0x[0-9a-f]+")( />)')
+    mr_re = re.compile(
+        rf'(<memory_region name="{HEAP_MR}" size="0x[0-9a-f]+"(?: phys_addr="0x[0-9a-f]+")?)( />)'
+    )
     map_re = re.compile(
         rf'(<map mr="{HEAP_MR}" vaddr="0x[0-9a-f]+" perms="rw"(?: cached="true")?)( />)'
     )

@@ -1,6 +1,7 @@
 # SPDX-License-Identifier: BSD-2-Clause
-"""The heap takes the rest of the RAM: Microkit patch 0006 (pages over several untypeds,
-free memory in report.txt), image.pack's sizing, memory.txt (needs the sources)."""
+"""The heap takes the rest of the RAM: from 256 MiB, all of the RAM the SDK keeps from seL4
+for it (boards.heap_reserve); below, Microkit patch 0006 (pages over several untypeds, free
+memory in report.txt) and image.pack's sizing; memory.txt (needs the sources)."""
 
 import json
 import re
@@ -8,10 +9,11 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
-from chrysopolis import image, memreport, sources, system, targets
-from chrysopolis.errors import UserError
+from chrysopolis import boards, cache, image, memreport, sources, system, targets
+from chrysopolis.errors import UsageError, UserError
 
 MIB = 1024 * 1024
+SMALL_RAM_MIB = 192  # below boards.LAZY_HEAP_MIN_MIB: the heap is seL4's own RAM
 
 
 @pytest.fixture(scope="module")
@@ -19,12 +21,12 @@ def beam(stack_planner):
     return stack_planner.ensure("beam")
 
 
-@pytest.fixture(scope="module")
-def packer(stack_planner, beam, tmp_path_factory):
-    """pack(heap_mib) of the built beam image's ELFs, as nodes.py packs another MAC."""
-    d = tmp_path_factory.mktemp("pack")
+def make_packer(stack_planner, beam, d, ram_mib=None):
+    """pack(heap_mib) of the built beam image's ELFs, as nodes.py packs another MAC, with the
+    SDK for `ram_mib` (None: the default RAM)."""
     (d / "elf").mkdir()
     image.gather_elfs(stack_planner, beam, d / "elf")
+    sdk = (cache.Planner(ram_mib) if ram_mib else stack_planner).ensure("sdk")
 
     def pack(heap_mib):
         outputs = image.pack(
@@ -35,13 +37,24 @@ def packer(stack_planner, beam, tmp_path_factory):
             d / "report.txt",
             "qemu_virt_aarch64",
             sddf=sources.require(stack_planner.lock.source("sddf")),
-            microkit=stack_planner.ensure("sdk") / "bin" / "microkit",
+            microkit=sdk / "bin" / "microkit",
             heap_mib=heap_mib,
             stack_kib=256,
+            ram_mib=ram_mib,
         )
         return outputs, (d / "report.txt").read_text()
 
     return pack
+
+
+@pytest.fixture(scope="module")
+def packer(stack_planner, beam, tmp_path_factory):
+    return make_packer(stack_planner, beam, tmp_path_factory.mktemp("pack"))
+
+
+@pytest.fixture(scope="module")
+def small_packer(stack_planner, beam, tmp_path_factory):
+    return make_packer(stack_planner, beam, tmp_path_factory.mktemp("pack-small"), SMALL_RAM_MIB)
 
 
 def kernel_objects(report: str) -> list[tuple[str, int, int]]:
@@ -74,28 +87,47 @@ def test_bad_heap_option_is_refused_in_one_line(value):
     assert "\n" not in str(e.value)
 
 
-def test_a_heap_beyond_the_largest_untyped_is_split_in_order(packer):
-    outputs, report = packer(1024)  # the largest untyped at 2G is 512 MiB
+def test_a_heap_lies_in_the_ram_kept_from_sel4_in_order(packer):
+    outputs, report = packer(1024)
+    base, _ = boards.heap_reserve(boards.board("qemu_virt_aarch64"), 2048)
     assert outputs.heap_size == 1024 * MIB
-    pages = [o for o in kernel_objects(report) if "MR=beam_heap #" in o[0]]
-    assert [int(n.rsplit("#", 1)[1]) for n, _, _ in pages] == list(range(512))
+    pages = [o for o in kernel_objects(report) if o[0].startswith("Page(2 MiB): MR=beam_heap ")]
+    assert [p for _, _, p in pages] == [base + i * 2 * MIB for i in range(512)]
     caps = [c for _, c, _ in pages]
     assert caps == list(range(caps[0], caps[0] + 512))  # one cap range, mapped in order
+    # none of it is seL4's own RAM, which it clears at boot
+    uts = untypeds(report)
+    assert not any(b <= p < e for _, _, p in pages for b, e in uts)
+
+
+def test_a_small_ram_heap_beyond_the_largest_untyped_is_split_in_order(small_packer):
+    outputs, report = small_packer(96)
+    assert outputs.heap_size == 96 * MIB
+    pages = [o for o in kernel_objects(report) if "MR=beam_heap #" in o[0]]
+    assert [int(n.rsplit("#", 1)[1]) for n, _, _ in pages] == list(range(48))
+    caps = [c for _, c, _ in pages]
+    assert caps == list(range(caps[0], caps[0] + 48))
     uts = untypeds(report)
     used = {next(i for i, (b, e) in enumerate(uts) if b <= p < e) for _, _, p in pages}
     assert len(used) >= 2
-    assert all(p % (2 * MIB) == 0 for _, _, p in pages)
-    assert len({p for _, _, p in pages}) == 512
 
 
-def test_a_heap_beyond_the_ram_is_the_tools_error_in_one_line(packer):
-    with pytest.raises(UserError, match=r"does not fit in the free memory") as e:
+def test_a_heap_beyond_the_ram_names_the_smallest_that_fits(packer):
+    with pytest.raises(
+        UsageError, match=r"^--ram 2G is too small .* give --ram 4160M or more$"
+    ) as e:
         packer(4096)
     assert "\n" not in str(e.value)
-    assert "Microkit tool" in str(e.value)
 
 
-def test_a_first_try_too_big_is_lowered_by_the_margin(packer, monkeypatch):
+def test_a_small_ram_heap_beyond_it_is_the_tools_error_in_one_line(small_packer):
+    with pytest.raises(UserError, match=r"does not fit in the free memory") as e:
+        small_packer(1024)
+    assert "\n" not in str(e.value)
+
+
+def test_a_first_try_too_big_is_lowered_by_the_margin(small_packer, monkeypatch):
+    packer = small_packer
     rest, report = packer("rest")
     assert image.free_memory_text(report)["free_2mib"] <= image.HEAP_MARGIN_MIB * MIB
     # The smallest fixed heap the tool refuses, a margin at a time above the rest.
@@ -113,10 +145,10 @@ def test_a_first_try_too_big_is_lowered_by_the_margin(packer, monkeypatch):
     assert tried.heap_size == (over - image.HEAP_MARGIN_MIB) * MIB
 
 
-def test_a_rest_that_never_fits_is_one_line(packer, monkeypatch):
-    monkeypatch.setattr(image, "_rest_heap_mib", lambda free: 4096)
+def test_a_rest_that_never_fits_is_one_line(small_packer, monkeypatch):
+    monkeypatch.setattr(image, "_rest_heap_mib", lambda free: 1024)
     with pytest.raises(UserError, match=r"rest of the RAM .*does not fit") as e:
-        packer("rest")
+        small_packer("rest")
     assert "\n" not in str(e.value)
 
 
@@ -130,9 +162,9 @@ def test_the_built_heap_is_the_rest(beam):
         if mr.get("name") == system.HEAP_MR
     )
     assert int(heap.get("size"), 0) == manifest["heap_mib"] * MIB
-    # The rest: what 2 MiB pages could still take is at most the margins of the tries.
-    assert free["free_2mib"] <= image.HEAP_MARGIN_MIB * image.HEAP_TRIES * MIB
-    assert manifest["heap_mib"] * MIB > free["total"] // 2
+    # The rest: all the RAM kept from seL4 for it, at its start.
+    base, size = boards.heap_reserve(boards.board(manifest["board"]), 2048)
+    assert (int(heap.get("phys_addr"), 0), manifest["heap_mib"] * MIB) == (base, size)
     line = re.search(r"^normal memory: .*$", report, re.M).group(0)
     assert line == (
         f"normal memory: total={free['total']:#x} allocated={free['allocated']:#x} "

@@ -115,9 +115,15 @@ def test_the_sdk_gives_sel4_all_the_ram_but_the_dma_reserve(mib):
     require_sources("sel4", "microkit")
     out = cache.Planner(mib).ensure("sdk")
     platform = json.loads((sdk.board_dir(out, B.name, "debug") / "platform_gen.json").read_text())
-    assert platform["memory"] == [{"start": 0x4080_0000, "end": B.ram_base + mib * MIB}]
-    # the reserve is device memory: sdfgen's fixed-address regions come from there
+    top = B.ram_base + mib * MIB
+    heap = boards.heap_reserve(B, mib)
+    # from 256 MiB, the heap's RAM is kept from seL4 too (it would clear it at boot)
+    end = top if heap is None else heap[0]
+    assert platform["memory"] == [{"start": 0x4080_0000, "end": end}]
+    # the reserves are device memory: sdfgen's fixed-address regions come from there
     assert any(d["start"] <= B.ram_base and B.paddr_top <= d["end"] for d in platform["devices"])
+    if heap is not None:
+        assert any(d["start"] <= heap[0] and top <= d["end"] for d in platform["devices"])
 
 
 @pytest.mark.slow

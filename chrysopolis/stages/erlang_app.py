@@ -6,7 +6,8 @@ Compiled by the baseline emulator (the image's own ERTS and OTP under qemu-aarch
 same bytes. Output: lib/chrysopolis-<VSN>/ebin/*.beam and chrysopolis.app, which the beam
 target puts on the disk at /lib (docs/distribution.md: chrysopolis_epmd), and
 releases/<REL>/start.boot: the otp stage's boot script with this application loaded too
-(embedded mode loads nothing on demand, and `chrysopolis:pds()` must work in the shell).
+(a release booted in embedded mode loads nothing on demand, and `chrysopolis:pds()` must
+work in its shell).
 """
 
 from pathlib import Path

@@ -7,7 +7,7 @@ bytecode is architecture-independent, so the amd64 package serves the aarch64 em
 Every application's version must equal the one in the OTP source we compile ERTS from
 (lock entry `otp`, its lib/<app>/vsn.mk and erts/vsn.mk): a mismatch fails the stage.
 
-Tree (stage output `root/`), booted with `-root / -boot /releases/29/start -mode embedded`:
+Tree (stage output `root/`), booted with `-root / -boot /releases/29/start -mode interactive`:
   lib/<app>-<vsn>/ebin/*.beam, <app>.app     kernel, stdlib, compiler, sasl, erts, inets
   releases/29/start.boot, start.script       kernel and stdlib started, compiler loaded
   releases/29/start_clean.boot               Debian's: kernel and stdlib only (fewer loads)

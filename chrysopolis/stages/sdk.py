@@ -77,10 +77,16 @@ OVERLAYS = tuple(b.kernel_dts_overlay for b in boards.BOARDS.values() if b.kerne
     "sdk",
     sources=("sel4", "microkit"),
     deps=("microkit-tool",),
-    files=("patches/microkit", *OVERLAYS),
+    files=("patches/microkit", "patches/sel4", *OVERLAYS),
     host=C_HOST,
     pypi=("ply", "Jinja2", "PyYAML", "pyfdt", "lxml"),
-    options={"boards": list(BOARDS), "configs": list(CONFIGS), "ram_mib": DEFAULT_RAM_MIB},
+    options={
+        "boards": list(BOARDS),
+        "configs": list(CONFIGS),
+        "ram_mib": DEFAULT_RAM_MIB,
+        # What boards.heap_reserve keeps from seL4, in the key: the overlay follows it.
+        "lazy_heap": [boards.LAZY_HEAP_MIN_MIB, boards.KERNEL_RAM_MIB],
+    },
 )
 def sdk(ctx: Context) -> None:
     """Microkit 2.0.1 SDK for one RAM size (seL4 kernel, loader, monitor, libmicrokit, tool)."""
@@ -93,18 +99,34 @@ def sdk(ctx: Context) -> None:
     if overlays:  # a copy: no checkout path reaches the build
         overlay = ctx.work / "kernel-overlay.dts"
         shutil.copyfile(ctx.ours(overlays.pop()), overlay)
+        for b in names:
+            reserve = boards.heap_reserve(boards.board(b), ctx.options["ram_mib"])
+            if reserve is not None:
+                with open(overlay, "a") as f:
+                    f.write(heap_overlay(*reserve))
     args = build_sdk_args(names, ctx.options["configs"], ctx.options["ram_mib"], overlay)
     tree = ctx.copy_source("microkit")  # build_sdk.py writes build/ and release/ into its cwd
     ctx.apply_patches("patches/microkit", tree)
 
-    # C parts: the seL4 tree is only read (CMake builds out of tree).
-    ctx.run([sys.executable, "build_sdk.py", "--sel4", ctx.src("sel4"), *args], cwd=tree)
+    sel4 = ctx.copy_source("sel4")  # CMake builds out of tree; the copy takes our patches
+    ctx.apply_patches("patches/sel4", sel4)
+    ctx.run([sys.executable, "build_sdk.py", "--sel4", sel4, *args], cwd=tree)
     sdk = tree / "release" / f"microkit-sdk-{(tree / 'VERSION').read_text().strip()}"
     shutil.copytree(sdk, ctx.out, dirs_exist_ok=True)
     (ctx.out / "bin").mkdir(exist_ok=True)
     tool = ctx.out / "bin" / "microkit"
     shutil.copy2(ctx.dep("microkit-tool") / "bin" / "microkit", tool)
     tool.chmod(0o755)
+
+
+def heap_overlay(base: int, size: int) -> str:
+    """The device tree overlay that keeps the heap's RAM from seL4 (boards.heap_reserve)."""
+    cells = f"{base >> 32:#x} {base & 0xFFFFFFFF:#x} {size >> 32:#x} {size & 0xFFFFFFFF:#x}"
+    return (
+        "\n/ {\n\treserved-memory {\n"
+        f"\t\theap-memory@{base:x} {{\n\t\t\treg = <{cells}>;\n\t\t\tno-map;\n\t\t}};\n"
+        "\t};\n};\n"
+    )
 
 
 def board_dir(sdk: Path, board: str, config: str) -> Path:

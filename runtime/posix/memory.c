@@ -10,8 +10,10 @@
  * What ERTS does with it: reserve address space with PROT_NONE and commit parts of it
  * with MAP_FIXED, over-allocate and trim to align, grow with mremap. There is no
  * protection to change: PROT_NONE pages are plain memory. Anonymous memory must read as
- * zero: the region starts zeroed, so only pages handed out before (`dirty`) are cleared
- * when handed out again; a node the supervisor restarted keeps the dirty map of the last.
+ * zero: each page is cleared as it is first handed out (`dirty`), and again after it held
+ * data. The region may hold anything at the first start: from 256 MiB of RAM up it is RAM
+ * that seL4 never clears (boards.heap_reserve), so a boot touches only what ERTS uses. A
+ * node the supervisor restarted keeps the dirty map of the last.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -317,12 +319,13 @@ void memory_init(void)
         return;
     }
     size_t words = (total + 63) / 64;
-    used = (uint64_t *)start; /* zero, as the whole region, on the first start */
+    used = (uint64_t *)start;
     dirty = used + words;
-    if (sup_generation() > 1) {
-        /* A node restarted by the supervisor: nothing is in use, and what the last one
-         * wrote is still marked dirty, so it is cleared as it is handed out again. */
-        memset(used, 0, words * sizeof(uint64_t));
+    /* Nothing is in use. On the first start every page is dirty; a node restarted by the
+     * supervisor keeps the last one's map, so what it wrote is cleared as it is handed out. */
+    memset(used, 0, words * sizeof(uint64_t));
+    if (sup_generation() <= 1) {
+        memset(dirty, 0xff, words * sizeof(uint64_t));
     }
     base = start + meta * PAGE;
     npages = total - meta;

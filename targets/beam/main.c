@@ -89,7 +89,7 @@ static const char *const emu_args[] = {"beam",
                                        "-boot",
                                        "/releases/29/start",
                                        "-mode",
-                                       "embedded",
+                                       "interactive",
                                        "-kernel",
                                        "inetrc",
                                        "'/etc/inetrc'"};
@@ -163,7 +163,7 @@ static void fit_to_heap(char **argv, int argc)
     set_flag(argv, argc, "-sss", sss);
     if (beam_heap_size < PD_SMALL_HEAP) {
         set_flag(argv, argc, "-MIscs", (char *)"4");
-        set_flag(argv, argc, "-mode", (char *)"interactive");
+        set_flag(argv, argc, "-mode", (char *)"interactive"); /* a release's too */
     }
 }
 
