@@ -77,7 +77,7 @@ OVERLAYS = tuple(b.kernel_dts_overlay for b in boards.BOARDS.values() if b.kerne
     "sdk",
     sources=("sel4", "microkit"),
     deps=("microkit-tool",),
-    files=("patches/microkit", "patches/sel4", *OVERLAYS),
+    files=("patches/microkit", *OVERLAYS),
     host=C_HOST,
     pypi=("ply", "Jinja2", "PyYAML", "pyfdt", "lxml"),
     options={
@@ -108,9 +108,8 @@ def sdk(ctx: Context) -> None:
     tree = ctx.copy_source("microkit")  # build_sdk.py writes build/ and release/ into its cwd
     ctx.apply_patches("patches/microkit", tree)
 
-    sel4 = ctx.copy_source("sel4")  # CMake builds out of tree; the copy takes our patches
-    ctx.apply_patches("patches/sel4", sel4)
-    ctx.run([sys.executable, "build_sdk.py", "--sel4", sel4, *args], cwd=tree)
+    # C parts: the seL4 tree is only read (CMake builds out of tree).
+    ctx.run([sys.executable, "build_sdk.py", "--sel4", ctx.src("sel4"), *args], cwd=tree)
     sdk = tree / "release" / f"microkit-sdk-{(tree / 'VERSION').read_text().strip()}"
     shutil.copytree(sdk, ctx.out, dirs_exist_ok=True)
     (ctx.out / "bin").mkdir(exist_ok=True)
