@@ -16,6 +16,15 @@ ERTS starts with the emulator arguments of targets/beam/main.c (read from it, so
 drift), then the run's own arguments, if any, and runs the Eshell on the console. The tty echoes each typed line, as the seL4
 console does, so chrysopolis.shell.Shell drives both alike. Halting powers the VM off.
 
+OTP on the disk (option otp_from="disk", for bench/beam_bench.py's second VM): the
+initramfs holds no OTP tree and no erlang-app modules but the block and FAT modules too
+(DISK_MODULES); `booted(disk=..., disk_bus=...)` attaches the seL4 image's disk as
+qemu.command does (virtio-blk on run.json's disk_bus, writes to a throw-away overlay), and
+init mounts its first partition, /dev/vda1, read-only at /otp (MOUNT says why read-only).
+ERTS gets the same arguments with -root, -boot and the inetrc file under /otp (on_disk), so
+every .beam comes through virtio-blk and vfat as on seL4 through the FAT server. Nothing
+here reads the volume's layout: any cluster size mkfs.fat chose mounts alike.
+
 Networking (for bench/net_bench.py): booted with `net_bus`, the VM has the seL4 image's
 virtio-net device on the same virtio-mmio bus and QEMU user network (restrict=on, the same
 hostfwd/guestfwd rules); init brings up lo and gives eth0 the address QEMU's DHCP leases
