@@ -3,15 +3,19 @@
 
     python3 bench/beam_bench.py [ROUNDS]
 
-Three systems run the same emulator objects and .beam files: the seL4 image; Debian's arm64
+Four systems run the same emulator objects and .beam files: the seL4 image; Debian's arm64
 kernel booted in the same qemu-system-aarch64 with the same machine flags and ERTS
-arguments, OTP in an initramfs (stage linux-vm: the fair peer, softmmu for both); and the
-static beam.smp under qemu-aarch64 user mode (no softmmu: it flatters Linux).
-Figures: QEMU start to the first shell prompt on seL4 and on the Linux VM, and start to the
+arguments (stage linux-vm, softmmu for both), once with OTP in an initramfs in RAM (the
+"initramfs VM") and once reading OTP from the seL4 image's own FAT disk over virtio-blk
+(the "FAT VM": option otp_from="disk", the partition mounted read-only, the same private
+copy of the disk seL4 boots, on the same virtio-mmio bus); and the static beam.smp under
+qemu-aarch64 user mode (no softmmu: it flatters Linux).
+Figures: QEMU start to the first shell prompt on seL4 and on both VMs, and start to the
 result of `1 + 1.` on the user-mode baseline; the CPU-bound workload W (200k-float sort plus
-a 10k-process ring, as measured inside each guest with erlang:monotonic_time) on all three
-and the ratios; the smallest `-m` at which each QEMU shell still boots; image and disk sizes.
-Rounds alternate the systems so host noise hits them alike.
+a 10k-process ring, as measured inside each guest with erlang:monotonic_time) on all four;
+the ratios of seL4 to each VM, prompt and W; the smallest `-m` at which the seL4 and the
+initramfs VM shells still boot; image and disk sizes. Rounds alternate the systems so host
+noise hits them alike.
 """
 
 import dataclasses
@@ -50,6 +54,12 @@ def linux_vm_round():
         return shell.ready_at, int(shell.eval(W, timeout=600)) / 1000
 
 
+def fat_vm_round(img: targets.Image):
+    """The Linux VM with OTP on `img`'s disk (the bench's private copy), on its disk bus."""
+    with linux_vm.booted(log_name="bench-linux-vm-fat", disk=img.disk, disk_bus=img.disk_bus) as sh:
+        return sh.ready_at, int(sh.eval(W, timeout=600)) / 1000
+
+
 def baseline_round():
     t0 = time.monotonic()
     assert baseline.evaluate(["1 + 1."]) == ["2"]
@@ -71,18 +81,19 @@ def main() -> None:
     planner = cache.Planner()
     planner.ensure("baseline")
     vm = planner.ensure("linux-vm")
+    fat_vm = cache.Planner(options={"linux-vm": {"otp_from": "disk"}}).ensure("linux-vm")
     img = targets.image(planner, "beam")
     # A private disk: QEMU write-locks its disk, and others may boot the cached image meanwhile.
     tmp = Path(tempfile.mkdtemp(prefix="beam-bench-", dir=config.cache_dir() / "runs"))
     subprocess.run(["cp", "--sparse=always", str(img.disk), str(tmp / "disk.img")], check=True)
     try:
-        run(rounds, img, dataclasses.replace(img, disk=tmp / "disk.img"), vm)
+        run(rounds, img, dataclasses.replace(img, disk=tmp / "disk.img"), vm, fat_vm)
     finally:
         shutil.rmtree(tmp)
 
 
-def run(rounds: int, img: targets.Image, booted: targets.Image, vm: Path) -> None:
-    s_prompt, s_w, l_prompt, l_w, b_first, b_w = [], [], [], [], [], []
+def run(rounds: int, img: targets.Image, booted: targets.Image, vm: Path, fat_vm: Path) -> None:
+    s_prompt, s_w, l_prompt, l_w, f_prompt, f_w, b_first, b_w = ([] for _ in range(8))
     for i in range(rounds):
         p, w = sel4_round(booted)
         s_prompt.append(p)
@@ -90,25 +101,35 @@ def run(rounds: int, img: targets.Image, booted: targets.Image, vm: Path) -> Non
         lp, lw = linux_vm_round()
         l_prompt.append(lp)
         l_w.append(lw)
+        # The same disk seL4 just booted (its writes went to a throw-away overlay).
+        fp, fw = fat_vm_round(booted)
+        f_prompt.append(fp)
+        f_w.append(fw)
         f, bw = baseline_round()
         b_first.append(f)
         b_w.append(bw)
         print(
             f"round {i + 1}: seL4 prompt {p:.2f} s, W {w:.2f} s | "
-            f"Linux VM prompt {lp:.2f} s, W {lw:.2f} s | "
+            f"initramfs VM prompt {lp:.2f} s, W {lw:.2f} s | "
+            f"FAT VM prompt {fp:.2f} s, W {fw:.2f} s | "
             f"baseline 1+1 {f:.2f} s, W {bw:.2f} s",
             flush=True,
         )
     med = statistics.median
     print(f"\nmedian of {rounds}:")
-    print(f"  seL4:      QEMU start to 1> prompt {med(s_prompt):.2f} s; W {med(s_w):.2f} s")
-    print(f"  Linux VM:  QEMU start to 1> prompt {med(l_prompt):.2f} s; W {med(l_w):.2f} s")
-    print(f"  user mode: start to result of 1 + 1 {med(b_first):.2f} s; W {med(b_w):.2f} s")
-    print(f"  prompt ratio seL4 / Linux VM: {med(s_prompt) / med(l_prompt):.2f}")
+    print(f"  seL4:         QEMU start to 1> prompt {med(s_prompt):.2f} s; W {med(s_w):.2f} s")
+    print(f"  initramfs VM: QEMU start to 1> prompt {med(l_prompt):.2f} s; W {med(l_w):.2f} s")
+    print(f"  FAT VM:       QEMU start to 1> prompt {med(f_prompt):.2f} s; W {med(f_w):.2f} s")
+    print(f"  user mode:    start to result of 1 + 1 {med(b_first):.2f} s; W {med(b_w):.2f} s")
     print(
-        f"  W ratio seL4 / Linux VM: {med(s_w) / med(l_w):.2f}; "
+        f"  prompt ratio seL4 / initramfs VM: {med(s_prompt) / med(l_prompt):.2f}; "
+        f"seL4 / FAT VM: {med(s_prompt) / med(f_prompt):.2f}"
+    )
+    print(
+        f"  W ratio seL4 / initramfs VM: {med(s_w) / med(l_w):.2f}; "
+        f"seL4 / FAT VM: {med(s_w) / med(f_w):.2f}; "
         f"seL4 / user mode: {med(s_w) / med(b_w):.2f}; "
-        f"Linux VM / user mode: {med(l_w) / med(b_w):.2f}"
+        f"initramfs VM / user mode: {med(l_w) / med(b_w):.2f}"
     )
     # seL4's memory map is fixed when the SDK is built (QEMU's DTB for the image's RAM).
     print(f"  -m the seL4 shell boots with: {img.ram} (the image's, fixed by its SDK build)")
@@ -117,7 +138,7 @@ def run(rounds: int, img: targets.Image, booted: targets.Image, vm: Path) -> Non
         if not vm_boots_with(ram):
             break
         smallest = ram
-    print(f"  smallest -m reaching the Linux VM shell (of 2G..64M): {smallest}")
+    print(f"  smallest -m reaching the initramfs VM shell (of 2G..64M): {smallest}")
     for f in (img.loader, img.dir / "beam_server.elf", img.disk):
         st = Path(f).stat()
         print(
@@ -125,7 +146,10 @@ def run(rounds: int, img: targets.Image, booted: targets.Image, vm: Path) -> Non
             f"{st.st_blocks * 512 / 2**20:.1f} MiB allocated"
         )
     for f in (vm / linux_vm.KERNEL, vm / linux_vm.INITRD):
-        print(f"  Linux VM {f.name}: {f.stat().st_size / 2**20:.1f} MiB")
+        print(f"  initramfs VM {f.name}: {f.stat().st_size / 2**20:.1f} MiB")
+    print(
+        f"  FAT VM {linux_vm.INITRD}: {(fat_vm / linux_vm.INITRD).stat().st_size / 2**20:.1f} MiB"
+    )
 
 
 if __name__ == "__main__":

@@ -206,15 +206,21 @@ def command(
                 f"disk image {disk} does not exist; rebuild the target " "(`chrysopolis build`)"
             )
         # The disk on the bus of the blk node the system description uses.
-        cmd += [
-            "-drive",
-            f"file={disk},if=none,format=raw,id=hd0{'' if persist else ',snapshot=on'}",
-            "-device",
-            f"virtio-blk-device,drive=hd0,bus=virtio-mmio-bus.{disk_bus}",
-        ]
+        cmd += blk_args(disk, disk_bus, persist)
     if net_bus is not None:
         cmd += net_args(net_bus, mac, hostfwd, netdev)
     return cmd
+
+
+def blk_args(disk: Path, bus: int, persist: bool = False) -> list[str]:
+    """A raw `disk` as a virtio-blk device on virtio-mmio bus `bus`; unless `persist`, the
+    guest's writes go to a throw-away overlay."""
+    return [
+        "-drive",
+        f"file={disk},if=none,format=raw,id=hd0{'' if persist else ',snapshot=on'}",
+        "-device",
+        f"virtio-blk-device,drive=hd0,bus=virtio-mmio-bus.{bus}",
+    ]
 
 
 FORWARD = re.compile(r"(?:(tcp|udp):)?(\d{1,5}):(\d{1,5})")

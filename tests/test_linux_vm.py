@@ -8,6 +8,7 @@ import pexpect
 import pytest
 
 from chrysopolis import cache, config, lock, sources
+from chrysopolis.errors import UserError
 from chrysopolis.stages import linux_vm
 
 
@@ -131,3 +132,57 @@ def test_args_cpio_quotes_each_word_for_init(tmp_path):
         raw.startswith(base) and raw[len(base) : (len(base) + 511) // 512 * 512].strip(b"\0") == b""
     )
     assert raw.endswith(linux_vm.args_cpio(words))
+
+
+def test_on_disk_moves_the_otp_paths_under_the_mount():
+    args = linux_vm.emu_args((config.ROOT / linux_vm.EMU_SOURCE).read_text())
+    moved = linux_vm.on_disk(args, "/otp")
+    assert moved[moved.index("-root") + 1] == "/otp"
+    assert moved[moved.index("-boot") + 1] == "/otp/releases/29/start"
+    assert moved[moved.index("inetrc") + 1] == "'/otp/etc/inetrc'"
+    assert moved[moved.index("-bindir") + 1] == "/bin" and moved[moved.index("-home") + 1] == "/"
+    assert len(moved) == len(args)
+    with pytest.raises(UserError, match="-root, -boot and -kernel inetrc"):
+        linux_vm.on_disk(["-root", "/"], "/otp")
+
+
+def test_disk_init_mounts_read_only_after_the_block_and_fat_modules():
+    names = [m.rsplit("/", 1)[1] for m in linux_vm.DISK_MODULES]
+    assert names == ["virtio_blk.ko", "fat.ko", "vfat.ko", "nls_cp437.ko", "nls_ascii.ko"]
+    assert "mount -t vfat -o ro /dev/vda1 {mount}" in linux_vm.MOUNT
+    assert linux_vm.INIT.index("insmod") < linux_vm.INIT.index("{mount}")
+
+
+@pytest.mark.slow
+def test_fat_vm_initramfs_holds_no_otp(stack_planner):
+    """The disk variant's cpio: no OTP tree, the mount point, the block and FAT modules."""
+    import gzip
+
+    vm = cache.Planner(options={"linux-vm": {"otp_from": "disk"}}).ensure("linux-vm")
+    recs = {r[0]: r for r in _newc(gzip.decompress((vm / linux_vm.INITRD).read_bytes()))}
+    assert not any(n.startswith(("lib/", "releases")) for n in recs)
+    assert stat.S_ISDIR(recs["otp"][1])
+    for m in linux_vm.MODULES + linux_vm.DISK_MODULES:
+        assert "modules/" + m.rsplit("/", 1)[1] in recs
+    init = recs["init"][4].decode()
+    assert "-o ro /dev/vda1 /otp" in init and "-root /otp" in init
+
+
+@pytest.mark.slow
+def test_fat_vm_boots_erts_from_the_sel4_images_disk(stack_planner):
+    from chrysopolis import targets
+
+    img = targets.image(stack_planner, "beam")
+    with linux_vm.booted(log_name="test-linux-vm-fat", disk=img.disk, disk_bus=img.disk_bus) as sh:
+        assert sh.eval("code:which(lists).").startswith('"/otp/lib/stdlib-')
+        assert sh.eval("code:root_dir().") == '"/otp"'
+        # The shell elides a long binary: the guest matches.
+        mounted = (
+            '{ok, M} = file:read_file("/proc/mounts"), '
+            'binary:match(M, <<"\\n/dev/vda1 /otp vfat ro,">>) =/= nomatch.'
+        )
+        assert sh.eval(mounted) == "true"
+        assert sh.eval("1 + 1.") == "2"
+        sh.session.send("halt().\r")
+        sh.session.expect(r"beam\.smp exited 0", 30)
+        sh.session.child.expect(pexpect.EOF, timeout=30)

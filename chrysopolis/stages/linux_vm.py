@@ -16,6 +16,15 @@ ERTS starts with the emulator arguments of targets/beam/main.c (read from it, so
 drift), then the run's own arguments, if any, and runs the Eshell on the console. The tty echoes each typed line, as the seL4
 console does, so chrysopolis.shell.Shell drives both alike. Halting powers the VM off.
 
+OTP on the disk (option otp_from="disk", for bench/beam_bench.py's second VM): the
+initramfs holds no OTP tree and no erlang-app modules but the block and FAT modules too
+(DISK_MODULES); `booted(disk=..., disk_bus=...)` attaches the seL4 image's disk as
+qemu.command does (virtio-blk on run.json's disk_bus, writes to a throw-away overlay), and
+init mounts its first partition, /dev/vda1, read-only at /otp (MOUNT says why read-only).
+ERTS gets the same arguments with -root, -boot and the inetrc file under /otp (on_disk), so
+every .beam comes through virtio-blk and vfat as on seL4 through the FAT server. Nothing
+here reads the volume's layout: any cluster size mkfs.fat chose mounts alike.
+
 Networking (for bench/net_bench.py): booted with `net_bus`, the VM has the seL4 image's
 virtio-net device on the same virtio-mmio bus and QEMU user network (restrict=on, the same
 hostfwd/guestfwd rules); init brings up lo and gives eth0 the address QEMU's DHCP leases
@@ -59,7 +68,7 @@ EMU_SOURCE = "targets/beam/main.c"
 # Applets the init script and a person at the console use.
 APPLETS = (
     *("sh", "mount", "hostname", "poweroff", "ls", "cat", "free", "uname", "dmesg"),
-    *("insmod", "lsmod", "ip"),
+    *("insmod", "lsmod", "ip", "sleep"),
 )
 # The kernel modules for virtio-net over virtio-mmio, in load order (each needs the ones
 # before it: modinfo's depends=), under lib/modules/<version>/kernel/ of linux-arm64.
@@ -69,6 +78,20 @@ MODULES = (
     "drivers/net/net_failover.ko",
     "drivers/net/virtio_net.ko",
 )
+# With OTP on the disk (option otp_from="disk"), also virtio-blk and vfat, in load order:
+# virtio_blk and fat depend on nothing loadable (virtio core is built in: CONFIG_VIRTIO=y),
+# vfat on fat; vfat's mount loads the nls tables of CONFIG_FAT_DEFAULT_CODEPAGE (437) and
+# CONFIG_FAT_DEFAULT_IOCHARSET ("ascii"), which busybox cannot modprobe.
+DISK_MODULES = (
+    "drivers/block/virtio_blk.ko",
+    "fs/fat/fat.ko",
+    "fs/fat/vfat.ko",
+    "fs/nls/nls_cp437.ko",
+    "fs/nls/nls_ascii.ko",
+)
+# Where init mounts the disk's FAT partition (the first, as on the seL4 image).
+OTP_MOUNT = "/otp"
+OTP_FROM = ("initramfs", "disk")
 # The address QEMU's user network leases first, which the seL4 image gets by DHCP.
 NET_ADDRESS = "10.0.2.15/24"
 
@@ -78,7 +101,7 @@ mount -t sysfs sysfs /sys
 mount -t devtmpfs devtmpfs /dev
 hostname {hostname}
 for m in {modules}; do insmod /modules/$m; done
-ip link set lo up
+{mount}ip link set lo up
 if ip link set eth0 up 2>/dev/null; then ip addr add {address} brd + dev eth0; fi
 export BINDIR=/bin ROOTDIR=/ EMU=beam PROGNAME=erl HOME=/ TERM=dumb
 cd /
@@ -88,6 +111,38 @@ if [ -f /args ]; then . /args; fi
 echo "linux-vm: beam.smp exited $?"
 poweroff -f
 """
+
+# Read-only: ERTS writes nothing under its root at boot, and a read-write vfat would write
+# the volume (access dates, the dirty flag) where the seL4 image's FatFs writes nothing.
+# Retried a moment in case the partition's device node lags the insmod.
+MOUNT = """n=0
+until mount -t vfat -o ro /dev/vda1 {mount}; do
+  n=$((n + 1))
+  if [ $n -ge 100 ]; then echo "linux-vm: cannot mount /dev/vda1"; poweroff -f; fi
+  sleep 0.01
+done
+"""
+
+
+def on_disk(args: Sequence[str], mount: str = OTP_MOUNT) -> list[str]:
+    """`args` with ERTS's OTP paths under `mount`: the values of -root and -boot and the
+    kernel's inetrc file (an Erlang string in quotes). -bindir and -home stay: the
+    executables and HOME are the initramfs's."""
+    out = list(args)
+    moved = 0
+    for i in range(1, len(out)):
+        if out[i - 1] in ("-root", "-boot"):
+            out[i] = (mount + out[i]).rstrip("/") or "/"
+            moved += 1
+        elif out[i - 2 : i] == ["-kernel", "inetrc"] and out[i].startswith("'/"):
+            out[i] = f"'{mount}{out[i][1:]}"
+            moved += 1
+    if moved != 3:
+        raise UserError(
+            f"{EMU_SOURCE}: expected -root, -boot and -kernel inetrc in emu_args, "
+            f"found {moved} of them; keep them there"
+        )
+    return out
 
 
 def emu_args(main_c: str) -> list[str]:
@@ -166,20 +221,29 @@ def _record(out: io.BytesIO, name: str, ino: int, mode: int, data: bytes, rdev: 
     sources=("linux-arm64", "busybox-arm64"),
     deps=("baseline", "otp", "erlang-app"),
     files=(EMU_SOURCE,),
+    options={"otp_from": "initramfs"},
     doc="Debian's arm64 kernel, an initramfs of busybox, beam.smp and OTP: the Linux peer",
 )
 def linux_vm(ctx: Context) -> None:
-    """vmlinuz and initramfs.cpio.gz: Linux booting straight into the Eshell."""
+    """vmlinuz and initramfs.cpio.gz: Linux booting straight into the Eshell, OTP in the
+    initramfs or (otp_from="disk") on the seL4 image's FAT disk."""
+    otp_from = ctx.options["otp_from"]
+    if otp_from not in OTP_FROM:
+        raise UserError(f"linux-vm: otp_from is {otp_from!r}; use one of {', '.join(OTP_FROM)}")
     kernels = sorted((ctx.src("linux-arm64") / "boot").glob("vmlinuz-*"))
     if len(kernels) != 1:
         raise UserError(f"expected one boot/vmlinuz-* in source linux-arm64, found {len(kernels)}")
     shutil.copyfile(kernels[0], ctx.out / KERNEL)
 
     args = emu_args(ctx.ours(EMU_SOURCE).read_text())
-    ctx.note("ERTS arguments: " + " ".join(args))
     cpio = Cpio()
-    cpio.tree(ctx.dep("otp") / "root")
-    cpio.tree(ctx.dep("erlang-app") / "lib" / erlang_app.LIB, f"lib/{erlang_app.LIB}")
+    if otp_from == "disk":
+        args = on_disk(args)
+        cpio.dir(OTP_MOUNT.lstrip("/"))
+    else:
+        cpio.tree(ctx.dep("otp") / "root")
+        cpio.tree(ctx.dep("erlang-app") / "lib" / erlang_app.LIB, f"lib/{erlang_app.LIB}")
+    ctx.note("ERTS arguments: " + " ".join(args))
     for d in ("proc", "sys", "dev", "tmp"):
         cpio.dir(d)
     cpio.chardev("dev/console", 5, 1)
@@ -192,7 +256,7 @@ def linux_vm(ctx: Context) -> None:
             f"expected one lib/modules/*/kernel in source linux-arm64, found {len(trees)}"
         )
     names = []
-    for m in MODULES:
+    for m in MODULES + (DISK_MODULES if otp_from == "disk" else ()):
         names.append(Path(m).name)
         cpio.file(f"modules/{names[-1]}", (trees[0] / m).read_bytes())
     cpio.file("bin/beam.smp", (ctx.dep("baseline") / "bin" / "beam.smp").read_bytes(), 0o755)
@@ -201,6 +265,7 @@ def linux_vm(ctx: Context) -> None:
         INIT.format(
             hostname=HOSTNAME,
             modules=" ".join(names),
+            mount=MOUNT.format(mount=OTP_MOUNT) if otp_from == "disk" else "",
             address=NET_ADDRESS,
             # Quoted for the shell: main.c's words reach ERTS as they are (`'/etc/inetrc'`
             # keeps its quotes, which make it an Erlang term).
@@ -237,11 +302,14 @@ def command(
     forwards: Sequence[str] = (),
     guest_forwards: Sequence[tuple[int, int]] = (),
     initrd: Path | None = None,
+    disk: Path | None = None,
+    disk_bus: int | None = None,
 ) -> list[str]:
     """QEMU for the Linux peer: the machine, CPU, RAM and console flags of qemu.command.
     With `net_bus` (the seL4 image's, run.json), its virtio-net device and user network
     with `forwards` and `guest_forwards` as qemu.command makes them. `initrd`: another
-    initramfs than the stage's (initrd_with_args)."""
+    initramfs than the stage's (initrd_with_args). `disk` on `disk_bus`: the seL4 image's
+    disk as qemu.command attaches it (virtio-blk, writes to a throw-away overlay)."""
     cmd = [
         *qemu.machine(board, ram),
         "-kernel",
@@ -251,10 +319,16 @@ def command(
         "-append",
         APPEND,
     ]
+    if disk is not None or net_bus is not None:
+        cmd += ["-global", "virtio-mmio.force-legacy=false"]
+    if disk is not None:
+        if disk_bus is None:
+            raise ValueError("a disk needs the virtio-mmio bus of the system description")
+        cmd += qemu.blk_args(disk, disk_bus)
     if net_bus is not None:
         rules = [qemu.parse_forward(f) for f in forwards]
         rules += [qemu.guest_forward(g, h) for g, h in guest_forwards]
-        cmd += ["-global", "virtio-mmio.force-legacy=false", *qemu.net_args(net_bus, None, rules)]
+        cmd += qemu.net_args(net_bus, None, rules)
     return cmd
 
 
@@ -264,18 +338,23 @@ def booted(
     log_name: str = "linux-vm",
     timeout: float = 300,
     init_args: Sequence[str] = (),
+    disk: Path | None = None,
+    disk_bus: int | None = None,
     **net,
 ) -> Iterator[Shell]:
     """Boot the Linux peer to its Eshell; `shell.ready_at` is QEMU start to the first prompt.
     `init_args`: more arguments for ERTS (initrd_with_args); `net`: command's net_bus,
-    forwards and guest_forwards."""
-    planner = Planner()
+    forwards and guest_forwards. With `disk` (a seL4 image's, on its `disk_bus`: run.json),
+    the VM built with otp_from="disk" boots ERTS from that disk's FAT partition instead."""
+    otp_from = "disk" if disk is not None else "initramfs"
+    planner = Planner(options={"linux-vm": {"otp_from": otp_from}})
     vm = planner.ensure("linux-vm")
     board = boards.board(boards.DEFAULT_BOARD)
     log = config.runs_dir() / f"{log_name}.log"
     with tempfile.TemporaryDirectory(dir=config.runs_dir()) as tmp:
         initrd = initrd_with_args(vm, init_args, Path(tmp) / INITRD) if init_args else None
-        with qemu.boot(command(vm, board, ram, initrd=initrd, **net), log) as s:
+        cmd = command(vm, board, ram, initrd=initrd, disk=disk, disk_bus=disk_bus, **net)
+        with qemu.boot(cmd, log) as s:
             shell = Shell(s)
             shell.wait_ready(timeout)
             yield shell
