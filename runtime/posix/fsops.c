@@ -323,7 +323,7 @@ static long file_write(long n, long fd, long b, long c, long d, long e, long f)
     if (r >= 0) {
         r = dispatch_lions(n, fd, b, c, d, e, f);
     }
-    FS_STATS_END(n, r);
+    FS_STATS_END(n, fd, b, r);
     fslock_release();
     return r;
 }
@@ -426,7 +426,7 @@ static long positioned(long fd, void *buf, size_t len, off_t off, bool writing)
     entry->file_ptr = off;
     long r = failed_back(fd, writing ? entry->write(buf, len, (int)fd) : entry->read(buf, len, (int)fd));
     entry->file_ptr = saved;
-    FS_STATS_END(writing ? SYS_pwrite64 : SYS_pread64, r);
+    FS_STATS_END(writing ? SYS_pwrite64 : SYS_pread64, fd, 0, r);
     fslock_release();
     return writing ? changed(r) : r;
 }
