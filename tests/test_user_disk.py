@@ -7,6 +7,7 @@ Erlang image (they skip unless its sources are stored). Every test has its own o
 """
 
 import dataclasses
+import hashlib
 import os
 import signal
 import subprocess
@@ -316,6 +317,103 @@ def test_a_synced_write_survives_sigkill(out, beam):
         print(f"QEMU gone {1000 * (time.monotonic() - t):.0f} ms after the SIGKILL")
     assert read(d, "/k.txt") == b"x"
     assert evals('file:read_file("/k.txt").') == ['{ok,<<"x">>}']
+
+
+# Sector I of file T: T, I (24 bits), then 508 bytes of one value. Every 512-byte sector of
+# every file differs, so a block the FAT server's cache (docs/disk.md) served from the wrong
+# place, or stale, changes the md5.
+PATTERN = (
+    "P = fun(T, N) -> << <<T:8, I:24, (binary:copy(<<((I * 7 + T) rem 251)>>, 508))/binary>> "
+    "|| I <- lists:seq(0, N - 1) >> end."
+)
+# Each file is left open after its sync: the sync alone must have put it on the disk.
+WRITES = [
+    # a new file of 384 KiB
+    'New = P(3, 768), {ok, F1} = file:open("/new.bin", [write, binary]), '
+    "ok = file:write(F1, New), ok = file:sync(F1).",
+    # 50000 bytes over the middle of an existing file, at an odd offset
+    'Patch = binary:part(P(4, 100), 7, 50000), {ok, F2} = file:open("/old.bin", [read, write, '
+    "binary]), ok = file:pwrite(F2, 70001, Patch), ok = file:sync(F2).",
+    # 150000 bytes appended to an existing file of odd size
+    'More = binary:part(P(5, 300), 3, 150000), {ok, F3} = file:open("/app.bin", [append, '
+    "binary]), ok = file:write(F3, More), ok = file:datasync(F3).",
+]
+FILES = ["/new.bin", "/old.bin", "/app.bin"]
+
+
+def pattern(tag: int, sectors: int) -> bytes:
+    """PATTERN's P(tag, sectors), on the host."""
+    return b"".join(
+        bytes([tag]) + i.to_bytes(3, "big") + bytes([(i * 7 + tag) % 251]) * 508
+        for i in range(sectors)
+    )
+
+
+def expected() -> dict[str, bytes]:
+    """What FILES hold once WRITES ran on a disk with `existing()`."""
+    old = bytearray(pattern(1, 512))
+    old[70001 : 70001 + 50000] = pattern(4, 100)[7 : 7 + 50000]
+    app = pattern(2, 40)[:20001] + pattern(5, 300)[3 : 3 + 150000]
+    return {"/new.bin": pattern(3, 768), "/old.bin": bytes(old), "/app.bin": app}
+
+
+def write_then(beam, tmp_path: Path, name: str, end) -> Path:
+    """The user's disk with two existing files, booted once (writes persist): WRITES, then
+    `end(session)` ends the machine. Returns the disk."""
+    old, app = tmp_path / "old.bin", tmp_path / "app.bin"
+    old.write_bytes(pattern(1, 512))
+    app.write_bytes(pattern(2, 40)[:20001])
+    with userdisk.in_use(beam, "beam") as d:
+        userdisk.add_files(d, {"/old.bin": old, "/app.bin": app})
+        with qemu.boot(beam.command(d, persist=True), logs.run_log(name)) as s:
+            sh = shell.Shell(s)
+            sh.wait_ready()
+            sh.eval(PATTERN)
+            for w in WRITES:
+                assert sh.eval(w) == "ok", f"{w} (log: {s.log})"
+            end(s)
+    return d
+
+
+def assert_read_back(beam, d: Path, name: str) -> None:
+    """A new boot of the same disk reads FILES back as expected(), and so does mtools."""
+    want = expected()
+    md5s = {p: hashlib.md5(b).hexdigest().upper() for p, b in want.items()}
+    with qemu.boot(beam.command(d), logs.run_log(name)) as s:  # a throw-away overlay
+        sh = shell.Shell(s)
+        sh.wait_ready()
+        for i, p in enumerate(FILES):
+            got = sh.eval(
+                f'{{ok, B{i}}} = file:read_file("{p}"), '
+                f"{{byte_size(B{i}), binary:encode_hex(erlang:md5(B{i}))}}."
+            )
+            assert got == f'{{{len(want[p])},<<"{md5s[p]}">>}}', f"{p} (log: {s.log})"
+    for p in FILES:
+        assert read(d, p) == want[p], p
+
+
+@pytest.mark.slow
+def test_synced_writes_survive_a_halt(out, beam, tmp_path):
+    """Writes, file:sync / file:datasync, then erlang:halt(): the next boot reads them."""
+
+    def halt(s: qemu.Session) -> None:
+        s.send("erlang:halt().\r")
+        assert s.wait_exit(60) == 0
+
+    d = write_then(beam, tmp_path, "test-user-disk-sync-halt", halt)
+    assert_read_back(beam, d, "test-user-disk-sync-halt-back")
+
+
+@pytest.mark.slow
+def test_synced_writes_survive_sigkill(out, beam, tmp_path):
+    """Writes, file:sync / file:datasync, then the host kills QEMU: the next boot reads them."""
+
+    def kill(s: qemu.Session) -> None:
+        os.kill(s.child.pid, signal.SIGKILL)  # right after the last sync returned
+        s.child.expect(pexpect.EOF, timeout=10)
+
+    d = write_then(beam, tmp_path, "test-user-disk-sync-kill", kill)
+    assert_read_back(beam, d, "test-user-disk-sync-kill-back")
 
 
 @pytest.mark.slow

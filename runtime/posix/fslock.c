@@ -35,7 +35,7 @@ long fslock_lions(long n, long a, long b, long c, long d, long e, long f)
     fslock_acquire();
     FS_STATS_BEGIN();
     long r = dispatch_lions(n, a, b, c, d, e, f);
-    FS_STATS_END(n, r);
+    FS_STATS_END(n, a, b, r);
     fslock_release();
     return r;
 }

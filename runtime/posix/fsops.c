@@ -13,6 +13,7 @@
  * - read, write, close... of every fd pass here: LionsOS files take the lock, our fds
  *   (each kind behind its fd_ops) do not.
  * - pread64/pwrite64 on files (LionsOS has positioned I/O only through lseek).
+ * - A write to a file opened with O_APPEND goes at its end (LionsOS writes at the offset).
  * - faccessat as an existence check.
  * - fstat of a file answers again from the last answer while nothing changed (below).
  * - A file opened before the FAT server's last restart by the supervisor is gone there
@@ -306,12 +307,33 @@ long sys_readv(long fd, long b, long c, long d, long e, long f)
     return fd_call(SYS_readv, fd, b, c, d, e, f);
 }
 
+/* write/writev of a file. LionsOS keeps O_APPEND in the fd's flags but writes at the fd's
+ * offset: an appending write first moves it to the end, under the same lock as the write,
+ * so two appending writers cannot overwrite each other. */
+static long file_write(long n, long fd, long b, long c, long d, long e, long f)
+{
+    const fd_entry_t *entry = posix_fd_entry((int)fd);
+    if (entry == NULL || !(entry->flags & O_APPEND)) {
+        return fslock_lions(n, fd, b, c, d, e, f);
+    }
+    FS_STATS_ASK();
+    fslock_acquire();
+    FS_STATS_BEGIN();
+    long r = dispatch_lions(SYS_lseek, fd, 0, SEEK_END, 0, 0, 0);
+    if (r >= 0) {
+        r = dispatch_lions(n, fd, b, c, d, e, f);
+    }
+    FS_STATS_END(n, fd, b, r);
+    fslock_release();
+    return r;
+}
+
 long sys_write(long fd, long b, long c, long d, long e, long f)
 {
     if (stale(fd)) {
         return -EIO;
     }
-    return lions_file((int)fd) ? changed(failed_back(fd, fslock_lions(SYS_write, fd, b, c, d, e, f)))
+    return lions_file((int)fd) ? changed(failed_back(fd, file_write(SYS_write, fd, b, c, d, e, f)))
                                : lions(SYS_write, fd, b, c, d, e, f);
 }
 
@@ -323,7 +345,7 @@ long sys_writev(long fd, long b, long c, long d, long e, long f)
     if (stale(fd)) {
         return -EIO;
     }
-    return lions_file((int)fd) ? changed(failed_back(fd, fslock_lions(SYS_writev, fd, b, c, d, e, f)))
+    return lions_file((int)fd) ? changed(failed_back(fd, file_write(SYS_writev, fd, b, c, d, e, f)))
                                : lions(SYS_writev, fd, b, c, d, e, f);
 }
 
@@ -404,7 +426,7 @@ static long positioned(long fd, void *buf, size_t len, off_t off, bool writing)
     entry->file_ptr = off;
     long r = failed_back(fd, writing ? entry->write(buf, len, (int)fd) : entry->read(buf, len, (int)fd));
     entry->file_ptr = saved;
-    FS_STATS_END(writing ? SYS_pwrite64 : SYS_pread64, r);
+    FS_STATS_END(writing ? SYS_pwrite64 : SYS_pread64, fd, 0, r);
     fslock_release();
     return writing ? changed(r) : r;
 }
