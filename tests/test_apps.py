@@ -121,7 +121,10 @@ def test_the_release_is_systools_own_and_a_prebuilt_ebin_is_taken_as_is(planner,
     assert "{apply,{application,start_boot,[kvstore,permanent]}}" in script  # systools'
     assert '{path,["$ROOT/lib/kvstore-0.1.0/ebin"]}' in script
     args = userdisk.read_file(rel.disk, "/chrysopolis/args").decode().split()
-    assert args == ["-boot", "/releases/0.1.0/start", "-config", "/releases/0.1.0/sys"]
+    assert args == [
+        *("-boot", "/releases/0.1.0/start", "-config", "/releases/0.1.0/sys"),
+        *("-mode", "embedded"),
+    ]
     assert userdisk.read_file(rel.disk, "/releases/0.1.0/sys.config") == (
         (EXAMPLE / "config" / "sys.config").read_bytes()
     )

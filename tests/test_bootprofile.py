@@ -115,6 +115,7 @@ def test_run_profile_boot_prints_where_the_time_goes():
     assert abs(total - ms["total (QEMU start -> first 1> prompt)"]) <= 3
     assert ms["module loading"] <= ms["file-system calls"]
     files = re.fullmatch(r"(\d+) \.beam files, (\d+) calls", rows["module loading"][1])
-    assert files and 100 < int(files[1]) <= int(files[2]), rows["module loading"]
+    # interactive mode: about 90 modules at boot (embedded mode loaded 264)
+    assert files and 50 < int(files[1]) <= int(files[2]), rows["module loading"]
     calls = re.fullmatch(r"(\d+) calls", rows["file-system calls"][1])
     assert calls and int(calls[1]) >= int(files[2])

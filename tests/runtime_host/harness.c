@@ -118,7 +118,7 @@ static void test_memory(void)
 {
     /* The region: 8 MiB, its base deliberately not page aligned (memory.c rounds up). */
     unsigned char *region = aligned_alloc(PAGE, HEAP + PAGE);
-    memset(region, 0, HEAP + PAGE);
+    memset(region, 0xa5, HEAP + PAGE); /* RAM seL4 never cleared: it holds anything */
     beam_heap_base = (uint64_t)(uintptr_t)region + 100;
     beam_heap_size = HEAP;
     pd_heap_limit = (uint64_t)(uintptr_t)region + HEAP;
@@ -130,6 +130,7 @@ static void test_memory(void)
 
     long a = anon(0, 3 * PAGE, 0);
     CHECK("mmap is page aligned, inside the region, from the top", a % PAGE == 0 && a == top - 3 * PAGE);
+    CHECK("pages handed out the first time read as zero", all_zero(a, 3 * PAGE));
     long b = anon(0, PAGE + 1, 0);
     CHECK("mmap rounds up to pages and stacks below", b == a - 2 * PAGE);
     memset((void *)a, 0xa5, 3 * PAGE);
@@ -181,6 +182,7 @@ static void test_memory(void)
     long cur = sys(SYS_brk, 0, 0, 0, 0, 0, 0);
     CHECK("brk starts at the page-aligned base", cur == base);
     CHECK("brk grows", sys(SYS_brk, cur + 10 * PAGE + 5, 0, 0, 0, 0, 0) == cur + 10 * PAGE + 5);
+    CHECK("brk's first pages read as zero", all_zero(cur, 10 * PAGE));
     memset((void *)cur, 0x33, 10 * PAGE);
     CHECK("mmap does not hand out brk pages", anon(cur + PAGE, PAGE, MAP_FIXED) == -ENOMEM);
     CHECK("brk shrinks", sys(SYS_brk, cur + PAGE, 0, 0, 0, 0, 0) == cur + PAGE);
