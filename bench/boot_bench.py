@@ -87,16 +87,18 @@ def run(rounds: int, images: dict, disks: dict) -> None:
         )
     med = statistics.median
     vm_m, fat_m = med(vm), med(fat_vm)
-    print(f"\nmedians of {rounds} (s, QEMU start to hand-off / to the prompt):")
+    print(
+        f"\nmedians of {rounds} (s: QEMU start to the hand-off, hand-off to the prompt, QEMU start to the prompt):"
+    )
     print(f"  Linux VM, OTP in its initramfs:   prompt {vm_m:.2f}")
     print(f"  Linux VM, OTP on the FAT disk:    prompt {fat_m:.2f}")
     before = None
     for n, t in times.items():
-        h, p = med(x[0] for x in t), med(x[1] for x in t)
+        h, p, e = med(x[0] for x in t), med(x[1] for x in t), med(x[1] - x[0] for x in t)
         saved = f"; {before - p:.2f} s less than the one before" if before is not None else ""
         print(
-            f"  {n:<32}  hand-off {h:.2f}, prompt {p:.2f}; / initramfs VM {p / vm_m:.2f}, "
-            f"/ FAT VM {p / fat_m:.2f}{saved}"
+            f"  {n:<32}  hand-off {h:.2f}, ERTS start {e:.2f}, prompt {p:.2f}; "
+            f"/ initramfs VM {p / vm_m:.2f}, / FAT VM {p / fat_m:.2f}{saved}"
         )
         before = p
 
