@@ -10,7 +10,9 @@ into its user, so each user gets its own build:
                          a stage option: ERTS runs 9-18 threads, plus the root)
 
 Each is built by libmicrokitco's own Makefile (the pinned c77133b has no .mk snippet) with
-LLVM=1, i.e. `clang`/`ld.lld` resolving to the -19 tools. Output:
+LLVM=1, i.e. `clang`/`ld.lld` resolving to the -19 tools, on a copy with our patches
+(patches/libmicrokitco: the FAT server's build does not zero a worker's stack at each
+spawn, LIBMICROKITCO_ZERO_STACK_ON_SPAWN 0 in its options header). Output:
 
     lib/libmicrokitco.a       a relocatable object (`ld -r` of libco and libmicrokitco)
     include/                  the options header(s) the library was built with
@@ -27,12 +29,14 @@ from chrysopolis.stages.sdk import board_dir
 # LionsOS's options header for the FAT server, and the header it includes.
 FAT_OPTS = "components/fs/fat/config"
 BEAM_MAX_COTHREADS = 32
+PATCHES = "patches/libmicrokitco"
 
 
 def _build(ctx: Context, opts: Path) -> None:
     board = boards.board(ctx.options["board"])
     board_dir(ctx.dep("sdk"), board.name, ctx.options["config"])  # fails early if absent
-    src = ctx.src("libmicrokitco")
+    src = ctx.copy_source("libmicrokitco")
+    ctx.apply_patches(PATCHES, src)
     ctx.run(
         [
             "make",
@@ -60,18 +64,25 @@ def _build(ctx: Context, opts: Path) -> None:
     "libmicrokitco-fat",
     sources=("libmicrokitco", "lionsos"),
     deps=("sdk",),
+    files=(PATCHES,),
     host=HOST,
     options={"board": boards.DEFAULT_BOARD, "config": CONFIG},
     doc="libmicrokitco for the LionsOS FAT server (its options header: FAT_THREAD_NUM cothreads)",
 )
 def build_fat(ctx: Context) -> None:
-    _build(ctx, ctx.src("lionsos") / FAT_OPTS)
+    opts = ctx.work / "opts"
+    shutil.copytree(ctx.src("lionsos") / FAT_OPTS, opts)
+    with open(opts / "libmicrokitco_opts.h", "a") as f:
+        # Each request spawns a worker on a 256 KiB stack (patches/libmicrokitco/0001).
+        f.write("\n#define LIBMICROKITCO_ZERO_STACK_ON_SPAWN 0\n")
+    _build(ctx, opts)
 
 
 @stage(
     "libmicrokitco-beam",
     sources=("libmicrokitco",),
     deps=("sdk",),
+    files=(PATCHES,),
     host=HOST,
     options={
         "board": boards.DEFAULT_BOARD,
