@@ -40,9 +40,14 @@ W = (
 )
 
 
+HANDOFFS: list[float] = []  # QEMU start to beam_server's hand-off to ERTS, per seL4 round
+
+
 def sel4_round(img: targets.Image, workload: bool = True):
     log = logs.run_log("bench")
     with qemu.boot(img.command(), log) as s:
+        s.expect(img.markers["handoff"], 300)
+        HANDOFFS.append(s.elapsed())
         shell = Shell(s)
         prompt = shell.wait_ready(300)
         w = int(shell.eval(W, timeout=600)) / 1000 if workload else None
@@ -109,7 +114,7 @@ def run(rounds: int, img: targets.Image, booted: targets.Image, vm: Path, fat_vm
         b_first.append(f)
         b_w.append(bw)
         print(
-            f"round {i + 1}: seL4 prompt {p:.2f} s, W {w:.2f} s | "
+            f"round {i + 1}: seL4 prompt {p:.2f} s (hand-off {HANDOFFS[-1]:.2f} s), W {w:.2f} s | "
             f"initramfs VM prompt {lp:.2f} s, W {lw:.2f} s | "
             f"FAT VM prompt {fp:.2f} s, W {fw:.2f} s | "
             f"baseline 1+1 {f:.2f} s, W {bw:.2f} s",
@@ -117,7 +122,10 @@ def run(rounds: int, img: targets.Image, booted: targets.Image, vm: Path, fat_vm
         )
     med = statistics.median
     print(f"\nmedian of {rounds}:")
-    print(f"  seL4:         QEMU start to 1> prompt {med(s_prompt):.2f} s; W {med(s_w):.2f} s")
+    print(
+        f"  seL4:         QEMU start to 1> prompt {med(s_prompt):.2f} s "
+        f"(to the hand-off to ERTS {med(HANDOFFS):.2f} s); W {med(s_w):.2f} s"
+    )
     print(f"  initramfs VM: QEMU start to 1> prompt {med(l_prompt):.2f} s; W {med(l_w):.2f} s")
     print(f"  FAT VM:       QEMU start to 1> prompt {med(f_prompt):.2f} s; W {med(f_w):.2f} s")
     print(f"  user mode:    start to result of 1 + 1 {med(b_first):.2f} s; W {med(b_w):.2f} s")
