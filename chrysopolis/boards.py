@@ -40,6 +40,8 @@ class Board:
     fw_cfg_paddr: int | None = None
     # The SDK's device tree overlay for `dma_reserve` (its size is written there too).
     kernel_dts_overlay: str | None = None
+    # The machine's RAM reads as zero when it starts (QEMU's does), but for the loader's image.
+    ram_zeroed: bool = False
 
     @property
     def paddr_top(self) -> int:
@@ -78,6 +80,7 @@ BOARDS = {
             virtio_mmio_base=0xA00_0000,
             virtio_mmio_stride=0x200,
             fw_cfg_paddr=0x902_0000,  # QEMU virt's fw-cfg@9020000
+            ram_zeroed=True,
         ),
     ]
 }
@@ -144,6 +147,19 @@ def heap_reserve(b: Board, mib: int) -> tuple[int, int] | None:
         return None
     base = b.paddr_top + KERNEL_RAM_MIB * MIB
     return base, b.ram_base + mib * MIB - base
+
+
+def heap_written(b: Board, mib: int) -> tuple[int, int] | None:
+    """(offset, bytes) of the heap's reserved RAM that may hold data when beam_server first
+    starts: the loader's image on a board whose RAM starts zeroed, else all of it (None).
+    memory.c zeroes only those pages as it first hands them out, besides the ones it gave."""
+    reserve = heap_reserve(b, mib)
+    if reserve is None or not b.ram_zeroed:
+        return None
+    base, size = reserve
+    lo = max(loader_addr(b, mib), base)
+    hi = min(loader_addr(b, mib) + LOADER_ROOM, base + size)
+    return (lo - base, max(0, hi - lo))
 
 
 def check_config(config: str) -> str:

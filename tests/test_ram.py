@@ -190,3 +190,14 @@ def test_shell_smoke_at_64m(stack_planner):
         cache.use_ram(None)
     manifest = json.loads((targets.image(p, "beam").dir / targets.MANIFEST).read_text())
     assert manifest["heap_mib"] >= 32, manifest
+
+
+def test_the_heap_ram_kept_from_sel4_is_clean_but_for_the_loader():
+    base, size = boards.heap_reserve(B, 2048)
+    assert (base, base + size) == (
+        B.paddr_top + boards.KERNEL_RAM_MIB * MIB,
+        B.ram_base + 2048 * MIB,
+    )
+    # QEMU's RAM starts zeroed: only the loader's image may be in the heap's RAM
+    assert boards.heap_written(B, 2048) == (boards.loader_addr(B, 2048) - base, boards.LOADER_ROOM)
+    assert boards.heap_reserve(B, 128) is None and boards.heap_written(B, 128) is None

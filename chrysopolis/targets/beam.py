@@ -59,6 +59,15 @@ NET_BOUND = 20.0  # seconds from the banner to the address: DHCP takes well unde
 UNANSWERED_SYSCALLS: dict[int, str] = {}
 
 
+def heap_written_defines(board: str, ram: str) -> dict[str, str]:
+    """memory.c's HEAP_WRITTEN_OFFSET/BYTES (boards.heap_written), if the board has them."""
+    b = boards.board(board)
+    written = boards.heap_written(b, boards.ram_mib(b, ram))
+    if written is None:
+        return {}
+    return {"HEAP_WRITTEN_OFFSET": hex(written[0]), "HEAP_WRITTEN_BYTES": hex(written[1])}
+
+
 def erts_archives(erts: Path) -> list[Path]:
     link = json.loads((erts / "link.json").read_text())
     return [erts / a for a in link["archives"]]
@@ -105,6 +114,7 @@ def beam(ctx: Context) -> None:
             "COTHREAD_STACK_SIZE": hex(ctx.options["cothread_stack"]),
             "COTHREAD_STACK_SIZE_SMALL": hex(ctx.options["cothread_stack_small"]),
             **({"CHRYSOPOLIS_FS_STATS": "1"} if ctx.options["fs_stats"] else {}),
+            **heap_written_defines(board, ctx.options["ram"]),
         },
         # lwIP's sys_now: runtime/net/netstack.c's, not lib_sddf_lwip's protected call; ERTS's
         # crash dump: main.c learns an out-of-memory end from its slogan.

@@ -10,10 +10,11 @@
  * What ERTS does with it: reserve address space with PROT_NONE and commit parts of it
  * with MAP_FIXED, over-allocate and trim to align, grow with mremap. There is no
  * protection to change: PROT_NONE pages are plain memory. Anonymous memory must read as
- * zero: each page is cleared as it is first handed out (`dirty`), and again after it held
- * data. The region may hold anything at the first start: from 256 MiB of RAM up it is RAM
- * that seL4 never clears (boards.heap_reserve), so a boot touches only what ERTS uses. A
- * node the supervisor restarted keeps the dirty map of the last.
+ * zero: a page is cleared as it is handed out if it may hold data (`dirty`). From 256 MiB
+ * of RAM up the region is RAM that seL4 never clears (boards.heap_reserve), so at the first
+ * start every page is dirty; on a board whose RAM starts zeroed, only the part the loader's
+ * image was in (HEAP_WRITTEN_OFFSET/BYTES, boards.heap_written). A boot then touches only
+ * what ERTS uses. A node the supervisor restarted keeps the dirty map of the last.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -307,6 +308,24 @@ size_t memory_bitmap_pages(size_t region_pages)
     return pages_of(2 * ((region_pages + 63) / 64) * sizeof(uint64_t));
 }
 
+/* The dirty map of the first start (after base and npages are set): all of it, or only
+ * the pages the loader's image may have written. */
+static void first_dirty(size_t words)
+{
+#ifdef HEAP_WRITTEN_OFFSET
+    memset(dirty, 0, words * sizeof(uint64_t));
+    uintptr_t lo = (uintptr_t)beam_heap_base + HEAP_WRITTEN_OFFSET, hi = lo + HEAP_WRITTEN_BYTES;
+    uintptr_t end = base + npages * PAGE;
+    lo = lo < base ? base : lo & ~(PAGE - 1);
+    hi = hi > end ? end : hi;
+    if (hi > lo) {
+        set_bits(dirty, (lo - base) / PAGE, pages_of(hi - lo), true);
+    }
+#else
+    memset(dirty, 0xff, words * sizeof(uint64_t));
+#endif
+}
+
 void memory_init(void)
 {
     uintptr_t start = ((uintptr_t)beam_heap_base + PAGE - 1) & ~(PAGE - 1);
@@ -321,14 +340,14 @@ void memory_init(void)
     size_t words = (total + 63) / 64;
     used = (uint64_t *)start;
     dirty = used + words;
-    /* Nothing is in use. On the first start every page is dirty; a node restarted by the
-     * supervisor keeps the last one's map, so what it wrote is cleared as it is handed out. */
+    /* Nothing is in use. A node restarted by the supervisor keeps the last one's dirty map,
+     * so what it wrote is cleared as it is handed out. */
     memset(used, 0, words * sizeof(uint64_t));
-    if (sup_generation() <= 1) {
-        memset(dirty, 0xff, words * sizeof(uint64_t));
-    }
     base = start + meta * PAGE;
     npages = total - meta;
     brk_pages = 0;
     brk_cur = base;
+    if (sup_generation() <= 1) {
+        first_dirty(words);
+    }
 }
