@@ -12,7 +12,6 @@ medians, each image against both VMs, and each image against the one before it (
 order given: the seconds a lever saved).
 """
 
-import json
 import shutil
 import statistics
 import subprocess
@@ -20,24 +19,9 @@ import sys
 import tempfile
 from pathlib import Path
 
-from chrysopolis import boards, cache, config, logs, qemu, targets
+from chrysopolis import cache, config, logs, qemu, targets
 from chrysopolis.shell import Shell
 from chrysopolis.stages import linux_vm
-
-
-def load(d: Path) -> targets.Image:
-    m = json.loads((d / targets.MANIFEST).read_text())
-    return targets.Image(
-        d,
-        d / m["loader"],
-        d / m["disk"],
-        boards.board(m["board"]),
-        m.get("markers", {}),
-        m.get("disk_bus"),
-        m.get("net_bus"),
-        m.get("mac"),
-        m.get("ram"),
-    )
 
 
 def sel4_round(img: targets.Image, disk: Path) -> tuple[float, float]:
@@ -51,7 +35,9 @@ def main() -> None:
     if len(sys.argv) < 3 or not sys.argv[1].isdigit() or "=" not in "".join(sys.argv[2:]):
         sys.exit("usage: python3 bench/boot_bench.py ROUNDS NAME=DIR [NAME=DIR ...]")
     rounds = int(sys.argv[1])
-    images = {n: load(Path(d).resolve()) for n, d in (a.split("=", 1) for a in sys.argv[2:])}
+    images = {
+        n: targets.from_dir(Path(d).resolve()) for n, d in (a.split("=", 1) for a in sys.argv[2:])
+    }
     cache.Planner().ensure("linux-vm")
     tmp = Path(tempfile.mkdtemp(prefix="boot-bench-", dir=config.cache_dir() / "runs"))
     try:

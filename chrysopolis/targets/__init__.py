@@ -93,7 +93,11 @@ def _image(planner: Planner, name: str) -> Image:
         raise UserError(
             f"'{name}' is a build stage, not a bootable target; see `chrysopolis build --list`"
         )
-    out = planner.ensure(name)
+    return from_dir(planner.ensure(name))
+
+
+def from_dir(out: Path) -> Image:
+    """The image a build wrote into `out` (its run.json)."""
     m = json.loads((out / MANIFEST).read_text())
     return Image(
         out,
