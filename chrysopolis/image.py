@@ -392,9 +392,10 @@ def pack(
     )
     where = (log, elfdir, system_dir, loader, report, board)
     b = boards.board(board)
-    reserve = boards.heap_reserve(b, ram_mib if ram_mib is not None else boards.ram_mib(b, b.ram))
+    mib = ram_mib if ram_mib is not None else boards.ram_mib(b, b.ram)
+    reserve = boards.heap_reserve(b, mib)
     if reserve is not None:
-        return _pack_lazy(where, heap_mib, reserve, ram_mib, args)
+        return _pack_lazy(where, heap_mib, b, mib, reserve, args)
     try:
         if heap_mib != HEAP_REST:
             return _pack_once(*where, heap_mib=heap_mib, **args)
@@ -422,7 +423,12 @@ def pack(
 
 
 def _pack_lazy(
-    where: tuple, heap_mib: int | str, reserve: tuple[int, int], ram_mib: int | None, args: dict
+    where: tuple,
+    heap_mib: int | str,
+    b: boards.Board,
+    mib: int,
+    reserve: tuple[int, int],
+    args: dict,
 ) -> system.SystemOutputs:
     """pack() where the heap lies in RAM the SDK kept from seL4 (boards.heap_reserve): "rest"
     is all of that RAM, a size is placed at its start. One pack: the rest of the RAM is seL4's
@@ -432,8 +438,6 @@ def _pack_lazy(
     if heap_mib == HEAP_REST:
         heap_mib = room
     elif heap_mib > room:
-        b = boards.board(where[-1])
-        mib = ram_mib if ram_mib is not None else boards.ram_mib(b, b.ram)
         sizes = range(mib + b.ram_step, b.ram_max + 1, b.ram_step)
         fits = next(
             (m for m in sizes if boards.heap_reserve(b, m)[1] >= heap_mib * system.MIB), None
