@@ -237,18 +237,24 @@ WRITE_BIG = (
     f'{{ok, F}} = file:open("{BIG}", [write, raw, binary]), ok = file:write(F, B), '
     "ok = file:sync(F), ok = file:close(F), ok."
 )
-# Reads until 50 s from now: {reads, byte-identical ones, the errors, the longest and the
+
+
+# Reads for `ms` ms from now: {reads, byte-identical ones, the errors, the longest and the
 # median read in ms}. A read across the fault ends or fails; it never hangs (the timeout).
-READ_LOOP = (
-    "Rd = fun Rd(D, Acc) -> case erlang:monotonic_time(millisecond) > D of "
-    "true -> lists:reverse(Acc); false -> T = erlang:monotonic_time(millisecond), "
-    f'R = case file:read_file("{BIG}") of {{ok, X}} -> erlang:md5(X) =:= M; E -> E end, '
-    "Rd(D, [{R, erlang:monotonic_time(millisecond) - T} | Acc]) end end, "
-    "Rs = Rd(erlang:monotonic_time(millisecond) + 50000, []), "
-    "Ms = lists:sort([Tm || {_, Tm} <- Rs]), "
-    "{reads, length(Rs), [Er || {Er, _} <- Rs, Er =/= true], lists:max(Ms), "
-    "lists:nth(length(Ms) div 2 + 1, Ms)}."
-)
+def read_loop(ms: int) -> str:
+    return (
+        "Rd = fun Rd(D, Acc) -> case erlang:monotonic_time(millisecond) > D of "
+        "true -> lists:reverse(Acc); false -> T = erlang:monotonic_time(millisecond), "
+        f'R = case file:read_file("{BIG}") of {{ok, X}} -> erlang:md5(X) =:= M; E -> E end, '
+        "Rd(D, [{R, erlang:monotonic_time(millisecond) - T} | Acc]) end end, "
+        f"Rs = Rd(erlang:monotonic_time(millisecond) + {ms}, []), "
+        "Ms = lists:sort([Tm || {_, Tm} <- Rs]), "
+        "{reads, length(Rs), [Er || {Er, _} <- Rs, Er =/= true], lists:max(Ms), "
+        "lists:nth(length(Ms) div 2 + 1, Ms)}."
+    )
+
+
+READ_PAST_MS = 15000
 READ_RESULT = r"\{reads,(\d+),\[(.*?)\],(\d+),(\d+)\}"
 
 
@@ -272,7 +278,11 @@ def _file_under_fault(name: str, pds: list[str], held: bool = False) -> str:
             and _eval(shell, f'{{ok, H}} = file:open("{BIG}", [read, raw, binary]), ok.') != "ok"
         ):
             raise UserError(f"opening {BIG} failed (log: {log})")
-        s.send(READ_LOOP + "\r")
+        # The loop ends READ_PAST_MS after the last crash: its time is counted from the
+        # boot, and the boot and the write of BIG take a varying part of it.
+        last_ms = FILE_CRASH_MS + 8000 * (len(pds) - 1)
+        loop_ms = READ_PAST_MS + max(0, int(last_ms - s.elapsed() * 1000))
+        s.send(read_loop(loop_ms) + "\r")
         ups = [_recovered(s, pd, FILE_CRASH_MS / 1000 + 60) for pd in pds]
         m = _prompt(s, shell, READ_RESULT, 180)
         reads, errors, longest, median = m.groups()
