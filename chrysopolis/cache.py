@@ -3,7 +3,8 @@
 
 A stage's key hashes the lock hashes of its sources, the keys of the stages it uses, our
 own files it names (patches, C code), its Python module and every module of ours that one
-imports (boards, toolchain, ...: their values reach the build), its options and the Debian
+imports (boards, toolchain, ...: their values reach the build) and buildpaths (how its
+compilers run), its options and the Debian
 versions of the host tools it runs. It builds into a temporary directory beside the
 cache entry and is renamed into place only on success: an interrupted or failed stage
 leaves nothing that a later build would take for done. Every stage keeps its log.
@@ -27,13 +28,14 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from chrysopolis import boards, config, lock, progress, sources, toolchain
+from chrysopolis import boards, buildpaths, config, integrity, lock, progress, sources, toolchain
 from chrysopolis.errors import StageFailed, UserError, no_space
 from chrysopolis.registry import Registry
 from chrysopolis.treehash import file_hash, tree_hash
 
-# Bump to invalidate every cached stage (a change in how stages are keyed or laid out).
-CACHE_FORMAT = 2
+# Bump to invalidate every cached stage (a change in how stages are keyed, laid out or
+# built: 3 maps the build paths out of every compiler's output, buildpaths.py).
+CACHE_FORMAT = 3
 
 # Our modules whose code never reaches a stage's output: this cache (CACHE_FORMAT stands
 # for it), the source store and lock (a source is keyed by its tree hash), the host tool
@@ -119,6 +121,17 @@ def get(name: str) -> Stage:
 
 def cache_root() -> Path:
     return config.cache_dir() / "stages"
+
+
+BUILDPATHS = "chrysopolis.buildpaths"
+
+# Each stage output records its files (integrity.py); checked once per process before use.
+MANIFEST = ".chrysopolis-files.json"
+_intact: set[Path] = set()
+
+
+def output_damage(out: Path, full: bool = False) -> str | None:
+    return integrity.damage(out, out / MANIFEST, full)
 
 
 def _module_file(name: str) -> Path | None:
@@ -230,7 +243,8 @@ class Planner:
             "sources": {n: self.lock.source(n).sha256 for n in st.sources},
             "deps": {d: self.key(d) for d in st.deps},
             "files": _our_files_digest(st.files),
-            "modules": module_closure(st.recipe.__module__),
+            # buildpaths: how every command of every stage runs (its compilers' flags)
+            "modules": {**module_closure(st.recipe.__module__), **module_closure(BUILDPATHS)},
             "host": toolchain.debian_versions(st.host),
             "pypi": toolchain.pypi_versions(st.pypi),
             "options": self.options(st),
@@ -257,7 +271,7 @@ class Planner:
         st = get(name)
         out = self.out_path(name)
         if out.is_dir():
-            return out
+            return self._checked(name, out)
         for s in st.sources:  # fail before any work, even on dependencies, if a source is missing
             sources.require(self.lock.source(s))
         for d in st.deps:
@@ -266,9 +280,32 @@ class Planner:
         with open(out.parent / ".lock", "w") as lk:
             fcntl.flock(lk, fcntl.LOCK_EX)  # one builder per stage; others wait, then reuse
             if out.is_dir():
-                return out
+                return self._checked(name, out)
             self._build(st, out)
+        _intact.add(out)
         return out
+
+    def _checked(self, name: str, out: Path) -> Path:
+        """`out`, once its files are found as they were built."""
+        if out not in _intact:
+            what = output_damage(out)
+            if what is not None:
+                raise UserError(
+                    f"the output of stage {name} ({out}) lost or changed a file after it was "
+                    f"built: {what}; rebuild it: `chrysopolis build {name} --rebuild`"
+                )
+            _intact.add(out)
+        return out
+
+    def discard(self, name: str) -> None:
+        """Drop stage `name`'s cached output (its current key), so that it builds again."""
+        out = self.out_path(name)
+        if out.is_dir():
+            out.parent.mkdir(parents=True, exist_ok=True)
+            trash = Path(tempfile.mkdtemp(prefix=".old-", dir=out.parent))
+            out.rename(trash / "out")
+            shutil.rmtree(trash, ignore_errors=True)
+        _intact.discard(out)
 
     def _build(self, st: Stage, out: Path) -> None:
         log = self.log_path(st.name)
@@ -286,6 +323,7 @@ class Planner:
             (tmp / ".chrysopolis-inputs.json").write_text(
                 json.dumps(self.inputs(st), sort_keys=True, indent=1, default=str)
             )
+            integrity.record(tmp, tmp / MANIFEST)
             tmp.rename(out)
         except (UserError, KeyboardInterrupt, Exception) as e:
             if _disk_full(e, out.parent):  # nothing partial is kept: the work tree goes too
@@ -368,7 +406,7 @@ class Context:
         """Run a command with its output appended to the stage log; a failure fails the stage."""
         text = cmd if isinstance(cmd, str) else shlex.join(str(c) for c in cmd)
         self.note(f"$ {text}" + (f"   (in {cwd})" if cwd else ""))
-        full_env = toolchain.env(dict(env or {}))
+        full_env = buildpaths.env(toolchain.env(dict(env or {})), self.work / ".compilers")
         t0 = time.monotonic()
         r = subprocess.run(
             cmd if shell or not isinstance(cmd, str) else shlex.split(cmd),

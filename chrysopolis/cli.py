@@ -1,6 +1,8 @@
 # SPDX-License-Identifier: BSD-2-Clause
-"""The `chrysopolis` command: setup, doctor, sources, build, run, disk, check, baseline, fmt."""
+"""The `chrysopolis` command: setup, doctor, sources, build, run, disk, check, baseline, show,
+fmt."""
 
+import contextlib
 import dataclasses
 import os
 import shlex
@@ -105,10 +107,17 @@ def setup(dry_run: bool) -> None:
 
 
 @main.command()
-def doctor() -> None:
-    """Report what the build will use (path, package, version) and how to fix any gap."""
+@click.option(
+    "--verify",
+    is_flag=True,
+    help="Also hash every stored source and every cached stage output again (slow) "
+    "instead of checking sizes and modification times.",
+)
+def doctor(verify: bool) -> None:
+    """Report what the build will use (path, package, version) and how to fix any gap;
+    check the stored sources and cached stage outputs."""
     lk = lock.load()
-    bad = 0
+    bad = damaged = 0
     click.echo(
         f"host packages (pins: {lk.path} [host.debian]; commands from {toolchain.SYSTEM_PATH}):"
     )
@@ -135,19 +144,50 @@ def doctor() -> None:
         click.echo(f"  {mark} {name:24} {got or 'missing'} (lock {want}){fix}")
     click.echo(f"sources (store: {sources.store_dir()}):")
     for s in lk.sources.values():
-        if sources.present(s):
+        if not sources.present(s):
+            click.echo(f"  - {s.name:24} absent: {sources.bring_hint(s)}")
+            continue
+        with progress.step(f"verify source {s.name}") if verify else contextlib.nullcontext():
+            what = sources.damage(s, full=verify)
+        if what is None:
             click.echo(f"  ✓ {s.name:24} {s.pin}")
         else:
-            click.echo(f"  - {s.name:24} absent: {sources.bring_hint(s)}")
+            damaged += 1
+            click.echo(f"  ✗ {s.name:24} {s.pin} changed in the store: {what}")
+            click.echo(f"      fix: {sources.bring_hint(s)}")
+    damaged += _doctor_stages(verify)
     if bad:
         raise UserError(
             f"{bad} host prerequisite(s) missing or not at their pin; run `chrysopolis setup`"
         )
+    if damaged:
+        raise UserError(
+            f"{damaged} stored source(s) or stage output(s) changed since they were stored; "
+            "run the fix shown beside each"
+        )
+
+
+def _doctor_stages(verify: bool) -> int:
+    """Check every cached stage output against its record; the number found damaged."""
+    from chrysopolis import cache
+
+    outs = sorted(p.parent for p in cache.cache_root().glob(f"*/*/{cache.MANIFEST}"))
+    damaged = []
+    with progress.step(f"verify {len(outs)} stage outputs") if verify else contextlib.nullcontext():
+        for out in outs:
+            what = cache.output_damage(out, full=verify)
+            if what is not None:
+                damaged.append((out, what))
+    click.echo(f"stage outputs (cache: {cache.cache_root()}): {len(outs) - len(damaged)} intact")
+    for out, what in damaged:
+        click.echo(f"  ✗ {out.parent.name} {out.name}: {what}")
+        click.echo(f"      fix: chrysopolis build {out.parent.name} --rebuild")
+    return len(damaged)
 
 
 @main.group("sources")
 def sources_group() -> None:
-    """Pinned upstream sources: list, fetch, import."""
+    """Pinned upstream sources: list, fetch, import, bump."""
 
 
 @sources_group.command("list")
@@ -159,8 +199,29 @@ def sources_list() -> None:
         click.echo(f"{s.name:14} {s.kind:7} {s.pin:14} {s.sha256[:12]}  {state:8} {s.url}")
 
 
+def location_options(fn):
+    """--debian-mirror URL, --forge URL: where to download from, before the environment's."""
+    fn = click.option(
+        "--forge",
+        "forges",
+        multiple=True,
+        metavar="URL",
+        help="A base URL serving the GitHub-hosted repositories (repeatable; also "
+        "$CHRYSOPOLIS_FORGE, space-separated; default GitHub).",
+    )(fn)
+    return click.option(
+        "--debian-mirror",
+        "debian_mirrors",
+        multiple=True,
+        metavar="URL",
+        help="A Debian archive mirror's base URL (repeatable; also $CHRYSOPOLIS_DEBIAN_MIRROR, "
+        "space-separated; default: the archive URIs of apt's sources).",
+    )(fn)
+
+
 @sources_group.command("fetch")
 @click.argument("names", nargs=-1)
+@location_options
 @click.option(
     "--mirror",
     "mirrors",
@@ -169,8 +230,17 @@ def sources_list() -> None:
     help="A local mirror directory to try before the network (repeatable; "
     f"also ${sources.MIRROR_ENV}, ':'-separated).",
 )
-def sources_fetch(names: tuple[str, ...], mirrors: tuple[Path, ...]) -> None:
-    """Bring sources from a mirror or their pinned URL and verify them (all without NAME)."""
+def sources_fetch(
+    names: tuple[str, ...],
+    mirrors: tuple[Path, ...],
+    debian_mirrors: tuple[str, ...],
+    forges: tuple[str, ...],
+) -> None:
+    """Bring sources from a local mirror or the network and verify them (all without NAME);
+    a stored source that was changed is brought again."""
+    from chrysopolis import locations
+
+    locations.use_locations(debian_mirrors, forges)
     if mirrors:
         had = os.environ.get(sources.MIRROR_ENV, "")
         os.environ[sources.MIRROR_ENV] = os.pathsep.join([*map(str, mirrors), *filter(None, [had])])
@@ -190,6 +260,47 @@ def sources_import(name: str, path: Path) -> None:
     with progress.step(f"import {s.name} {s.pin} from {path}"):
         dest = sources.import_path(s, path)
     click.echo(f"{s.name}: {dest}")
+
+
+@sources_group.command("bump")
+@click.argument("name")
+@click.argument("version", required=False)
+@click.option(
+    "--from",
+    "origin",
+    metavar="PATH_OR_URL",
+    help="git pins: the checkout, bare mirror or git URL to take the commit from "
+    "(default: the forge, $CHRYSOPOLIS_FORGE).",
+)
+@location_options
+def sources_bump(
+    name: str,
+    version: str | None,
+    origin: str | None,
+    debian_mirrors: tuple[str, ...],
+    forges: tuple[str, ...],
+) -> None:
+    """Move NAME's pin to the newest version, or VERSION, and rewrite lock.toml.
+
+    Debian pins: the newest version in the index of the entry's `suite` on the first Debian
+    mirror that answers. git pins: the newest commit of the entry's branch (`ref`), or
+    VERSION as a tag, branch or commit. The files are verified, the tree unpacked, hashed and
+    stored before the entry changes; comments and other entries stay as they are.
+    """
+    from chrysopolis import bump, locations
+
+    locations.use_locations(debian_mirrors, forges)
+    with progress.step(f"bump {name}"):
+        done = bump.bump(name, version, origin)
+    if not done.changes:
+        s = lock.load().source(name)
+        click.echo(f"{name}: already at {version or 'the newest'} ({s.pin}); nothing changed")
+        return
+    for key, old, new in done.changes:
+        click.echo(f"{name}.{key}: {old} -> {new}")
+    click.echo(f"{name}: {done.path}")
+    stages = ", ".join(done.stages) or "none"
+    click.echo(f"lock.toml rewritten; the stages using {name} rebuild on the next build: {stages}")
 
 
 RAM_HELP = (
@@ -266,6 +377,12 @@ def _use_ram(ram: str | None) -> None:
 @click.option("--ram", default=None, metavar="SIZE", help=RAM_HELP)
 @click.option("-v", "--verbose", is_flag=True, help="Also print how the RAM divides (memory.txt).")
 @click.option(
+    "--rebuild",
+    is_flag=True,
+    help="Build TARGET (a target or a stage) again even if it is cached: its stored "
+    "output is discarded first (the stages it uses are kept).",
+)
+@click.option(
     "--app",
     "app_dirs",
     multiple=True,
@@ -279,6 +396,7 @@ def build(
     list_: bool,
     ram: str | None,
     verbose: bool,
+    rebuild: bool,
     app_dirs: tuple[Path, ...],
     config_file: Path | None,
     vm_args: Path | None,
@@ -300,6 +418,8 @@ def build(
         return
     t0 = time.monotonic()
     st = cache.get(target)
+    if rebuild:
+        planner.discard(target)
     if st.target:
         from chrysopolis import userdisk
 
@@ -981,6 +1101,61 @@ def baseline(
         _fail(UsageError("give --eval EXPR, or --sname NAME to join a cluster"), shell.USAGE)
     for line in bl.evaluate(list(exprs)):
         click.echo(line)
+
+
+@main.command()
+@click.argument("target", required=False, default=DEFAULT_TARGET)
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Write the document to FILE (default: stdout).",
+)
+@click.option(
+    "--ram", default=None, metavar="SIZE", help="The image built with `build --ram SIZE`."
+)
+def sbom(target: str, output: Path | None, ram: str | None) -> None:
+    """Write an SPDX 2.3 JSON document of TARGET's built image (default: the Erlang image).
+
+    It lists this checkout (version, git commit), every stage and pinned source the
+    image was built from (version or commit, tree hash, licence, download location on
+    this machine; a Debian source's files with their sha256), our patches, the Debian
+    and PyPI versions of the host tools each stage ran, and the image's files with their
+    sha1 and sha256. Nothing is built: build TARGET first. The same build gives the same
+    document; its time is $SOURCE_DATE_EPOCH, else the commit time of HEAD, else now."""
+    from chrysopolis import cache
+    from chrysopolis import sbom as sb
+
+    _use_ram(ram)
+    build = f"chrysopolis build {target}" + (f" --ram {ram}" if ram else "")
+    text = sb.render(sb.document(cache.Planner(), target, build))
+    if output is None:
+        click.echo(text, nl=False)
+        return
+    try:
+        output.write_text(text)
+    except OSError as e:
+        raise UserError(f"cannot write {output}: {e.strerror}; give a writable path") from None
+
+
+@main.command()
+@click.argument("target", required=False, default=DEFAULT_TARGET)
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Where to write the picture, FILE.svg or FILE.png (default out/TARGET/system.svg).",
+)
+@click.option("--memory", is_flag=True, help="The physical memory map, to scale.")
+@click.option("--text", "as_text", is_flag=True, help="The same facts as a table on stdout.")
+def show(target: str, output: Path | None, memory: bool, as_text: bool) -> None:
+    """Draw the built TARGET: its protection domains, channels, shared memory, devices and
+    IRQs (from its system description and Microkit's report), or its memory map."""
+    from chrysopolis import show as show_mod
+
+    click.echo(show_mod.main(target, output, memory, as_text), nl=not as_text)
 
 
 # Our C, by directory; musl-sel4 holds musl's own arch files in musl's style.

@@ -17,7 +17,7 @@ import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
-from chrysopolis import boards, config, disk, memreport, system, targets, toolchain
+from chrysopolis import boards, buildpaths, config, disk, memreport, system, targets, toolchain
 from chrysopolis.cache import Context
 from chrysopolis.errors import UsageError, UserError
 
@@ -119,10 +119,7 @@ def include_dirs(ctx: Context, board: str) -> list[Path]:
 
 def _prefix_maps() -> list[str]:
     """Where the checkout and the cache live must not reach the image (debug info, __FILE__)."""
-    return [
-        f"-ffile-prefix-map={config.ROOT}=/chrysopolis",
-        f"-ffile-prefix-map={config.cache_dir()}=/cache",
-    ]
+    return buildpaths.clang_flags()
 
 
 # The supervisor PD (runtime/supervisor): plain C on libmicrokit, no libc. With fault

@@ -8,7 +8,8 @@ fetched is verified against the lock's hash, so any mirror is as good as another
 
 - Debian: `$CHRYSOPOLIS_DEBIAN_MIRROR` (base URLs separated by spaces), else every archive
   URI of this machine's apt sources (the mirror apt already uses).
-- The forge: `$CHRYSOPOLIS_FORGE` (a base URL), else GitHub's.
+- The forge: `$CHRYSOPOLIS_FORGE` (base URLs separated by spaces), else GitHub's.
+The commands' `--debian-mirror` and `--forge` options set these variables (use_locations).
 """
 
 import os
@@ -56,8 +57,22 @@ def debian_mirrors() -> list[str]:
     return mirrors
 
 
+def forges() -> list[str]:
+    return [u.rstrip("/") for u in os.environ.get(FORGE_ENV, "").split()] or [DEFAULT_FORGE]
+
+
 def forge() -> str:
-    return os.environ.get(FORGE_ENV, DEFAULT_FORGE).rstrip("/")
+    return forges()[0]
+
+
+def use_locations(debian: tuple[str, ...] = (), forge: tuple[str, ...] = ()) -> None:
+    """Locations given on the command line, tried before the environment's."""
+    for var, given in ((DEBIAN_MIRROR_ENV, debian), (FORGE_ENV, forge)):
+        for u in given:
+            if "://" not in u:
+                raise UserError(f"{u!r} is not a URL; give a base URL such as https://HOST/debian")
+        if given:
+            os.environ[var] = " ".join([*given, *os.environ.get(var, "").split()])
 
 
 def urls(name: str) -> list[str]:
@@ -66,5 +81,5 @@ def urls(name: str) -> list[str]:
         path = name[len(DEBIAN) :].lstrip("/")
         return [f"{base}/{path}" for base in debian_mirrors()]
     if name.startswith(GITHUB):
-        return [f"{forge()}/{name[len(GITHUB) :].strip('/')}"]
+        return [f"{base}/{name[len(GITHUB) :].strip('/')}" for base in forges()]
     return [name]

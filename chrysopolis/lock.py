@@ -34,11 +34,13 @@ class Source:
     commit: str = ""
     ref: str = ""  # the tag or branch the commit was taken from: documentation only
     version: str = ""
+    suite: str = ""  # Debian pins: the suite whose index `sources bump` reads
     archive: str = (
         ""  # location of the tree's tarball; git default: the forge's archive of the commit
     )
     files: tuple[SourceFile, ...] = field(default_factory=tuple)
     note: str = ""
+    license: str = "NOASSERTION"  # an SPDX licence expression (chrysopolis sbom)
 
     @property
     def pin(self) -> str:
@@ -104,9 +106,11 @@ def _source(name: str, raw: dict, path: Path) -> Source:
         commit=raw.get("commit", ""),
         ref=raw.get("ref", ""),
         version=raw.get("version", ""),
+        suite=raw.get("suite", ""),
         archive=raw.get("archive", ""),
         files=files,
         note=raw.get("note", ""),
+        license=raw.get("license", "NOASSERTION"),
     )
 
 

@@ -20,9 +20,9 @@ import urllib.request
 import zlib
 from pathlib import Path
 
-from chrysopolis import config, progress, toolchain
+from chrysopolis import config, integrity, progress, toolchain
 from chrysopolis.errors import UserError
-from chrysopolis.lock import Source, lock_path
+from chrysopolis.lock import Source
 from chrysopolis.treehash import file_hash, tree_hash
 
 MIRROR_ENV = "CHRYSOPOLIS_MIRROR"
@@ -44,11 +44,40 @@ def present(src: Source) -> bool:
     return path_of(src).is_dir()
 
 
+def manifest_of(src: Source) -> Path:
+    """The record of the stored tree's files (integrity.py), beside the tree."""
+    return path_of(src).with_name(f"{src.sha256}.files.json")
+
+
+_intact: set[Path] = set()  # trees this process found intact: each is checked once
+
+
+def damage(src: Source, full: bool = False) -> str | None:
+    """What changed in the stored tree of `src` since it was stored (None: nothing).
+    Cheap (sizes and mtimes) unless `full`: then the tree is hashed again."""
+    tree, manifest = path_of(src), manifest_of(src)
+    if full or not manifest.is_file():  # a store from before the records: hash it once
+        got = tree_hash(tree)
+        if got != src.sha256:
+            return f"its tree hashes to {got[:16]}…, not the pinned {src.sha256[:16]}…"
+        integrity.record(tree, manifest, hashes=False)
+        return None
+    return integrity.damage(tree, manifest)
+
+
 def require(src: Source) -> Path:
-    """The stored tree of `src`, or an error naming the command that brings it."""
+    """The stored tree of `src`, checked, or an error naming the command that restores it."""
     p = path_of(src)
     if not p.is_dir():
         raise UserError(f"source '{src.name}' ({src.pin}) is not in the store; {bring_hint(src)}")
+    if p not in _intact:
+        what = damage(src)
+        if what is not None:
+            raise UserError(
+                f"source '{src.name}' ({src.pin}) in the store was changed after it was "
+                f"stored ({what}); restore it: {bring_hint(src)}"
+            )
+        _intact.add(p)
     return p
 
 
@@ -77,9 +106,15 @@ def _install(src: Source, tree: Path, origin: str) -> Path:
         )
     dest = path_of(src)
     dest.parent.mkdir(parents=True, exist_ok=True)
-    if dest.exists():  # another run got there first; theirs is verified too
-        return dest
+    if dest.exists():
+        if damage(src) is None:  # another run got there first; theirs is verified too
+            return dest
+        tree.rename(tree.with_name("new"))  # a damaged tree: the verified one replaces it
+        dest.rename(tree)  # the staging directory's cleanup removes it
+        tree = tree.with_name("new")
     tree.rename(dest)
+    integrity.record(dest, manifest_of(src), hashes=False)
+    _intact.add(dest)
     return dest
 
 
@@ -141,9 +176,9 @@ def _download(urls: list[str], dest: Path, src: Source | None = None) -> None:
     if src is not None and src.url.startswith("debian:") and urls and gone == len(urls):
         # Debian testing and unstable drop superseded versions within weeks.
         raise StalePin(
-            f"{dest.name} of source '{src.name}' ({src.pin}) is gone from the archive (404 at "
-            f"every mirror): the pin is stale; edit [source.{src.name}] in {lock_path()} "
-            "(version, files, their sha256 and the tree sha256) to a version the archive carries"
+            f"source '{src.name}' {src.pin}: the Debian archive no longer serves {dest.name} "
+            f"(404 at every mirror); run `chrysopolis sources bump {src.name}` to move the pin "
+            "to the version the archive carries now"
         )
     raise UserError(f"cannot download {dest.name} from any location ({'; '.join(errors)})")
 
@@ -220,8 +255,9 @@ def in_mirror(src: Source) -> Path | None:
 
 
 def fetch(src: Source) -> Path:
-    """The stored tree of `src`: from the store, else a mirror, else its pinned URL."""
-    if present(src):
+    """The stored tree of `src`: from the store, else a mirror, else its pinned URL
+    (a stored tree that was changed is fetched again)."""
+    if present(src) and damage(src) is None:
         return path_of(src)
     hit = in_mirror(src)
     if hit is not None:

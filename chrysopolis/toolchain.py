@@ -58,6 +58,7 @@ TOOLS = [
     Tool("tic", "ncurses-bin", "ncurses' built-in terminal entries (stage ncurses)"),
     Tool("infocmp", "ncurses-bin", "ncurses' built-in terminal entries (stage ncurses)"),
     Tool("clang-format-19", "clang-format-19", "`chrysopolis fmt` for our C"),
+    Tool("dot", "graphviz", "`chrysopolis show` draws the system"),
 ]
 
 # Packages with no command of their own that the build still needs.
@@ -102,7 +103,14 @@ def env(extra: dict[str, str] | None = None) -> dict[str, str]:
     """The environment every build step and boot runs in: PATH is this Python's
     environment, then the system's directories; nothing else of the user's PATH."""
     pybin = str(Path(sys.executable).parent)
-    return {**os.environ, "PATH": f"{pybin}:{SYSTEM_PATH}", **(extra or {})}
+    # Python scripts run from stored sources (seL4's) must not write __pycache__ into the
+    # store: a stored tree is checked against its record before each use.
+    return {
+        **os.environ,
+        "PATH": f"{pybin}:{SYSTEM_PATH}",
+        "PYTHONDONTWRITEBYTECODE": "1",
+        **(extra or {}),
+    }
 
 
 @functools.cache

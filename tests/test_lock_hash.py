@@ -6,6 +6,7 @@ import subprocess
 import tarfile
 
 import pytest
+from conftest import cli
 
 from chrysopolis import lock, sources
 from chrysopolis.errors import UserError
@@ -62,6 +63,25 @@ def test_debian_locations_come_from_apt_or_the_environment(tmp_path, monkeypatch
     monkeypatch.delenv(locations.DEBIAN_MIRROR_ENV)
     with pytest.raises(UserError, match="CHRYSOPOLIS_DEBIAN_MIRROR"):
         locations.urls("debian:pool/x")
+
+
+def test_locations_given_on_the_command_line_come_first(monkeypatch):
+    from chrysopolis import locations
+
+    monkeypatch.setenv(locations.FORGE_ENV, "https://a.example https://b.example/")
+    assert locations.urls("github:o/r") == ["https://a.example/o/r", "https://b.example/o/r"]
+    monkeypatch.setenv(locations.DEBIAN_MIRROR_ENV, "http://env.example/debian")
+    locations.use_locations(("http://cli.example/debian/",), ())
+    assert locations.urls("debian:pool/x") == [
+        "http://cli.example/debian/pool/x",
+        "http://env.example/debian/pool/x",
+    ]
+
+
+def test_a_location_that_is_no_url_is_refused_by_the_command():
+    r = cli("sources", "fetch", "musl", "--debian-mirror", "mirror.example/debian")
+    assert r.returncode != 0
+    assert r.stderr.strip().count("\n") == 0 and "is not a URL" in r.stderr
 
 
 def test_unknown_source_names_the_known_ones():

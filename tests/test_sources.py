@@ -223,7 +223,7 @@ def test_a_tarball_member_outside_the_tree_is_refused(isolated_cache, upstream, 
 
 
 @pytest.mark.parametrize("name", ["otp", "otp-debs"])
-def test_a_pinned_debian_file_gone_from_the_archive_names_the_lock_entry(
+def test_a_pinned_debian_file_gone_from_the_archive_names_the_bump_command(
     isolated_cache, http_server, monkeypatch, name
 ):
     # An archive mirror (served here, empty) that answers 404 as Debian's does for a
@@ -236,6 +236,7 @@ def test_a_pinned_debian_file_gone_from_the_archive_names_the_lock_entry(
         sources.fetch(src)
     msg = str(e.value)
     assert "\n" not in msg
-    assert f"{src.files[0].name} of source '{name}' ({src.version}) is gone from the archive" in msg
-    assert f"edit [source.{name}] in " in msg and "lock.toml" in msg
+    assert f"source '{name}' {src.version}: the Debian archive no longer serves" in msg
+    assert src.files[0].name in msg
+    assert f"run `chrysopolis sources bump {name}`" in msg
     assert not sources.present(src)

@@ -159,6 +159,10 @@ def erts(ctx: Context) -> None:
         "LDFLAGS": f"-fuse-ld=lld -static -L{tinfo / 'lib'}",
         "AR": "llvm-ar-19",
         "RANLIB": "llvm-ranlib-19",
+        # No C++ (the JIT is off): OTP's own "none". Else configure takes whatever g++ the
+        # host has, and its flags reach config.h, which the emulator embeds.
+        "CXX": "false",
+        "CXXFLAGS": "",
         **XCOMP,
     }
     ctx.run(["./configure", *CONFIGURE_FLAGS], cwd=otp, env=env)

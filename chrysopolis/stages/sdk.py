@@ -15,7 +15,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from chrysopolis import boards, toolchain
+from chrysopolis import boards, buildpaths, toolchain
 from chrysopolis.cache import Context, stage
 from chrysopolis.errors import UserError
 
@@ -112,6 +112,8 @@ def sdk(ctx: Context) -> None:
     ctx.run([sys.executable, "build_sdk.py", "--sel4", ctx.src("sel4"), *args], cwd=tree)
     sdk = tree / "release" / f"microkit-sdk-{(tree / 'VERSION').read_text().strip()}"
     shutil.copytree(sdk, ctx.out, dirs_exist_ok=True)
+    for h in sorted(ctx.out.glob("board/*/*/include/**/*_gen.h")):  # "generated from PATH"
+        buildpaths.map_text(h)
     (ctx.out / "bin").mkdir(exist_ok=True)
     tool = ctx.out / "bin" / "microkit"
     shutil.copy2(ctx.dep("microkit-tool") / "bin" / "microkit", tool)

@@ -154,7 +154,7 @@ def publish(img: Image, name: str) -> Path:
     out = config.out_dir()
     out.mkdir(parents=True, exist_ok=True)
     dest = out / name
-    files = [p for p in sorted(img.dir.rglob("*")) if p.name != ".chrysopolis-inputs.json"]
+    files = [p for p in sorted(img.dir.rglob("*")) if not p.name.startswith(".chrysopolis-")]
     own_disk = img.disk is not None and img.disk.parent != img.dir  # a release's (apps.py)
     if own_disk:
         files = [p for p in files if p.name != img.disk.name]
