@@ -127,7 +127,6 @@ BUILDPATHS = "chrysopolis.buildpaths"
 
 # Each stage output records its files (integrity.py); checked once per process before use.
 MANIFEST = ".chrysopolis-files.json"
-_intact: set[Path] = set()
 
 
 def output_damage(out: Path, full: bool = False) -> str | None:
@@ -282,19 +281,17 @@ class Planner:
             if out.is_dir():
                 return self._checked(name, out)
             self._build(st, out)
-        _intact.add(out)
+        integrity.mark_intact(out)
         return out
 
     def _checked(self, name: str, out: Path) -> Path:
         """`out`, once its files are found as they were built."""
-        if out not in _intact:
-            what = output_damage(out)
-            if what is not None:
-                raise UserError(
-                    f"the output of stage {name} ({out}) lost or changed a file after it was "
-                    f"built: {what}; rebuild it: `chrysopolis build {name} --rebuild`"
-                )
-            _intact.add(out)
+        what = integrity.checked_once(out, lambda: output_damage(out))
+        if what is not None:
+            raise UserError(
+                f"the output of stage {name} ({out}) lost or changed a file after it was "
+                f"built: {what}; rebuild it: `chrysopolis build {name} --rebuild`"
+            )
         return out
 
     def discard(self, name: str) -> None:
@@ -305,7 +302,7 @@ class Planner:
             trash = Path(tempfile.mkdtemp(prefix=".old-", dir=out.parent))
             out.rename(trash / "out")
             shutil.rmtree(trash, ignore_errors=True)
-        _intact.discard(out)
+        integrity.forget(out)
 
     def _build(self, st: Stage, out: Path) -> None:
         log = self.log_path(st.name)

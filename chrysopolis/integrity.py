@@ -9,11 +9,35 @@ price of a directory walk. `chrysopolis doctor --verify` rehashes every file.
 
 import json
 import os
+import stat
+from collections.abc import Callable
 from pathlib import Path
 
 from chrysopolis.treehash import file_hash
 
 FORMAT = 1
+
+_intact: set[Path] = set()  # trees this process found as stored: each is checked once
+
+
+def checked_once(root: Path, check: Callable[[], str | None]) -> str | None:
+    """`check()`'s finding (None: intact) the first time this process uses `root`; None
+    after it was found intact or marked so."""
+    if root in _intact:
+        return None
+    what = check()
+    if what is None:
+        _intact.add(root)
+    return what
+
+
+def mark_intact(root: Path) -> None:
+    """`root` was just stored or built: no need to check it in this process."""
+    _intact.add(root)
+
+
+def forget(root: Path) -> None:
+    _intact.discard(root)
 
 
 def _walk(root: Path, skip: frozenset[str]) -> dict[str, os.stat_result]:
@@ -29,7 +53,7 @@ def _walk(root: Path, skip: frozenset[str]) -> dict[str, os.stat_result]:
 
 
 def _entry(path: Path, st: os.stat_result, hashes: bool) -> dict:
-    if path.is_symlink():
+    if stat.S_ISLNK(st.st_mode):
         return {"link": os.readlink(path)}
     e = {"size": st.st_size, "mtime_ns": st.st_mtime_ns}
     if hashes:
@@ -72,11 +96,12 @@ def damage(root: Path, manifest: Path, full: bool = False) -> str | None:
         st = have.pop(path, None)
         if st is None:
             return f"{path} is missing"
+        link = stat.S_ISLNK(st.st_mode)
         if "link" in want:
-            if not (root / path).is_symlink() or os.readlink(root / path) != want["link"]:
+            if not link or os.readlink(root / path) != want["link"]:
                 return f"{path} is not the symlink it was"
             continue
-        if (root / path).is_symlink() or st.st_size != want["size"]:
+        if link or st.st_size != want["size"]:
             return f"{path} changed (size {st.st_size}, was {want['size']})"
         if full:
             if file_hash(root / path) != want.get("sha256"):

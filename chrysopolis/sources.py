@@ -49,9 +49,6 @@ def manifest_of(src: Source) -> Path:
     return path_of(src).with_name(f"{src.sha256}.files.json")
 
 
-_intact: set[Path] = set()  # trees this process found intact: each is checked once
-
-
 def damage(src: Source, full: bool = False) -> str | None:
     """What changed in the stored tree of `src` since it was stored (None: nothing).
     Cheap (sizes and mtimes) unless `full`: then the tree is hashed again."""
@@ -70,14 +67,12 @@ def require(src: Source) -> Path:
     p = path_of(src)
     if not p.is_dir():
         raise UserError(f"source '{src.name}' ({src.pin}) is not in the store; {bring_hint(src)}")
-    if p not in _intact:
-        what = damage(src)
-        if what is not None:
-            raise UserError(
-                f"source '{src.name}' ({src.pin}) in the store was changed after it was "
-                f"stored ({what}); restore it: {bring_hint(src)}"
-            )
-        _intact.add(p)
+    what = integrity.checked_once(p, lambda: damage(src))
+    if what is not None:
+        raise UserError(
+            f"source '{src.name}' ({src.pin}) in the store was changed after it was "
+            f"stored ({what}); restore it: {bring_hint(src)}"
+        )
     return p
 
 
@@ -114,7 +109,7 @@ def _install(src: Source, tree: Path, origin: str) -> Path:
         tree = tree.with_name("new")
     tree.rename(dest)
     integrity.record(dest, manifest_of(src), hashes=False)
-    _intact.add(dest)
+    integrity.mark_intact(dest)
     return dest
 
 

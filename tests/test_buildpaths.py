@@ -6,7 +6,7 @@ import shutil
 
 import pytest
 
-from chrysopolis import buildpaths, cache, config
+from chrysopolis import buildpaths, cache, config, integrity
 from chrysopolis.registry import Registry
 
 C = "const char *where = __FILE__;\nint f(int x) { return x + 1; }\n"
@@ -22,7 +22,7 @@ COMPILERS = {
 def registry(monkeypatch):
     reg: Registry[cache.Stage] = Registry("stage", [])
     monkeypatch.setattr(cache, "REGISTRY", reg)
-    monkeypatch.setattr(cache, "_intact", set())
+    monkeypatch.setattr(integrity, "_intact", set())
     return reg
 
 

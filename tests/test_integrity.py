@@ -20,8 +20,7 @@ FILES = {"Makefile": "all:\n\ttrue\n", "src/main.c": "int main(void) { return 0;
 def stored(isolated_cache, tmp_path, monkeypatch):
     """A source imported from a directory into a private store; the process forgets
     which trees it found intact (each test starts as a new process would)."""
-    monkeypatch.setattr(sources, "_intact", set())
-    monkeypatch.setattr(cache, "_intact", set())
+    monkeypatch.setattr(integrity, "_intact", set())
     tree = tmp_path / "upstream"
     for rel, text in FILES.items():
         (tree / rel).parent.mkdir(parents=True, exist_ok=True)
@@ -32,7 +31,7 @@ def stored(isolated_cache, tmp_path, monkeypatch):
 
 
 def _refused(src) -> str:
-    sources._intact.clear()  # as a new process
+    integrity._intact.clear()  # as a new process
     with pytest.raises(UserError) as e:
         sources.require(src)
     msg = str(e.value)
@@ -52,7 +51,7 @@ def test_an_edited_file_in_the_store_is_refused_then_repaired_by_import(stored):
     main.write_text("int main(void) { return 1; }\n")  # same size, new mtime
     assert "src/main.c changed" in _refused(src)
     sources.import_path(src, tree)  # the repair: the verified tree replaces the damaged one
-    sources._intact.clear()
+    integrity._intact.clear()
     assert sources.require(src) and main.read_text() == FILES["src/main.c"]
     assert sources.damage(src, full=True) is None
 
@@ -103,7 +102,7 @@ def test_fetch_replaces_a_damaged_source_from_a_mirror(stored, tmp_path, monkeyp
 def registry(isolated_cache, monkeypatch):
     reg: Registry[cache.Stage] = Registry("stage", [])
     monkeypatch.setattr(cache, "REGISTRY", reg)
-    monkeypatch.setattr(cache, "_intact", set())
+    monkeypatch.setattr(integrity, "_intact", set())
     return reg
 
 
@@ -120,7 +119,7 @@ def test_a_stage_output_that_lost_a_file_is_refused_and_rebuilt_on_request(regis
     out = p.ensure("libs")
     assert (out / cache.MANIFEST).is_file() and cache.output_damage(out, full=True) is None
     (out / "lib" / "libryu.a").unlink()
-    cache._intact.clear()
+    integrity._intact.clear()
     with pytest.raises(UserError) as e:
         cache.Planner().ensure("libs")
     msg = str(e.value)
@@ -183,8 +182,7 @@ def test_a_stage_running_python_from_a_stored_source_leaves_it_intact(
 ):
     """seL4's build runs its Python tools from the store: no __pycache__ lands there."""
     monkeypatch.delenv("PYTHONDONTWRITEBYTECODE", raising=False)
-    monkeypatch.setattr(sources, "_intact", set())
-    monkeypatch.setattr(cache, "_intact", set())
+    monkeypatch.setattr(integrity, "_intact", set())
     monkeypatch.setattr(cache, "REGISTRY", Registry("stage", []))
     tree = tmp_path / "upstream"
     tree.mkdir()
