@@ -21,12 +21,31 @@ MIB = 1024 * KIB
 
 OBJECT_RE = re.compile(r"^ {4}(\S.*?)\s+\d+ cap_addr=([0-9a-f]+) phys_addr=([0-9a-f]+)$")
 PAGE_RE = re.compile(r"^Page\((\d+) (KiB|MiB)\): (?:MR=(\S+)|IPC Buffer PD=(\S+))")
-UNTYPED_RE = re.compile(r"^ {4}base=(0x[0-9a-f]+) end=(0x[0-9a-f]+) size=0x[0-9a-f]+ free=0x")
+UNTYPED_RE = re.compile(
+    r"^ {4}base=(0x[0-9a-f]+) end=(0x[0-9a-f]+) size=0x[0-9a-f]+ free=(0x[0-9a-f]+)"
+)
 NORMAL_RE = re.compile(
     r"^normal memory: total=(0x[0-9a-f]+) allocated=(0x[0-9a-f]+) "
     r"free=(0x[0-9a-f]+) free_2mib=(0x[0-9a-f]+)$"
 )
 SHARED = "shared"
+
+
+def page(name: str) -> tuple[int, str, str] | None:
+    """(bytes, kind, owner) of a page object of the report, None for another object:
+    kind ipc, stack or elf (owner: the PD) or region (owner: the memory region)."""
+    m = PAGE_RE.match(name)
+    if not m:
+        return None
+    size = int(m.group(1)) * (MIB if m.group(2) == "MiB" else KIB)
+    mr, ipc_pd = m.group(3), m.group(4)
+    if ipc_pd:
+        return size, "ipc", ipc_pd
+    if mr.startswith("STACK:"):
+        return size, "stack", mr.removeprefix("STACK:")
+    if mr.startswith("ELF:"):
+        return size, "elf", mr.removeprefix("ELF:").rsplit("-", 1)[0]
+    return size, "region", mr
 
 
 @dataclass
@@ -129,23 +148,18 @@ def parse(report_text: str, system_xml: str) -> MemoryReport:
     pages_normal = 0
     kernel_object_count = 0
     for name, phys in objects:
-        m = PAGE_RE.match(name)
-        if not m:
+        p = page(name)
+        if p is None:
             kernel_object_count += 1
             continue
-        size = int(m.group(1)) * (MIB if m.group(2) == "MiB" else KIB)
-        mr, ipc_pd = m.group(3), m.group(4)
+        size, kind, owner = p
         normal_page = in_normal(phys)
         pages_normal += size if normal_page else 0
-        if ipc_pd:
-            owners.setdefault(ipc_pd, Usage()).ipc += size
+        if kind != "region":  # ipc, stack, elf: the PD's own
+            u = owners.setdefault(owner, Usage())
+            setattr(u, kind, getattr(u, kind) + size)
             continue
-        if mr.startswith("STACK:"):
-            owners.setdefault(mr.removeprefix("STACK:"), Usage()).stack += size
-            continue
-        if mr.startswith("ELF:"):
-            owners.setdefault(mr.removeprefix("ELF:").rsplit("-", 1)[0], Usage()).elf += size
-            continue
+        mr = owner
         pds = mr_pds.get(mr, [])
         u = owners.setdefault(pds[0] if len(pds) == 1 else SHARED, Usage())
         u.mrs[mr] = u.mrs.get(mr, 0) + size

@@ -252,18 +252,7 @@ def kernel_region(sel4_elf: Path) -> tuple[int, int] | None:
         return base, ki_end[0]["st_value"] - seg["p_vaddr"] + base
 
 
-def _page_label(name: str) -> tuple[str, str]:
-    """(kind, label) of one page object of the report."""
-    if m := memreport.PAGE_RE.match(name):
-        size_mr, ipc = m.group(3), m.group(4)
-        if ipc:
-            return "ipc", f"{ipc} IPC buffer"
-        if size_mr.startswith("STACK:"):
-            return "stack", f"{size_mr.removeprefix('STACK:')} stack"
-        if size_mr.startswith("ELF:"):
-            return "elf", f"{size_mr.removeprefix('ELF:').rsplit('-', 1)[0]} ELF"
-        return "region", size_mr
-    return "", ""
+PAGE_LABELS = {"ipc": "{} IPC buffer", "stack": "{} stack", "elf": "{} ELF", "region": "{}"}
 
 
 def memory_map(report_text: str, model: System, kernel: tuple[int, int] | None) -> list[Extent]:
@@ -283,13 +272,11 @@ def memory_map(report_text: str, model: System, kernel: tuple[int, int] | None) 
         if section == "# Allocated Kernel Objects Detail" and (
             m := memreport.OBJECT_RE.match(line)
         ):
-            kind, label = _page_label(m.group(1))
-            if kind:
-                psize = memreport.PAGE_RE.match(m.group(1))
-                n = int(psize.group(1)) * (memreport.MIB if psize.group(2) == "MiB" else 1024)
-                pieces.append(Extent(int(m.group(3), 16), n, kind, label))
+            if p := memreport.page(m.group(1)):
+                n, kind, owner = p
+                pieces.append(Extent(int(m.group(3), 16), n, kind, PAGE_LABELS[kind].format(owner)))
         elif section.startswith("# Normal Memory Untyped") and (
-            m := re.match(r"^ {4}base=(0x\w+) end=(0x\w+) size=0x\w+ free=(0x\w+)", line)
+            m := memreport.UNTYPED_RE.match(line)
         ):
             untypeds.append(tuple(int(g, 16) for g in m.groups()))
         elif section.startswith("# Monitor") and (m := MONITOR_RE.match(line)):
