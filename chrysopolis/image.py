@@ -17,7 +17,7 @@ import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
-from chrysopolis import boards, buildpaths, config, disk, memreport, system, targets, toolchain
+from chrysopolis import boards, config, disk, memreport, system, targets, toolchain
 from chrysopolis.cache import Context
 from chrysopolis.errors import UsageError, UserError
 
@@ -117,11 +117,6 @@ def include_dirs(ctx: Context, board: str) -> list[Path]:
     ]
 
 
-def _prefix_maps() -> list[str]:
-    """Where the checkout and the cache live must not reach the image (debug info, __FILE__)."""
-    return buildpaths.clang_flags()
-
-
 # The supervisor PD (runtime/supervisor): plain C on libmicrokit, no libc. With fault
 # injection (tests only) it also gets its tick PD, and the injection code is compiled in.
 SUPERVISOR_DIR = "supervisor"
@@ -141,7 +136,7 @@ def compile_supervisor(ctx: Context, board: str, inject: str = "") -> None:
     if inject:
         progs[0][2].extend(["-DSUP_FAULT_INJECT=1", f'-DSUP_INJECT_SPEC="{inject}"'])
         progs.append((system.INJECT_ELF, "inject.c", []))
-    cflags = [*CFLAGS, f"-mcpu={boards.board(board).cpu}", "-fno-builtin", *_prefix_maps()]
+    cflags = [*CFLAGS, f"-mcpu={boards.board(board).cpu}", "-fno-builtin"]
     incs = [f"-I{config.ROOT / RUNTIME / 'include'}", f"-I{bdir / 'include'}"]
     for elf, src, defs in progs:
         obj = objdir / (Path(src).stem + ".o")
@@ -170,11 +165,11 @@ def compile_client(
     objdir.mkdir(parents=True, exist_ok=True)
     incs = [f"-I{d}" for d in [*include_dirs(ctx, board), *extra_includes]]
     defs = [f"-D{k}={v}" for k, v in (defines or {}).items()]
-    prefix_maps = _prefix_maps()
     objs = []
     for src in sources:
         obj = objdir / (Path(src).stem + ".o")
-        cmd = [llvm / "clang", *CFLAGS, f"-mcpu={b.cpu}", *prefix_maps, *defs, *incs]
+        # The checkout's and cache's paths are mapped out by ctx.run (buildpaths.py).
+        cmd = [llvm / "clang", *CFLAGS, f"-mcpu={b.cpu}", *defs, *incs]
         ctx.run([*cmd, "-c", src, "-o", obj], cwd=objdir)  # cwd: the DWARF compile dir
         objs.append(obj)
     elf = ctx.work / "elf" / "beam_server.elf"
