@@ -30,6 +30,7 @@ from chrysopolis.lock import Source, SourceFile
 from chrysopolis.treehash import file_hash, tree_hash
 
 SUITES = ("bookworm", "trixie", "forky")
+PIN_FIELDS = ("url", "version", "ref", "commit", "sha256")  # what a bump may change, with files
 
 
 @dataclass
@@ -62,9 +63,10 @@ def bump(name: str, version: str | None = None, origin: str | None = None) -> Bu
     result = Bump(name, path=path)
     if new is None:
         return result
-    keys = ["url", "version", "ref", "commit", "sha256"]
     result.changes = [
-        (k, getattr(src, k), getattr(new, k)) for k in keys if getattr(src, k) != getattr(new, k)
+        (k, getattr(src, k), getattr(new, k))
+        for k in PIN_FIELDS
+        if getattr(src, k) != getattr(new, k)
     ]
     if new.files != src.files:
         result.changes.append(
@@ -357,7 +359,7 @@ def _rewrite(path: Path, old: Source, new: Source) -> None:
     """Change only `new`'s differing values in its entry; check the result reads back."""
     doc = tomlkit.parse(path.read_text())
     entry = doc["source"][new.name]
-    for k in ("url", "version", "ref", "commit", "sha256"):
+    for k in PIN_FIELDS:
         if getattr(new, k) != getattr(old, k):
             entry[k] = getattr(new, k)
     if new.files != old.files:

@@ -125,7 +125,9 @@ def cache_root() -> Path:
 
 BUILDPATHS = "chrysopolis.buildpaths"
 
-# Each stage output records its files (integrity.py); checked once per process before use.
+# Each stage output records what it was built from (INPUTS) and its files (MANIFEST,
+# integrity.py: checked once per process before use).
+INPUTS = ".chrysopolis-inputs.json"
 MANIFEST = ".chrysopolis-files.json"
 
 
@@ -317,7 +319,7 @@ class Planner:
                 ctx.note(f"stage {st.name} key {self.key(st.name)}")
                 ctx.note(json.dumps(self.inputs(st), sort_keys=True, indent=1, default=str))
                 st.recipe(ctx)
-            (tmp / ".chrysopolis-inputs.json").write_text(
+            (tmp / INPUTS).write_text(
                 json.dumps(self.inputs(st), sort_keys=True, indent=1, default=str)
             )
             integrity.record(tmp, tmp / MANIFEST)

@@ -33,7 +33,6 @@ from chrysopolis import cache, config, locations
 from chrysopolis.errors import UserError
 from chrysopolis.lock import Source
 
-INPUTS = ".chrysopolis-inputs.json"
 NAMESPACE = "https://spdx.org/spdxdocs/chrysopolis"  # SPDX's convention for documents
 NOASSERTION = "NOASSERTION"
 OUR_LICENSE = "BSD-2-Clause"
@@ -96,7 +95,7 @@ def _closure(target: str) -> list[str]:
 
 def _inputs(planner: cache.Planner, name: str) -> dict:
     """What stage `name` was built from, as its output records it (the key fixes the same)."""
-    f = planner.out_path(name) / INPUTS
+    f = planner.out_path(name) / cache.INPUTS
     if f.is_file():
         return json.loads(f.read_text())
     return json.loads(json.dumps(planner.inputs(cache.get(name)), default=str))
@@ -203,7 +202,8 @@ def _patches(stage_files: dict[str, tuple[str, ...]]) -> dict[Path, str]:
 
 
 def _file_type(p: Path) -> str:
-    head = p.open("rb").read(4096)
+    with p.open("rb") as f:
+        head = f.read(4096)
     if head.startswith(b"\x7fELF") or b"\0" in head:
         return "BINARY"
     return "TEXT"
@@ -304,7 +304,7 @@ def document(planner: cache.Planner, target: str, build: str = "") -> dict:
     image_files = sorted(
         p
         for p in out.rglob("*")
-        if p.is_file() and p.name not in (INPUTS, cache.MANIFEST) and not p.is_symlink()
+        if p.is_file() and p.name not in (cache.INPUTS, cache.MANIFEST) and not p.is_symlink()
     )
     sha1s = []
     for p in image_files:
